@@ -1,0 +1,181 @@
+# libvib - Deep Variational Information Bottleneck models in C.
+#
+#   make                 build lib/libvib.so.X.Y.Z (+ symlinks), lib/libvib.a and the examples
+#   make run             install missing Debian packages, build, run the main example
+#   make check           unit tests, the ABI check, then the same tests under ASan + UBSan
+#   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc)
+#   make uninstall       remove what install put there
+#   make deps            install (as root) or name (otherwise) the missing Debian packages
+#   make clean
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wundef -Wvla
+AR      ?= ar
+
+# The version lives in the header; read it from there.
+vib_ver = $(shell sed -n 's/^\#define VIB_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/vib.h)
+MAJOR   := $(call vib_ver,MAJOR)
+MINOR   := $(call vib_ver,MINOR)
+PATCH   := $(call vib_ver,PATCH)
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+# BLIS: through pkg-config when a blis.pc exists; else Debian's layout, where the
+# header sits in /usr/include/<multiarch>/blis-<threading>/ beside a blis.h alternative.
+ifeq ($(shell pkg-config --exists blis 2>/dev/null && echo yes),yes)
+  BLIS_CFLAGS    := $(shell pkg-config --cflags blis)
+  BLIS_LIBS      := $(shell pkg-config --libs blis)
+  PC_REQUIRES    := Requires.private: blis
+  PC_LIBS_PRIV   := -lm
+else
+  MULTIARCH      := $(shell $(CC) -print-multiarch 2>/dev/null)
+  BLIS_HEADER    := $(realpath /usr/include/$(MULTIARCH)/blis.h)
+  BLIS_INCDIR    := $(if $(BLIS_HEADER),$(dir $(BLIS_HEADER)),$(firstword $(wildcard /usr/include/$(MULTIARCH)/blis-*/)))
+  BLIS_CFLAGS    := $(if $(BLIS_INCDIR),-isystem $(BLIS_INCDIR))
+  BLIS_LIBS      := -lblis
+  # Debian's OpenMP build of libblis needs libgomp when linked statically.
+  BLIS_THREADLIB := $(if $(findstring openmp,$(BLIS_INCDIR)),-lgomp)
+  PC_REQUIRES    :=
+  PC_LIBS_PRIV   := -lblis $(BLIS_THREADLIB) -lpthread -lm
+endif
+
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+SRCS     := $(wildcard lib/*.c)
+HDRS     := include/vib.h lib/internal.h
+SH_OBJS  := $(SRCS:lib/%.c=build/shared/%.o)
+ST_OBJS  := $(SRCS:lib/%.c=build/static/%.o)
+SAN_OBJS := $(SRCS:lib/%.c=build/san/%.o)
+
+SONAME   := libvib.so.$(MAJOR)
+SHLIB    := lib/libvib.so.$(VERSION)
+STLIB    := lib/libvib.a
+LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY
+
+TEST_SRCS := $(wildcard tests/*.c)
+EXAMPLES  := examples/gradient_flow
+# Examples link like any user program: the public header and -lvib, found at run time
+# next to the tree through an $ORIGIN-relative rpath.
+EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+.PHONY: all lib examples check check-unit check-abi check-sanitize install uninstall \
+        clean deps run have-blis
+.DELETE_ON_ERROR:
+
+all: lib examples
+
+lib: $(SHLIB) lib/$(SONAME) lib/libvib.so $(STLIB)
+
+have-blis:
+	@test -n "$(BLIS_CFLAGS)$(BLIS_HEADER)" || { \
+	  echo "libvib: BLIS not found (no blis.pc, no /usr/include/$(MULTIARCH)/blis-*/)."; \
+	  echo "libvib: run 'make deps' or: apt-get install libblis-dev"; exit 1; }
+
+build/shared/%.o: lib/%.c $(HDRS) | have-blis
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -fPIC $(LIBFLAGS) -c $< -o $@
+
+build/static/%.o: lib/%.c $(HDRS) | have-blis
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(LIBFLAGS) -c $< -o $@
+
+build/san/%.o: lib/%.c $(HDRS) | have-blis
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) $(LIBFLAGS) -c $< -o $@
+
+$(SHLIB): $(SH_OBJS) lib/libvib.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvib.map \
+	  -Wl,--no-undefined $(LDFLAGS) -o $@ $(SH_OBJS) $(BLIS_LIBS) -lm
+
+lib/$(SONAME): $(SHLIB)
+	ln -sf $(notdir $<) $@
+
+lib/libvib.so: lib/$(SONAME)
+	ln -sf $(notdir $<) $@
+
+$(STLIB): $(ST_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+build/libvib-san.a: $(SAN_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+examples: $(EXAMPLES)
+
+examples/%: examples/%.c include/vib.h lib/libvib.so
+	$(CC) $(WARN) $(CFLAGS) $(EX_FLAGS) $< -o $@ -lvib -lm
+
+# ---- tests --------------------------------------------------------------------------
+# The suites link the static library so they can reach internal functions (vibi_*).
+
+build/run_tests: $(TEST_SRCS) tests/tests.h $(STLIB) $(HDRS)
+	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
+	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
+	  $(STLIB) $(BLIS_LIBS) $(CHECK_LIBS) -lm
+
+build/run_tests_san: $(TEST_SRCS) tests/tests.h build/libvib-san.a $(HDRS)
+	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
+	  build/libvib-san.a $(BLIS_LIBS) $(CHECK_LIBS) -lm
+
+check: check-unit check-abi check-sanitize
+
+check-unit: build/run_tests
+	./build/run_tests
+
+# The shared library exports vib_* only and carries its SONAME.
+check-abi: lib
+	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v -E '^(vib_|LIBVIB_)' || true); \
+	  if [ -n "$$bad" ]; then echo "check-abi: exported outside vib_: $$bad"; exit 1; fi
+	@readelf -d $(SHLIB) | grep -q 'SONAME.*\[$(SONAME)\]' || { echo "check-abi: SONAME is not $(SONAME)"; exit 1; }
+	@n=$$(nm -D --defined-only $(SHLIB) | grep -c ' T vib_'); \
+	  echo "check-abi: $(SHLIB) has SONAME $(SONAME) and exports $$n functions, all vib_*"
+
+# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, unforked
+# so a report points at the test that caused it.
+check-sanitize: build/run_tests_san
+	CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build/run_tests_san
+
+# ---- running ------------------------------------------------------------------------
+
+deps:
+	@sh .ci/deps
+
+run: deps
+	$(MAKE) all
+	./examples/gradient_flow
+
+# ---- install ------------------------------------------------------------------------
+
+# libvib.pc is written at install time, so it always carries this install's paths.
+install: lib
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/vib.h $(DESTDIR)$(INCLUDEDIR)/vib.h
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION)
+	ln -sf libvib.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvib.so
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libvib.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES)|' -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIV)|' \
+	    pkgconfig/libvib.pc.in > $(DESTDIR)$(PCDIR)/libvib.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/libvib.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/vib.h $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvib.so \
+	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
+
+clean:
+	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES)

@@ -1,0 +1,262 @@
+/*
+ * vib.h - libvib, Deep Variational Information Bottleneck models in C.
+ *
+ * The one public header. Read top to bottom it is the manual; docs/api.md says the
+ * same with examples, and docs/math.md derives every backward pass cited here.
+ *
+ * Conventions that hold for every function below unless its comment says otherwise:
+ *
+ *  - Status: functions return int, VIB_OK (0) on success or a negative VIB_ERR_* code.
+ *    On failure vib_last_error() gives a human-readable detail for the calling thread.
+ *    The library never prints, exits or aborts on bad input.
+ *  - Failure is clean: arguments are validated before anything is written, so a call
+ *    that returns an error has not touched its output or gradient buffers.
+ *  - Buffers are caller-owned, row-major float arrays: a [rows x cols] matrix stores
+ *    element (r, c) at index r*cols + c. The library never keeps a pointer to them.
+ *  - Forward functions WRITE their outputs. Backward functions ACCUMULATE (+=) into
+ *    their gradient buffers, so a value used twice receives both contributions; zero
+ *    the buffers before the first backward of a step.
+ *  - A size of zero is a no-op returning VIB_OK; a NULL buffer with a nonzero size is
+ *    VIB_ERR_INVALID_ARG. Non-finite inputs (NaN, Inf) are VIB_ERR_NUMERIC.
+ *  - Handles (vib_rng, vib_dense) are opaque, created and freed by the library;
+ *    every *_free accepts NULL.
+ *  - Threads: the node functions are pure and may be called from any number of
+ *    threads at once. Distinct handles may be used from distinct threads; a single
+ *    handle must be used by one thread at a time. There is no global mutable state.
+ *
+ * ABI: only opaque handles, fixed-width or size_t integers and pointers cross this
+ * interface; no structs by value, no varargs, no callbacks. Status codes never change
+ * their numbers. The SONAME is libvib.so.VIB_VERSION_MAJOR and moves only on a break.
+ */
+#ifndef VIB_H
+#define VIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(VIB_BUILDING_LIBRARY)
+#define VIB_API __declspec(dllexport)
+#elif defined(_WIN32) && !defined(VIB_STATIC)
+#define VIB_API __declspec(dllimport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define VIB_API __attribute__((visibility("default")))
+#else
+#define VIB_API
+#endif
+
+/* ---------------------------------------------------------------------------------
+ * Versions
+ * The Makefile reads these three lines; keep their form.
+ * ------------------------------------------------------------------------------- */
+#define VIB_VERSION_MAJOR 0
+#define VIB_VERSION_MINOR 1
+#define VIB_VERSION_PATCH 0
+
+/* MAJOR*10000 + MINOR*100 + PATCH, e.g. 0.1.0 -> 100. */
+#define VIB_VERSION_NUMBER (VIB_VERSION_MAJOR * 10000 + VIB_VERSION_MINOR * 100 + VIB_VERSION_PATCH)
+
+/* The version of the library actually loaded, as VIB_VERSION_NUMBER would give it.
+ * Compare with VIB_VERSION_NUMBER to detect a header/library mismatch. */
+VIB_API unsigned vib_version_number(void);
+
+/* "MAJOR.MINOR.PATCH"; a static string owned by the library. */
+VIB_API const char *vib_version_string(void);
+
+/* ---------------------------------------------------------------------------------
+ * Status codes and errors
+ * A code keeps its number forever; a retired code keeps its slot.
+ * ------------------------------------------------------------------------------- */
+enum {
+    VIB_OK = 0,
+    VIB_ERR_INVALID_ARG = -1, /* NULL where a buffer is needed, bad size, value out of domain */
+    VIB_ERR_NOMEM = -2,       /* an allocation failed or a size overflowed size_t */
+    VIB_ERR_IO = -3,          /* a file could not be opened, read or written */
+    VIB_ERR_FORMAT = -4,      /* a file or buffer is malformed, truncated or corrupted */
+    VIB_ERR_NUMERIC = -5      /* a NaN or infinity in the input, or one would be produced */
+};
+
+/* A short fixed description of a status code ("invalid argument", ...); a static string.
+ * Unknown codes give "unknown status". Never NULL. */
+VIB_API const char *vib_status_string(int status);
+
+/* The detail of the most recent error raised in the calling thread, e.g.
+ * "vib_reparam_forward: sigma[3] = -1 is not positive". Owned by the library and
+ * valid until the next libvib call from the same thread; thread-local, so threads do
+ * not see each other's errors. Successful calls do not clear it: read it only after a
+ * call returned an error. "" if no error has been raised in this thread. Never NULL. */
+VIB_API const char *vib_last_error(void);
+
+/* ---------------------------------------------------------------------------------
+ * Random numbers
+ *
+ * A seeded generator per handle: xoshiro256** (Blackman and Vigna, 2018) with its
+ * 256-bit state expanded from the 64-bit seed by splitmix64. Uniform floats take the
+ * top 24 bits of a draw; normal floats come from the Box-Muller transform computed in
+ * double, both values of each pair used in order. The same seed gives the same stream
+ * on every run; no global state is involved.
+ * ------------------------------------------------------------------------------- */
+typedef struct vib_rng vib_rng;
+
+/* Create a generator seeded with `seed` (any value, 0 included) into *out.
+ * The caller owns *out and frees it with vib_rng_free. On error *out is untouched. */
+VIB_API int vib_rng_create(uint64_t seed, vib_rng **out);
+
+/* Free a generator; NULL is fine. */
+VIB_API void vib_rng_free(vib_rng *rng);
+
+/* Restart the stream as if the generator had just been created with `seed`. */
+VIB_API int vib_rng_seed(vib_rng *rng, uint64_t seed);
+
+/* The next raw 64-bit draw into *out. */
+VIB_API int vib_rng_u64(vib_rng *rng, uint64_t *out);
+
+/* Fill out[0..n) with uniform draws in [lo, hi). Requires finite lo < hi. */
+VIB_API int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out);
+
+/* Fill out[0..n) with draws from N(mean, std^2). Requires finite mean and std >= 0. */
+VIB_API int vib_rng_normal(vib_rng *rng, size_t n, float mean, float std, float *out);
+
+/* ---------------------------------------------------------------------------------
+ * Nodes: pure functions on caller-owned buffers, no allocation, no hidden state.
+ * Derivations in docs/math.md. Elementwise nodes accept an output that aliases an
+ * input of the same shape (for example z == mu); gradient buffers must not alias
+ * each other or the inputs.
+ * ------------------------------------------------------------------------------- */
+
+/* Reparameterization: z = mu + sigma * v, elementwise over n values.
+ * v is the standard normal noise, drawn outside the graph (e.g. by vib_rng_normal),
+ * so z is a differentiable function of mu and sigma. Requires sigma > 0 and finite
+ * inputs. Math: docs/math.md#reparameterization. */
+VIB_API int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const float *v,
+                                float *z);
+
+/* Backward of vib_reparam_forward, given dz = dL/dz and the same noise v:
+ * dmu += dz, dsigma += dz * v (dz/dmu = 1, dz/dsigma = v). */
+VIB_API int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu,
+                                 float *dsigma);
+
+/* KL( N(mu, diag sigma^2) || N(0, I) ) in nats for each of `rows` rows of k latents:
+ * kl[r] = 0.5 * sum_j (mu^2 + sigma^2 - 2 log sigma - 1). mu and sigma are [rows x k],
+ * kl is [rows]. Accumulated in double. Requires sigma > 0 and finite inputs.
+ * Math: docs/math.md#kl-to-the-standard-normal. */
+VIB_API int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma,
+                              float *kl);
+
+/* Backward of vib_kl_std_normal given dkl = dL/dkl ([rows]):
+ * dmu += dkl[r] * mu, dsigma += dkl[r] * (sigma - 1/sigma). Requires sigma > 0. */
+VIB_API int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu,
+                                       const float *sigma, const float *dkl, float *dmu,
+                                       float *dsigma);
+
+/* KL(P || Q) in nats for two diagonal Gaussians over k dimensions,
+ * P = N(mu_p, diag sigma_p^2), Q = N(mu_q, diag sigma_q^2):
+ * *kl = sum_j [ log(sigma_q/sigma_p) + (sigma_p^2 + (mu_p - mu_q)^2) / (2 sigma_q^2) - 1/2 ].
+ * Not symmetric; always finite for sigmas > 0 (see docs/math.md). Computed in double. */
+VIB_API int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p,
+                              const float *mu_q, const float *sigma_q, double *kl);
+
+/* The sigma head: sigma = softplus(rho + offset) = log(1 + exp(rho + offset)),
+ * elementwise over n values (offset -5 in the VIB paper's code, so training starts
+ * near-deterministic). If log_sigma is not NULL it receives log(sigma), computed
+ * stably: where softplus underflows, log(sigma) -> rho + offset instead of -inf.
+ * sigma itself can underflow to 0 for rho + offset below about -87; the KL nodes
+ * reject such a sigma, so keep rho + offset in a sane range or add a floor.
+ * Math: docs/math.md#the-sigma-head. */
+VIB_API int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigma,
+                                   float *log_sigma);
+
+/* Backward of vib_sigma_head_forward:
+ * drho += dsigma * sigmoid(rho + offset) + dlog_sigma * sigmoid(rho + offset) / sigma.
+ * Either of dsigma and dlog_sigma may be NULL (no gradient through that output), not
+ * both. The dlog_sigma factor is evaluated stably (it tends to 1 as rho + offset -> -inf). */
+VIB_API int vib_sigma_head_backward(size_t n, const float *rho, float offset,
+                                    const float *dsigma, const float *dlog_sigma, float *drho);
+
+/* ReLU: y = max(x, 0), elementwise over n values; y may equal x (in place). */
+VIB_API int vib_relu_forward(size_t n, const float *x, float *y);
+
+/* Backward of ReLU: dx += dy where x > 0. `x` may be the input or the output of the
+ * forward: both are positive exactly where the gradient passes (at 0 it does not). */
+VIB_API int vib_relu_backward(size_t n, const float *x, const float *dy, float *dx);
+
+/* Softmax cross-entropy over `rows` rows of `classes` logits ([rows x classes]):
+ * loss[r] = -log softmax(logits[r])[labels[r]] in nats, computed with the max-shift
+ * (log-sum-exp) so large logits do not overflow. labels[r] must be in [0, classes).
+ * prob ([rows x classes]) receives the softmax probabilities; it may be NULL if
+ * unneeded, but the backward needs it. Math: docs/math.md#softmax-cross-entropy. */
+VIB_API int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
+                                     const int32_t *labels, float *loss, float *prob);
+
+/* Backward of the softmax cross-entropy, given the forward's probabilities and
+ * dloss = dL/dloss ([rows]): dlogits[r][c] += dloss[r] * (prob[r][c] - [c == labels[r]]). */
+VIB_API int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
+                                      const int32_t *labels, const float *dloss,
+                                      float *dlogits);
+
+/* ---------------------------------------------------------------------------------
+ * Dense (fully connected) layer: y = x W + b for a batch of rows.
+ *
+ * x is [batch x in], W is [in x out] (row-major: W[i*out + j] joins input i to output
+ * j), b is [out], y is [batch x out]. All products go through BLIS; transposes are
+ * expressed by strides, never by copies.
+ *
+ * Initialization scales with fan-in. With weights of std 1, an output is a sum of
+ * `in` terms and has std ~ sqrt(in) times its input's: a 1024-wide layer multiplies
+ * the scale by 32 and a few layers saturate the softmax (the problem set's first
+ * question: tied std-1 embeddings give logits of size ~sqrt(d_model)). Scaling the
+ * std by 1/sqrt(fan_in) keeps each layer's output at the scale of its input.
+ * ------------------------------------------------------------------------------- */
+typedef struct vib_dense vib_dense;
+
+enum {
+    VIB_INIT_HE = 1,     /* N(0, 2/in): layers followed by ReLU, which zeroes half the signal */
+    VIB_INIT_LECUN = 2,  /* N(0, 1/in): linear layers (the Gaussian head, the decoder) */
+    VIB_INIT_GLOROT = 3, /* U(-a, a), a = sqrt(6/(in + out)): averages fan-in and fan-out */
+    VIB_INIT_ZERO = 4    /* all zeros (e.g. to load weights afterwards) */
+};
+
+/* Create a layer with `in` inputs and `out` outputs into *out_layer. Weights are
+ * drawn from `rng` by scheme `init` (rng may be NULL only for VIB_INIT_ZERO); biases
+ * start at 0; gradients start at 0. The caller owns *out_layer and frees it with
+ * vib_dense_free. On error *out_layer is untouched. */
+VIB_API int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng,
+                             vib_dense **out_layer);
+
+/* Free a layer; NULL is fine. */
+VIB_API void vib_dense_free(vib_dense *layer);
+
+/* Sizes (pure getters; 0 for a NULL layer). */
+VIB_API size_t vib_dense_in(const vib_dense *layer);
+VIB_API size_t vib_dense_out(const vib_dense *layer);
+
+/* The layer's parameters and their gradients, owned by the layer and valid until it
+ * is freed: W and dW have in*out floats, b and db have out floats. Write through them
+ * to load weights or to apply an update. NULL for a NULL layer. */
+VIB_API float *vib_dense_weights(vib_dense *layer);
+VIB_API float *vib_dense_bias(vib_dense *layer);
+VIB_API float *vib_dense_weights_grad(vib_dense *layer);
+VIB_API float *vib_dense_bias_grad(vib_dense *layer);
+
+/* Set dW and db to zero. */
+VIB_API int vib_dense_zero_grad(vib_dense *layer);
+
+/* y = x W + b for `batch` rows. x is [batch x in], y is [batch x out]; y must not
+ * overlap x. Non-finite x gives VIB_ERR_NUMERIC. */
+VIB_API int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, float *y);
+
+/* Backward given the forward's input x and dy = dL/dy ([batch x out]):
+ * dW += x^T dy, db += sum over rows of dy, and if dx is not NULL, dx = dy W^T
+ * ([batch x in], WRITTEN, not accumulated: a layer's input feeds only this layer).
+ * Math: docs/math.md#dense-layer. */
+VIB_API int vib_dense_backward(vib_dense *layer, size_t batch, const float *x,
+                               const float *dy, float *dx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VIB_H */

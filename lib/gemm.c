@@ -1,0 +1,22 @@
+/*
+ * gemm.c - the one wrapper over BLIS. Every matrix product in libvib comes through
+ * vibi_sgemm, so kernel and thread choices live in one place.
+ */
+#include <blis.h>
+
+#include "internal.h"
+
+void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                size_t ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    /* A row-major [r x c] matrix with row stride ld has BLIS strides (rs, cs) = (ld, 1);
+     * its transpose is the same memory read with (rs, cs) = (1, ld). */
+    inc_t rsa = trans_a ? 1 : (inc_t)lda, csa = trans_a ? (inc_t)lda : 1;
+    inc_t rsb = trans_b ? 1 : (inc_t)ldb, csb = trans_b ? (inc_t)ldb : 1;
+    /* BLIS's typed API takes non-const pointers but does not write A, B, alpha or beta. */
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha,
+              (float *)a, rsa, csa, (float *)b, rsb, csb, &beta, c, (inc_t)ldc, 1);
+}

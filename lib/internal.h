@@ -1,0 +1,49 @@
+/*
+ * internal.h - what lib/ files share and users never see.
+ *
+ * Internal functions carry the vibi_ prefix: they are hidden by -fvisibility=hidden and
+ * fall outside the version script's vib_* pattern, so the shared library never exports
+ * them. The Check suites link the static library and may call them.
+ */
+#ifndef VIB_INTERNAL_H
+#define VIB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vib.h"
+
+/* status.c ------------------------------------------------------------------------ */
+
+/* Record a formatted detail for vib_last_error() in this thread and return `status`.
+ * The message should start with the public function's name. */
+int vibi_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* a*b into *out, false on size_t overflow. */
+static inline bool vibi_mul_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Validation helpers shared by the nodes and layers. Each returns VIB_OK or records
+ * an error naming `fn` and the argument `what`. */
+int vibi_check_ptr(const char *fn, const char *what, const void *p);
+int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x);
+int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x);
+
+/* gemm.c -------------------------------------------------------------------------- */
+
+/* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.
+ * op(A) is [m x k], op(B) is [k x n], C is [m x n]; lda, ldb, ldc are the row strides
+ * of the matrices as stored. A transpose is expressed by swapping BLIS's row and
+ * column strides: no copy is made. beta == 0 overwrites C without reading it. */
+void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                size_t ldc);
+
+/* rng.c --------------------------------------------------------------------------- */
+
+/* Uniform double in (0, 1]: 53 random bits, never 0, so log() of it is finite. */
+double vibi_rng_open_unit(vib_rng *rng);
+
+#endif /* VIB_INTERNAL_H */

@@ -1,0 +1,327 @@
+/*
+ * nodes.c - the pure nodes: reparameterization, Gaussian KLs, the sigma head, ReLU and
+ * softmax cross-entropy, each forward beside its backward. Every function validates
+ * all its arguments before it writes anything, so an error leaves the buffers as they
+ * were. The math of each backward is derived in docs/math.md.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "internal.h"
+
+/* n = rows * cols, or an error naming fn if that overflows. */
+static int matrix_size(const char *fn, size_t rows, size_t cols, size_t *n)
+{
+    if (!vibi_mul_size(rows, cols, n))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu x %zu elements overflow size_t", fn,
+                         rows, cols);
+    return VIB_OK;
+}
+
+/* Stops at the first non-OK status of a validation chain. */
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        int vibi_rc_ = (expr);                                                             \
+        if (vibi_rc_ != VIB_OK)                                                            \
+            return vibi_rc_;                                                               \
+    } while (0)
+
+/* ---- reparameterization: z = mu + sigma * v (docs/math.md#reparameterization) ---- */
+
+int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const float *v,
+                        float *z)
+{
+    static const char fn[] = "vib_reparam_forward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "mu", mu));
+    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(vibi_check_ptr(fn, "v", v));
+    TRY(vibi_check_ptr(fn, "z", z));
+    TRY(vibi_check_finite(fn, "mu", n, mu));
+    TRY(vibi_check_positive(fn, "sigma", n, sigma));
+    TRY(vibi_check_finite(fn, "v", n, v));
+    for (size_t i = 0; i < n; i++)
+        z[i] = mu[i] + sigma[i] * v[i];
+    return VIB_OK;
+}
+
+int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, float *dsigma)
+{
+    static const char fn[] = "vib_reparam_backward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "dz", dz));
+    TRY(vibi_check_ptr(fn, "v", v));
+    TRY(vibi_check_ptr(fn, "dmu", dmu));
+    TRY(vibi_check_ptr(fn, "dsigma", dsigma));
+    TRY(vibi_check_finite(fn, "dz", n, dz));
+    TRY(vibi_check_finite(fn, "v", n, v));
+    for (size_t i = 0; i < n; i++) {
+        dmu[i] += dz[i];           /* dz/dmu = 1 */
+        dsigma[i] += dz[i] * v[i]; /* dz/dsigma = v */
+    }
+    return VIB_OK;
+}
+
+/* ---- KL( N(mu, sigma^2) || N(0, 1) ) per row (docs/math.md#kl-to-the-standard-normal) ---- */
+
+int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma, float *kl)
+{
+    static const char fn[] = "vib_kl_std_normal";
+    size_t n;
+    TRY(matrix_size(fn, rows, k, &n));
+    if (rows == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "kl", kl));
+    if (n > 0) {
+        TRY(vibi_check_ptr(fn, "mu", mu));
+        TRY(vibi_check_ptr(fn, "sigma", sigma));
+        TRY(vibi_check_finite(fn, "mu", n, mu));
+        TRY(vibi_check_positive(fn, "sigma", n, sigma));
+    }
+    for (size_t r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (size_t j = 0; j < k; j++) {
+            double m = mu[r * k + j], s = sigma[r * k + j];
+            acc += m * m + s * s - 2.0 * log(s) - 1.0;
+        }
+        kl[r] = (float)(0.5 * acc);
+    }
+    return VIB_OK;
+}
+
+int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const float *sigma,
+                               const float *dkl, float *dmu, float *dsigma)
+{
+    static const char fn[] = "vib_kl_std_normal_backward";
+    size_t n;
+    TRY(matrix_size(fn, rows, k, &n));
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "mu", mu));
+    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(vibi_check_ptr(fn, "dkl", dkl));
+    TRY(vibi_check_ptr(fn, "dmu", dmu));
+    TRY(vibi_check_ptr(fn, "dsigma", dsigma));
+    TRY(vibi_check_finite(fn, "mu", n, mu));
+    TRY(vibi_check_positive(fn, "sigma", n, sigma));
+    TRY(vibi_check_finite(fn, "dkl", rows, dkl));
+    for (size_t r = 0; r < rows; r++) {
+        const float g = dkl[r];
+        for (size_t j = 0; j < k; j++) {
+            size_t i = r * k + j;
+            float s = sigma[i];
+            dmu[i] += g * mu[i];                /* d/dmu 0.5 mu^2 = mu */
+            dsigma[i] += g * (s - 1.0f / s);    /* d/dsigma 0.5 (sigma^2 - 2 log sigma) */
+        }
+    }
+    return VIB_OK;
+}
+
+/* ---- KL(P || Q) for two diagonal Gaussians (docs/math.md#kl-between-two-gaussians) ---- */
+
+int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p, const float *mu_q,
+                      const float *sigma_q, double *kl)
+{
+    static const char fn[] = "vib_kl_diag_gauss";
+    TRY(vibi_check_ptr(fn, "kl", kl));
+    if (k > 0) {
+        TRY(vibi_check_ptr(fn, "mu_p", mu_p));
+        TRY(vibi_check_ptr(fn, "sigma_p", sigma_p));
+        TRY(vibi_check_ptr(fn, "mu_q", mu_q));
+        TRY(vibi_check_ptr(fn, "sigma_q", sigma_q));
+        TRY(vibi_check_finite(fn, "mu_p", k, mu_p));
+        TRY(vibi_check_positive(fn, "sigma_p", k, sigma_p));
+        TRY(vibi_check_finite(fn, "mu_q", k, mu_q));
+        TRY(vibi_check_positive(fn, "sigma_q", k, sigma_q));
+    }
+    double acc = 0.0;
+    for (size_t j = 0; j < k; j++) {
+        double sp = sigma_p[j], sq = sigma_q[j], d = (double)mu_p[j] - (double)mu_q[j];
+        acc += log(sq / sp) + (sp * sp + d * d) / (2.0 * sq * sq) - 0.5;
+    }
+    *kl = acc;
+    return VIB_OK;
+}
+
+/* ---- the sigma head: sigma = softplus(rho + offset) (docs/math.md#the-sigma-head) ---- */
+
+/* Below this x, softplus(x) = e^x (1 - e^x/2 + ...) and log softplus(x) = x to within
+ * e^x/2 < 5e-14, far under float precision; above it the direct forms are exact enough. */
+#define SOFTPLUS_TAIL (-30.0)
+
+static double softplus(double x)
+{
+    /* log(1 + e^x) without overflow: for x > 0 factor out e^x. */
+    return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static double sigmoid(double x)
+{
+    if (x >= 0.0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* rho + offset in double, checked to give a finite float sigma. */
+static int head_input(const char *fn, size_t n, const float *rho, float offset)
+{
+    if (!isfinite(offset))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: offset = %g is not finite", fn, (double)offset);
+    TRY(vibi_check_finite(fn, "rho", n, rho));
+    for (size_t i = 0; i < n; i++)
+        if ((double)rho[i] + (double)offset > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: rho[%zu] + offset overflows float", fn, i);
+    return VIB_OK;
+}
+
+int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigma,
+                           float *log_sigma)
+{
+    static const char fn[] = "vib_sigma_head_forward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "rho", rho));
+    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(head_input(fn, n, rho, offset));
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)rho[i] + (double)offset;
+        double s = softplus(x);
+        sigma[i] = (float)s;
+        if (log_sigma != NULL)
+            log_sigma[i] = (float)(x < SOFTPLUS_TAIL ? x : log(s));
+    }
+    return VIB_OK;
+}
+
+int vib_sigma_head_backward(size_t n, const float *rho, float offset, const float *dsigma,
+                            const float *dlog_sigma, float *drho)
+{
+    static const char fn[] = "vib_sigma_head_backward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "rho", rho));
+    TRY(vibi_check_ptr(fn, "drho", drho));
+    if (dsigma == NULL && dlog_sigma == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dsigma and dlog_sigma are both NULL", fn);
+    TRY(head_input(fn, n, rho, offset));
+    if (dsigma != NULL)
+        TRY(vibi_check_finite(fn, "dsigma", n, dsigma));
+    if (dlog_sigma != NULL)
+        TRY(vibi_check_finite(fn, "dlog_sigma", n, dlog_sigma));
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)rho[i] + (double)offset;
+        double sig = sigmoid(x); /* d softplus(x)/dx */
+        double g = 0.0;
+        if (dsigma != NULL)
+            g += dsigma[i] * sig;
+        if (dlog_sigma != NULL) /* d log softplus(x)/dx = sigmoid(x)/softplus(x) -> 1 */
+            g += dlog_sigma[i] * (x < SOFTPLUS_TAIL ? 1.0 : sig / softplus(x));
+        drho[i] += (float)g;
+    }
+    return VIB_OK;
+}
+
+/* ---- ReLU ---- */
+
+int vib_relu_forward(size_t n, const float *x, float *y)
+{
+    static const char fn[] = "vib_relu_forward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "x", x));
+    TRY(vibi_check_ptr(fn, "y", y));
+    TRY(vibi_check_finite(fn, "x", n, x));
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return VIB_OK;
+}
+
+int vib_relu_backward(size_t n, const float *x, const float *dy, float *dx)
+{
+    static const char fn[] = "vib_relu_backward";
+    if (n == 0)
+        return VIB_OK;
+    TRY(vibi_check_ptr(fn, "x", x));
+    TRY(vibi_check_ptr(fn, "dy", dy));
+    TRY(vibi_check_ptr(fn, "dx", dx));
+    TRY(vibi_check_finite(fn, "x", n, x));
+    TRY(vibi_check_finite(fn, "dy", n, dy));
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > 0.0f)
+            dx[i] += dy[i];
+    return VIB_OK;
+}
+
+/* ---- softmax cross-entropy (docs/math.md#softmax-cross-entropy) ---- */
+
+static int check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels)
+{
+    for (size_t r = 0; r < rows; r++)
+        if (labels[r] < 0 || (size_t)labels[r] >= classes)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels[%zu] = %d is outside [0, %zu)",
+                             fn, r, (int)labels[r], classes);
+    return VIB_OK;
+}
+
+int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
+                             const int32_t *labels, float *loss, float *prob)
+{
+    static const char fn[] = "vib_softmax_xent_forward";
+    size_t n;
+    TRY(matrix_size(fn, rows, classes, &n));
+    if (rows == 0)
+        return VIB_OK;
+    if (classes == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: classes is 0", fn);
+    TRY(vibi_check_ptr(fn, "logits", logits));
+    TRY(vibi_check_ptr(fn, "labels", labels));
+    TRY(vibi_check_ptr(fn, "loss", loss));
+    TRY(vibi_check_finite(fn, "logits", n, logits));
+    TRY(check_labels(fn, rows, classes, labels));
+    for (size_t r = 0; r < rows; r++) {
+        const float *l = logits + r * classes;
+        /* log sum_c e^l_c = m + log sum_c e^(l_c - m), m = max l: no term exceeds 1. */
+        double m = l[0];
+        for (size_t c = 1; c < classes; c++)
+            m = l[c] > m ? l[c] : m;
+        double s = 0.0;
+        for (size_t c = 0; c < classes; c++)
+            s += exp(l[c] - m);
+        double lse = m + log(s);
+        loss[r] = (float)(lse - l[labels[r]]);
+        if (prob != NULL)
+            for (size_t c = 0; c < classes; c++)
+                prob[r * classes + c] = (float)exp(l[c] - lse);
+    }
+    return VIB_OK;
+}
+
+int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
+                              const int32_t *labels, const float *dloss, float *dlogits)
+{
+    static const char fn[] = "vib_softmax_xent_backward";
+    size_t n;
+    TRY(matrix_size(fn, rows, classes, &n));
+    if (rows == 0)
+        return VIB_OK;
+    if (classes == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: classes is 0", fn);
+    TRY(vibi_check_ptr(fn, "prob", prob));
+    TRY(vibi_check_ptr(fn, "labels", labels));
+    TRY(vibi_check_ptr(fn, "dloss", dloss));
+    TRY(vibi_check_ptr(fn, "dlogits", dlogits));
+    TRY(vibi_check_finite(fn, "prob", n, prob));
+    TRY(vibi_check_finite(fn, "dloss", rows, dloss));
+    TRY(check_labels(fn, rows, classes, labels));
+    for (size_t r = 0; r < rows; r++) {
+        const float g = dloss[r];
+        float *d = dlogits + r * classes;
+        for (size_t c = 0; c < classes; c++)
+            d[c] += g * prob[r * classes + c]; /* d lse / d l_c = softmax_c */
+        d[labels[r]] -= g;                     /* d (-l_y) / d l_y = -1 */
+    }
+    return VIB_OK;
+}

@@ -1,0 +1,80 @@
+/* status.c - version getters, status strings and the thread-local error detail. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+#define VIB_STR2(x) #x
+#define VIB_STR(x) VIB_STR2(x)
+
+/* Each thread keeps its own detail, so concurrent callers on distinct handles never
+ * read one another's messages; no lock is needed. */
+static _Thread_local char last_error[512];
+
+unsigned vib_version_number(void)
+{
+    return VIB_VERSION_NUMBER;
+}
+
+const char *vib_version_string(void)
+{
+    return VIB_STR(VIB_VERSION_MAJOR) "." VIB_STR(VIB_VERSION_MINOR) "." VIB_STR(
+        VIB_VERSION_PATCH);
+}
+
+const char *vib_status_string(int status)
+{
+    switch (status) {
+    case VIB_OK: return "ok";
+    case VIB_ERR_INVALID_ARG: return "invalid argument";
+    case VIB_ERR_NOMEM: return "out of memory";
+    case VIB_ERR_IO: return "input/output error";
+    case VIB_ERR_FORMAT: return "bad format";
+    case VIB_ERR_NUMERIC: return "numeric error";
+    default: return "unknown status";
+    }
+}
+
+const char *vib_last_error(void)
+{
+    return last_error;
+}
+
+int vibi_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int vibi_check_ptr(const char *fn, const char *what, const void *p)
+{
+    if (p == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, what);
+    return VIB_OK;
+}
+
+int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
+                             (double)x[i]);
+    return VIB_OK;
+}
+
+int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]))
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
+                             (double)x[i]);
+        if (!(x[i] > 0.0f))
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s[%zu] = %g is not positive", fn,
+                             what, i, (double)x[i]);
+    }
+    return VIB_OK;
+}

@@ -1,0 +1,19 @@
+/* check_main.c - the one runner: every suite, non-zero exit on any failure.
+ * CK_FORK=no runs the tests in-process (for gdb and the sanitizer run). */
+#include <stdlib.h>
+
+#include "tests.h"
+
+int main(void)
+{
+    SRunner *sr = srunner_create(make_status_suite());
+    srunner_add_suite(sr, make_rng_suite());
+    srunner_add_suite(sr, make_gemm_suite());
+    srunner_add_suite(sr, make_nodes_suite());
+    srunner_add_suite(sr, make_dense_suite());
+    srunner_add_suite(sr, make_flow_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
