@@ -119,13 +119,13 @@ examples/%: examples/%.c include/vib.h lib/libvib.so
 # ---- tests --------------------------------------------------------------------------
 # The suites link the static library so they can reach internal functions (vibi_*).
 
-build/run_tests: $(TEST_SRCS) tests/tests.h $(STLIB) $(HDRS)
+build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h $(STLIB) $(HDRS)
 	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
-	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
+	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
 	  $(STLIB) $(BLIS_LIBS) $(CHECK_LIBS) -lm
 
-build/run_tests_san: $(TEST_SRCS) tests/tests.h build/libvib-san.a $(HDRS)
-	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
+build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvib-san.a $(HDRS)
+	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
 	  build/libvib-san.a $(BLIS_LIBS) $(CHECK_LIBS) -lm
 
 check: check-unit check-abi check-sanitize

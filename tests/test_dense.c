@@ -1,0 +1,221 @@
+/* test_dense.c - the dense layer: forward against float64, every gradient against
+ * finite differences, initialization scales, bad arguments. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests.h"
+
+enum { B = 5, IN = 7, OUT = 4 };
+
+/* Probe loss L = sum_ij w_ij y_ij over y = x W + b, evaluated in double. */
+typedef struct {
+    vib_dense *layer;
+    float x[B * IN], y[B * OUT], w[B * OUT];
+} probe;
+
+static double probe_loss(void *ctx)
+{
+    probe *p = ctx;
+    ck_assert_ok(vib_dense_forward(p->layer, B, p->x, p->y));
+    double l = 0.0;
+    for (int i = 0; i < B * OUT; i++)
+        l += (double)p->w[i] * p->y[i];
+    return l;
+}
+
+static probe *make_probe(int init)
+{
+    probe *p = calloc(1, sizeof *p);
+    vib_rng *rng = NULL;
+    ck_assert_ok(vib_rng_create(5, &rng));
+    ck_assert_ok(vib_dense_create(IN, OUT, init, rng, &p->layer));
+    ck_assert_ok(vib_rng_normal(rng, OUT, 0.0f, 1.0f, vib_dense_bias(p->layer)));
+    ck_assert_ok(vib_rng_normal(rng, B * IN, 0.0f, 1.0f, p->x));
+    ck_assert_ok(vib_rng_normal(rng, B * OUT, 0.0f, 1.0f, p->w));
+    vib_rng_free(rng);
+    return p;
+}
+
+static void free_probe(probe *p)
+{
+    vib_dense_free(p->layer);
+    free(p);
+}
+
+START_TEST(forward_matches_float64)
+{
+    probe *p = make_probe(VIB_INIT_GLOROT);
+    ck_assert_ok(vib_dense_forward(p->layer, B, p->x, p->y));
+    const float *W = vib_dense_weights(p->layer), *b = vib_dense_bias(p->layer);
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < OUT; j++) {
+            double ref = b[j];
+            for (int i = 0; i < IN; i++)
+                ref += (double)p->x[r * IN + i] * W[i * OUT + j];
+            ck_assert_double_eq_tol(p->y[r * OUT + j], ref, 1e-5 * (1 + fabs(ref)));
+        }
+    free_probe(p);
+}
+END_TEST
+
+START_TEST(gradients_match_finite_differences)
+{
+    probe *p = make_probe(VIB_INIT_HE);
+    float dx[B * IN];
+    ck_assert_ok(vib_dense_zero_grad(p->layer));
+    ck_assert_ok(vib_dense_forward(p->layer, B, p->x, p->y));
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx)); /* dL/dy = w */
+    check_gradient("dW", probe_loss, p, vib_dense_weights(p->layer), IN * OUT,
+                   vib_dense_weights_grad(p->layer), 1e-2, 1e-3, 1e-4);
+    check_gradient("db", probe_loss, p, vib_dense_bias(p->layer), OUT,
+                   vib_dense_bias_grad(p->layer), 1e-2, 1e-3, 1e-4);
+    check_gradient("dx", probe_loss, p, p->x, B * IN, dx, 1e-2, 1e-3, 1e-4);
+    free_probe(p);
+}
+END_TEST
+
+START_TEST(backward_accumulates_parameters_writes_dx)
+{
+    probe *p = make_probe(VIB_INIT_LECUN);
+    float dx1[B * IN], dx2[B * IN], dw1[IN * OUT], db1[OUT];
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx1));
+    memcpy(dw1, vib_dense_weights_grad(p->layer), sizeof dw1);
+    memcpy(db1, vib_dense_bias_grad(p->layer), sizeof db1);
+    for (int i = 0; i < B * IN; i++)
+        dx2[i] = 1e6f; /* garbage that must be overwritten, not added to */
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx2));
+    ck_assert_mem_eq(dx1, dx2, sizeof dx1);
+    for (int i = 0; i < IN * OUT; i++)
+        ck_assert_float_eq_tol(vib_dense_weights_grad(p->layer)[i], 2.0f * dw1[i],
+                               1e-6f * (1 + fabsf(dw1[i])));
+    for (int j = 0; j < OUT; j++)
+        ck_assert_float_eq_tol(vib_dense_bias_grad(p->layer)[j], 2.0f * db1[j],
+                               1e-6f * (1 + fabsf(db1[j])));
+    /* dx may be NULL; the parameter gradients still accumulate. */
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, NULL));
+    ck_assert_float_eq_tol(vib_dense_bias_grad(p->layer)[0], 3.0f * db1[0], 1e-5f);
+    ck_assert_ok(vib_dense_zero_grad(p->layer));
+    for (int i = 0; i < IN * OUT; i++)
+        ck_assert(vib_dense_weights_grad(p->layer)[i] == 0.0f);
+    for (int j = 0; j < OUT; j++)
+        ck_assert(vib_dense_bias_grad(p->layer)[j] == 0.0f);
+    free_probe(p);
+}
+END_TEST
+
+/* Sample std of n floats. */
+static double sample_std(const float *x, size_t n)
+{
+    double s = 0.0, q = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i], q += (double)x[i] * x[i];
+    double m = s / (double)n;
+    return sqrt(q / (double)n - m * m);
+}
+
+START_TEST(initialization_scales_with_fan_in)
+{
+    enum { WIDE = 1024, NOUT = 256, ROWS = 64 };
+    vib_rng *rng = NULL;
+    vib_dense *he = NULL, *lecun = NULL, *glorot = NULL, *zero = NULL;
+    ck_assert_ok(vib_rng_create(9, &rng));
+    ck_assert_ok(vib_dense_create(WIDE, NOUT, VIB_INIT_HE, rng, &he));
+    ck_assert_ok(vib_dense_create(WIDE, NOUT, VIB_INIT_LECUN, rng, &lecun));
+    ck_assert_ok(vib_dense_create(WIDE, NOUT, VIB_INIT_GLOROT, rng, &glorot));
+    ck_assert_ok(vib_dense_create(WIDE, NOUT, VIB_INIT_ZERO, NULL, &zero));
+    const size_t n = (size_t)WIDE * NOUT;
+    ck_assert_double_eq_tol(sample_std(vib_dense_weights(he), n), sqrt(2.0 / WIDE), 0.01 * sqrt(2.0 / WIDE));
+    ck_assert_double_eq_tol(sample_std(vib_dense_weights(lecun), n), sqrt(1.0 / WIDE), 0.01 * sqrt(1.0 / WIDE));
+    /* U(-a, a) has std a / sqrt(3). */
+    double a = sqrt(6.0 / (WIDE + NOUT));
+    ck_assert_double_eq_tol(sample_std(vib_dense_weights(glorot), n), a / sqrt(3.0), 0.01 * a);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert(fabsf(vib_dense_weights(glorot)[i]) <= (float)a);
+        ck_assert(vib_dense_weights(zero)[i] == 0.0f);
+    }
+    /* The point of it: unit-variance inputs through a 1024-wide LeCun layer give
+     * unit-scale outputs, where std-1 weights would give ~sqrt(1024) = 32. */
+    float *x = malloc(ROWS * WIDE * sizeof *x), *y = malloc(ROWS * NOUT * sizeof *y);
+    ck_assert_ok(vib_rng_normal(rng, ROWS * WIDE, 0.0f, 1.0f, x));
+    ck_assert_ok(vib_dense_forward(lecun, ROWS, x, y));
+    double sy = sample_std(y, ROWS * NOUT);
+    ck_assert_msg(sy > 0.9 && sy < 1.1, "output std %g, expected ~1", sy);
+    ck_assert_ok(vib_rng_normal(rng, n, 0.0f, 1.0f, vib_dense_weights(lecun)));
+    ck_assert_ok(vib_dense_forward(lecun, ROWS, x, y));
+    sy = sample_std(y, ROWS * NOUT);
+    ck_assert_msg(sy > 28.0 && sy < 36.0, "std-1 weights give output std %g, expected ~32", sy);
+    free(x);
+    free(y);
+    vib_dense_free(he);
+    vib_dense_free(lecun);
+    vib_dense_free(glorot);
+    vib_dense_free(zero);
+    vib_rng_free(rng);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    vib_rng *rng = NULL;
+    vib_dense *l = NULL, *untouched = (vib_dense *)0x1;
+    ck_assert_ok(vib_rng_create(1, &rng));
+    ck_assert_fails(vib_dense_create(3, 2, VIB_INIT_HE, rng, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(0, 2, VIB_INIT_HE, rng, &untouched), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(3, 0, VIB_INIT_HE, rng, &untouched), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(3, 2, 0, rng, &untouched), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(3, 2, 99, rng, &untouched), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(3, 2, VIB_INIT_HE, NULL, &untouched), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_create(SIZE_MAX / 2, 3, VIB_INIT_ZERO, NULL, &untouched),
+                    VIB_ERR_NOMEM);
+    ck_assert_ptr_eq(untouched, (vib_dense *)0x1);
+    ck_assert_ok(vib_dense_create(3, 2, VIB_INIT_HE, rng, &l));
+
+    float x[6] = {1, 2, 3, 4, 5, 6}, y[4] = {7, 7, 7, 7}, dy[4] = {1, 1, 1, 1}, dx[6];
+    ck_assert_fails(vib_dense_forward(NULL, 2, x, y), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_forward(l, 2, NULL, y), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_forward(l, 2, x, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_forward(l, SIZE_MAX / 2, x, y), VIB_ERR_INVALID_ARG);
+    x[4] = NAN;
+    ck_assert_fails(vib_dense_forward(l, 2, x, y), VIB_ERR_NUMERIC);
+    for (int i = 0; i < 4; i++)
+        ck_assert(y[i] == 7.0f); /* untouched */
+    ck_assert_fails(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC);
+    x[4] = 5;
+    dy[1] = INFINITY;
+    ck_assert_fails(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC);
+    ck_assert_fails(vib_dense_backward(NULL, 2, x, dy, dx), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_backward(l, 2, NULL, dy, dx), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_dense_backward(l, 2, x, NULL, dx), VIB_ERR_INVALID_ARG);
+    for (int i = 0; i < 6; i++)
+        ck_assert(vib_dense_weights_grad(l)[i] == 0.0f); /* failures accumulated nothing */
+    ck_assert_fails(vib_dense_zero_grad(NULL), VIB_ERR_INVALID_ARG);
+    /* batch 0 is a no-op; getters tolerate NULL. */
+    ck_assert_ok(vib_dense_forward(l, 0, NULL, NULL));
+    ck_assert_ok(vib_dense_backward(l, 0, NULL, NULL, NULL));
+    ck_assert_uint_eq(vib_dense_in(NULL), 0);
+    ck_assert_uint_eq(vib_dense_out(NULL), 0);
+    ck_assert_ptr_null(vib_dense_weights(NULL));
+    ck_assert_ptr_null(vib_dense_bias(NULL));
+    ck_assert_ptr_null(vib_dense_weights_grad(NULL));
+    ck_assert_ptr_null(vib_dense_bias_grad(NULL));
+    ck_assert_uint_eq(vib_dense_in(l), 3);
+    ck_assert_uint_eq(vib_dense_out(l), 2);
+    vib_dense_free(l);
+    vib_dense_free(NULL);
+    vib_rng_free(rng);
+}
+END_TEST
+
+Suite *make_dense_suite(void)
+{
+    Suite *s = suite_create("dense");
+    TCase *tc = tcase_create("dense");
+    tcase_add_test(tc, forward_matches_float64);
+    tcase_add_test(tc, gradients_match_finite_differences);
+    tcase_add_test(tc, backward_accumulates_parameters_writes_dx);
+    tcase_add_test(tc, initialization_scales_with_fan_in);
+    tcase_add_test(tc, bad_arguments);
+    suite_add_tcase(s, tc);
+    return s;
+}

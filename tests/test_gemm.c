@@ -1,0 +1,89 @@
+/* test_gemm.c - the BLIS wrapper against a naive float64 product, for every transpose
+ * combination, padded leading dimensions, alpha and beta. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests.h"
+
+/* Element (i, j) of op(X) for a row-major X with row stride ld. */
+static double at(const float *x, size_t ld, bool trans, size_t i, size_t j)
+{
+    return trans ? x[j * ld + i] : x[i * ld + j];
+}
+
+static void check_product(bool ta, bool tb, size_t m, size_t n, size_t k, float alpha,
+                          float beta)
+{
+    /* Stored shapes: A is [m x k] or [k x m], B is [k x n] or [n x k]; pad each row by 3
+     * so the leading dimensions differ from the logical widths. */
+    size_t a_rows = ta ? k : m, a_cols = ta ? m : k, lda = a_cols + 3;
+    size_t b_rows = tb ? n : k, b_cols = tb ? k : n, ldb = b_cols + 3;
+    size_t ldc = n + 3;
+    float *a = malloc(a_rows * lda * sizeof *a), *b = malloc(b_rows * ldb * sizeof *b);
+    float *c = malloc(m * ldc * sizeof *c), *c0 = malloc(m * ldc * sizeof *c0);
+    fill_normal(1, a_rows * lda, 0.0f, 1.0f, a);
+    fill_normal(2, b_rows * ldb, 0.0f, 1.0f, b);
+    fill_normal(3, m * ldc, 0.0f, 1.0f, c0);
+    if (beta == 0.0f) /* beta = 0 must overwrite C without reading it */
+        for (size_t i = 0; i < m * ldc; i++)
+            c0[i] = NAN;
+    for (size_t i = 0; i < m * ldc; i++)
+        c[i] = c0[i];
+    vibi_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    for (size_t i = 0; i < m; i++) {
+        for (size_t j = 0; j < n; j++) {
+            double ref = 0.0, mag = 0.0;
+            for (size_t p = 0; p < k; p++) {
+                double t = at(a, lda, ta, i, p) * at(b, ldb, tb, p, j);
+                ref += t;
+                mag += fabs(t);
+            }
+            double old = beta == 0.0f ? 0.0 : beta * (double)c0[i * ldc + j]; /* C may be NaN */
+            ref = alpha * ref + old;
+            double tol = 1e-5 * (fabs(alpha) * mag + fabs(old)) + 1e-6;
+            ck_assert_msg(fabs(c[i * ldc + j] - ref) <= tol,
+                          "ta=%d tb=%d C[%zu][%zu] = %g, expected %g", ta, tb, i, j,
+                          (double)c[i * ldc + j], ref);
+        }
+        for (size_t j = n; j < ldc; j++) /* padding is never written */
+            ck_assert(memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) == 0);
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+}
+
+START_TEST(all_transposes)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_product(ta, tb, 7, 5, 11, 1.0f, 0.0f);
+            check_product(ta, tb, 33, 17, 64, 0.5f, 1.0f);
+            check_product(ta, tb, 1, 9, 3, -2.0f, 0.25f);
+        }
+}
+END_TEST
+
+START_TEST(empty_shapes)
+{
+    float c[4] = {1, 2, 3, 4}, a[4] = {1, 1, 1, 1};
+    vibi_sgemm(false, false, 0, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2);
+    vibi_sgemm(false, false, 2, 0, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2);
+    ck_assert(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
+    /* k = 0: C = beta * C. */
+    vibi_sgemm(false, false, 2, 2, 0, 1.0f, a, 1, a, 2, 0.5f, c, 2);
+    ck_assert(c[0] == 0.5f && c[1] == 1.0f && c[2] == 1.5f && c[3] == 2.0f);
+}
+END_TEST
+
+Suite *make_gemm_suite(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_add_test(tc, all_transposes);
+    tcase_add_test(tc, empty_shapes);
+    suite_add_tcase(s, tc);
+    return s;
+}
