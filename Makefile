@@ -128,7 +128,10 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
 	  build/libvib-san.a $(BLIS_LIBS) $(CHECK_LIBS) -lm
 
-check: check-unit check-abi check-sanitize
+# deps first, then a fresh make: the flags above are read when make starts, so packages
+# installed by deps are only seen by the inner make.
+check: deps
+	$(MAKE) check-unit check-abi check-sanitize
 
 check-unit: build/run_tests
 	./build/run_tests
