@@ -32,7 +32,7 @@ VERSION := $(MAJOR).$(MINOR).$(PATCH)
 ifeq ($(shell pkg-config --exists blis 2>/dev/null && echo yes),yes)
   BLIS_CFLAGS    := $(shell pkg-config --cflags blis)
   BLIS_LIBS      := $(shell pkg-config --libs blis)
-  PC_REQUIRES    := Requires.private: blis
+  PC_REQUIRES    := blis
   PC_LIBS_PRIV   := -lm
 else
   MULTIARCH      := $(shell $(CC) -print-multiarch 2>/dev/null)
@@ -161,6 +161,11 @@ run: deps
 
 # ---- install ------------------------------------------------------------------------
 
+# Paths under PREFIX are written as ${prefix}/..., so pkg-config --define-prefix can
+# relocate the file.
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
 # libvib.pc is written at install time, so it always carries this install's paths.
 install: lib
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
@@ -169,9 +174,10 @@ install: lib
 	ln -sf libvib.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvib.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libvib.a
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES)|' -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIV)|' \
+	    -e '/^Requires.private: *$$/d' \
 	    pkgconfig/libvib.pc.in > $(DESTDIR)$(PCDIR)/libvib.pc
 	chmod 644 $(DESTDIR)$(PCDIR)/libvib.pc
 
