@@ -16,13 +16,17 @@
  *  - Forward functions WRITE their outputs. Backward functions ACCUMULATE (+=) into
  *    their gradient buffers, so a value used twice receives both contributions; zero
  *    the buffers before the first backward of a step.
- *  - A size of zero is a no-op returning VIB_OK; a NULL buffer with a nonzero size is
- *    VIB_ERR_INVALID_ARG. Non-finite inputs (NaN, Inf) are VIB_ERR_NUMERIC.
+ *  - A zero count (n, rows, batch) is a no-op returning VIB_OK, and the buffers may then
+ *    be NULL; a NULL buffer with a nonzero count is VIB_ERR_INVALID_ARG, and so are
+ *    sizes whose product overflows size_t. Non-finite inputs (NaN, Inf) are
+ *    VIB_ERR_NUMERIC, and so is a result that would overflow float: such calls are
+ *    refused before anything is written.
  *  - Handles (vib_rng, vib_dense) are opaque, created and freed by the library;
  *    every *_free accepts NULL.
  *  - Threads: the node functions are pure and may be called from any number of
  *    threads at once. Distinct handles may be used from distinct threads; a single
- *    handle must be used by one thread at a time. There is no global mutable state.
+ *    handle must be used by one thread at a time. libvib keeps no global mutable state
+ *    of its own (BLIS initializes itself once, thread-safely, on first use).
  *
  * ABI: only opaque handles, fixed-width or size_t integers and pointers cross this
  * interface; no structs by value, no varargs, no callbacks. Status codes never change
@@ -73,7 +77,7 @@ VIB_API const char *vib_version_string(void);
 enum {
     VIB_OK = 0,
     VIB_ERR_INVALID_ARG = -1, /* NULL where a buffer is needed, bad size, value out of domain */
-    VIB_ERR_NOMEM = -2,       /* an allocation failed or a size overflowed size_t */
+    VIB_ERR_NOMEM = -2,       /* an allocation failed, or the object asked for is too large */
     VIB_ERR_IO = -3,          /* a file could not be opened, read or written */
     VIB_ERR_FORMAT = -4,      /* a file or buffer is malformed, truncated or corrupted */
     VIB_ERR_NUMERIC = -5      /* a NaN or infinity in the input, or one would be produced */
@@ -116,8 +120,11 @@ VIB_API int vib_rng_u64(vib_rng *rng, uint64_t *out);
 
 /* Fill out[0..n) with uniform draws in [lo, hi). Requires finite lo < hi. */
 VIB_API int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out);
+/* (non-finite bounds: VIB_ERR_NUMERIC; lo >= hi: VIB_ERR_INVALID_ARG) */
 
-/* Fill out[0..n) with draws from N(mean, std^2). Requires finite mean and std >= 0. */
+/* Fill out[0..n) with draws from N(mean, std^2). Requires finite mean and std >= 0
+ * (std = 0 gives mean exactly), and |mean| + 8.58 std within float range, which bounds
+ * every draw of this generator. */
 VIB_API int vib_rng_normal(vib_rng *rng, size_t n, float mean, float std, float *out);
 
 /* ---------------------------------------------------------------------------------
@@ -141,7 +148,8 @@ VIB_API int vib_reparam_backward(size_t n, const float *dz, const float *v, floa
 
 /* KL( N(mu, diag sigma^2) || N(0, I) ) in nats for each of `rows` rows of k latents:
  * kl[r] = 0.5 * sum_j (mu^2 + sigma^2 - 2 log sigma - 1). mu and sigma are [rows x k],
- * kl is [rows]. Accumulated in double. Requires sigma > 0 and finite inputs.
+ * kl is [rows] (rows of k = 0 latents get 0). Accumulated in double. Requires sigma > 0
+ * and finite inputs.
  * Math: docs/math.md#kl-to-the-standard-normal. */
 VIB_API int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma,
                               float *kl);
@@ -163,8 +171,9 @@ VIB_API int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p,
  * elementwise over n values (offset -5 in the VIB paper's code, so training starts
  * near-deterministic). If log_sigma is not NULL it receives log(sigma), computed
  * stably: where softplus underflows, log(sigma) -> rho + offset instead of -inf.
- * sigma itself can underflow to 0 for rho + offset below about -87; the KL nodes
- * reject such a sigma, so keep rho + offset in a sane range or add a floor.
+ * sigma itself leaves float's normal range for rho + offset below about -87 (subnormal)
+ * and is 0 below about -104; the KL nodes reject sigma = 0 and refuse gradients that
+ * overflow, so keep rho + offset in a sane range or work with log_sigma.
  * Math: docs/math.md#the-sigma-head. */
 VIB_API int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigma,
                                    float *log_sigma);

@@ -18,6 +18,20 @@ static int matrix_size(const char *fn, size_t rows, size_t cols, size_t *n)
     return VIB_OK;
 }
 
+/* An error unless every |a[i]| + |b[i] * c[i]| fits in a float (a may be NULL): the
+ * bound on a result or increment of the form a + b * c, checked before anything is
+ * written so that an overflow never leaves a buffer half updated. */
+static int check_fits(const char *fn, const char *what, size_t n, const float *a,
+                      const float *b, const float *c)
+{
+    for (size_t i = 0; i < n; i++) {
+        double bound = (a ? fabs((double)a[i]) : 0.0) + fabs((double)b[i] * (double)c[i]);
+        if (bound > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] would overflow float", fn, what, i);
+    }
+    return VIB_OK;
+}
+
 /* Stops at the first non-OK status of a validation chain. */
 #define TRY(expr)                                                                          \
     do {                                                                                   \
@@ -41,8 +55,10 @@ int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const flo
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "v", n, v));
+    TRY(check_fits(fn, "z", n, mu, sigma, v));
+    /* In double, rounded once: z is the float nearest the exact mu + sigma * v. */
     for (size_t i = 0; i < n; i++)
-        z[i] = mu[i] + sigma[i] * v[i];
+        z[i] = (float)((double)mu[i] + (double)sigma[i] * (double)v[i]);
     return VIB_OK;
 }
 
@@ -57,14 +73,26 @@ int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, 
     TRY(vibi_check_ptr(fn, "dsigma", dsigma));
     TRY(vibi_check_finite(fn, "dz", n, dz));
     TRY(vibi_check_finite(fn, "v", n, v));
+    TRY(check_fits(fn, "dsigma", n, dsigma, dz, v));
     for (size_t i = 0; i < n; i++) {
-        dmu[i] += dz[i];           /* dz/dmu = 1 */
-        dsigma[i] += dz[i] * v[i]; /* dz/dsigma = v */
+        dmu[i] += dz[i];                                               /* dz/dmu = 1 */
+        dsigma[i] = (float)((double)dsigma[i] + (double)dz[i] * v[i]); /* dz/dsigma = v */
     }
     return VIB_OK;
 }
 
 /* ---- KL( N(mu, sigma^2) || N(0, 1) ) per row (docs/math.md#kl-to-the-standard-normal) ---- */
+
+/* 0.5 * sum_j (mu_j^2 + sigma_j^2 - 2 log sigma_j - 1), in double. */
+static double kl_row(size_t k, const float *mu, const float *sigma)
+{
+    double acc = 0.0;
+    for (size_t j = 0; j < k; j++) {
+        double m = mu[j], s = sigma[j];
+        acc += m * m + s * s - 2.0 * log(s) - 1.0;
+    }
+    return 0.5 * acc;
+}
 
 int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma, float *kl)
 {
@@ -80,14 +108,12 @@ int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma
         TRY(vibi_check_finite(fn, "mu", n, mu));
         TRY(vibi_check_positive(fn, "sigma", n, sigma));
     }
-    for (size_t r = 0; r < rows; r++) {
-        double acc = 0.0;
-        for (size_t j = 0; j < k; j++) {
-            double m = mu[r * k + j], s = sigma[r * k + j];
-            acc += m * m + s * s - 2.0 * log(s) - 1.0;
-        }
-        kl[r] = (float)(0.5 * acc);
-    }
+    /* Check every row fits in a float before writing any (|mu| near 2^64 overflows). */
+    for (size_t r = 0; r < rows; r++)
+        if (kl_row(k, mu + r * k, sigma + r * k) > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: kl[%zu] would overflow float", fn, r);
+    for (size_t r = 0; r < rows; r++)
+        kl[r] = (float)kl_row(k, mu + r * k, sigma + r * k);
     return VIB_OK;
 }
 
@@ -107,13 +133,25 @@ int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const flo
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
-    for (size_t r = 0; r < rows; r++) {
-        const float g = dkl[r];
+    /* |dkl (sigma - 1/sigma)| <= |dkl| (sigma + 1/sigma): a subnormal sigma from an
+     * underflowed sigma head would overflow the increment to -inf. */
+    for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < k; j++) {
             size_t i = r * k + j;
-            float s = sigma[i];
-            dmu[i] += g * mu[i];                /* d/dmu 0.5 mu^2 = mu */
-            dsigma[i] += g * (s - 1.0f / s);    /* d/dsigma 0.5 (sigma^2 - 2 log sigma) */
+            double s = sigma[i];
+            if (fabs((double)dkl[r]) * (s + 1.0 / s) + fabs((double)dmu[i]) +
+                    fabs((double)dsigma[i]) > (double)FLT_MAX)
+                return vibi_fail(VIB_ERR_NUMERIC,
+                                 "%s: the gradient at sigma[%zu] = %g would overflow float",
+                                 fn, i, s);
+        }
+    for (size_t r = 0; r < rows; r++) {
+        const double g = dkl[r];
+        for (size_t j = 0; j < k; j++) {
+            size_t i = r * k + j;
+            double s = sigma[i];
+            dmu[i] = (float)(dmu[i] + g * mu[i]);               /* d/dmu 0.5 mu^2 = mu */
+            dsigma[i] = (float)(dsigma[i] + g * (s - 1.0 / s)); /* d/dsigma 0.5 (s^2 - 2 log s) */
         }
     }
     return VIB_OK;
@@ -172,7 +210,7 @@ static int head_input(const char *fn, size_t n, const float *rho, float offset)
         return vibi_fail(VIB_ERR_NUMERIC, "%s: offset = %g is not finite", fn, (double)offset);
     TRY(vibi_check_finite(fn, "rho", n, rho));
     for (size_t i = 0; i < n; i++)
-        if ((double)rho[i] + (double)offset > (double)FLT_MAX)
+        if (fabs((double)rho[i] + (double)offset) > (double)FLT_MAX)
             return vibi_fail(VIB_ERR_NUMERIC, "%s: rho[%zu] + offset overflows float", fn, i);
     return VIB_OK;
 }
@@ -281,6 +319,15 @@ int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
     TRY(vibi_check_ptr(fn, "loss", loss));
     TRY(vibi_check_finite(fn, "logits", n, logits));
     TRY(check_labels(fn, rows, classes, labels));
+    /* loss[r] = lse - l_y <= max - l_y + log(classes): check it fits before writing. */
+    for (size_t r = 0; r < rows; r++) {
+        const float *l = logits + r * classes;
+        double m = l[0];
+        for (size_t c = 1; c < classes; c++)
+            m = l[c] > m ? l[c] : m;
+        if (m - l[labels[r]] + log((double)classes) > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: loss[%zu] would overflow float", fn, r);
+    }
     for (size_t r = 0; r < rows; r++) {
         const float *l = logits + r * classes;
         /* log sum_c e^l_c = m + log sum_c e^(l_c - m), m = max l: no term exceeds 1. */
@@ -317,11 +364,13 @@ int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
     TRY(vibi_check_finite(fn, "dloss", rows, dloss));
     TRY(check_labels(fn, rows, classes, labels));
     for (size_t r = 0; r < rows; r++) {
-        const float g = dloss[r];
+        const double g = dloss[r];
         float *d = dlogits + r * classes;
-        for (size_t c = 0; c < classes; c++)
-            d[c] += g * prob[r * classes + c]; /* d lse / d l_c = softmax_c */
-        d[labels[r]] -= g;                     /* d (-l_y) / d l_y = -1 */
+        for (size_t c = 0; c < classes; c++) {
+            /* d lse / d l_c = softmax_c, d (-l_y) / d l_y = -1 */
+            double onehot = (size_t)labels[r] == c ? 1.0 : 0.0;
+            d[c] = (float)(d[c] + g * (prob[r * classes + c] - onehot));
+        }
     }
     return VIB_OK;
 }

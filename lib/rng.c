@@ -2,6 +2,7 @@
  * rng.c - the seeded generator: xoshiro256** (Blackman and Vigna, 2018), seeded by
  * splitmix64, with Box-Muller normals. One state per handle, nothing global.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -101,8 +102,11 @@ int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out)
         return VIB_OK;
     if (out == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
-    if (!isfinite(lo) || !isfinite(hi) || !(lo < hi))
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: need finite lo < hi, got [%g, %g)", fn,
+    if (!isfinite(lo) || !isfinite(hi))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: bounds [%g, %g) are not finite", fn,
+                         (double)lo, (double)hi);
+    if (!(lo < hi))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: need lo < hi, got [%g, %g)", fn,
                          (double)lo, (double)hi);
     const double width = (double)hi - (double)lo;
     for (size_t i = 0; i < n; i++) {
@@ -141,9 +145,16 @@ int vib_rng_normal(vib_rng *rng, size_t n, float mean, float std, float *out)
         return VIB_OK;
     if (out == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
-    if (!isfinite(mean) || !isfinite(std) || std < 0.0f)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: need finite mean and std >= 0, got %g, %g",
-                         fn, (double)mean, (double)std);
+    if (!isfinite(mean) || !isfinite(std))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: mean %g and std %g must be finite", fn,
+                         (double)mean, (double)std);
+    if (std < 0.0f)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: std = %g is negative", fn, (double)std);
+    /* |N(0, 1)| <= sqrt(-2 log 2^-53) < 8.58 for this generator, so this bound keeps
+     * every draw finite. */
+    if (fabs((double)mean) + 8.58 * (double)std > (double)FLT_MAX)
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: mean %g and std %g can overflow float", fn,
+                         (double)mean, (double)std);
     for (size_t i = 0; i < n; i++)
         out[i] = (float)((double)mean + (double)std * next_normal(rng));
     return VIB_OK;
