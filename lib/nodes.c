@@ -18,14 +18,16 @@ static int matrix_size(const char *fn, size_t rows, size_t cols, size_t *n)
     return VIB_OK;
 }
 
-/* An error unless every |a[i]| + |b[i] * c[i]| fits in a float (a may be NULL): the
- * bound on a result or increment of the form a + b * c, checked before anything is
- * written so that an overflow never leaves a buffer half updated. */
+/* An error unless every |a[i]| + |b[i] * c[i]| fits in a float, with a NULL a read as 0
+ * and a NULL c as 1: the bound on a result or an accumulation of the form a + b * c,
+ * checked before anything is written so that an overflow never leaves a buffer half
+ * updated. */
 static int check_fits(const char *fn, const char *what, size_t n, const float *a,
                       const float *b, const float *c)
 {
     for (size_t i = 0; i < n; i++) {
-        double bound = (a ? fabs((double)a[i]) : 0.0) + fabs((double)b[i] * (double)c[i]);
+        double bound = (a ? fabs((double)a[i]) : 0.0) +
+                       fabs((double)b[i] * (c ? (double)c[i] : 1.0));
         if (bound > (double)FLT_MAX)
             return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] would overflow float", fn, what, i);
     }
@@ -73,6 +75,7 @@ int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, 
     TRY(vibi_check_ptr(fn, "dsigma", dsigma));
     TRY(vibi_check_finite(fn, "dz", n, dz));
     TRY(vibi_check_finite(fn, "v", n, v));
+    TRY(check_fits(fn, "dmu", n, dmu, dz, NULL));
     TRY(check_fits(fn, "dsigma", n, dsigma, dz, v));
     for (size_t i = 0; i < n; i++) {
         dmu[i] += dz[i];                                               /* dz/dmu = 1 */
@@ -133,18 +136,21 @@ int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const flo
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
-    /* |dkl (sigma - 1/sigma)| <= |dkl| (sigma + 1/sigma): a subnormal sigma from an
-     * underflowed sigma head would overflow the increment to -inf. */
-    for (size_t r = 0; r < rows; r++)
+    /* Each accumulation must stay finite: |dmu + dkl mu| <= |dmu| + |dkl mu| and
+     * |dkl (sigma - 1/sigma)| <= |dkl| (sigma + 1/sigma), which a subnormal sigma from
+     * an underflowed sigma head would send to infinity. */
+    for (size_t r = 0; r < rows; r++) {
+        const double g = fabs((double)dkl[r]);
         for (size_t j = 0; j < k; j++) {
             size_t i = r * k + j;
             double s = sigma[i];
-            if (fabs((double)dkl[r]) * (s + 1.0 / s) + fabs((double)dmu[i]) +
-                    fabs((double)dsigma[i]) > (double)FLT_MAX)
+            if (fabs((double)dmu[i]) + g * fabs((double)mu[i]) > (double)FLT_MAX)
+                return vibi_fail(VIB_ERR_NUMERIC, "%s: dmu[%zu] would overflow float", fn, i);
+            if (fabs((double)dsigma[i]) + g * (s + 1.0 / s) > (double)FLT_MAX)
                 return vibi_fail(VIB_ERR_NUMERIC,
-                                 "%s: the gradient at sigma[%zu] = %g would overflow float",
-                                 fn, i, s);
+                                 "%s: dsigma[%zu] would overflow float (sigma = %g)", fn, i, s);
         }
+    }
     for (size_t r = 0; r < rows; r++) {
         const double g = dkl[r];
         for (size_t j = 0; j < k; j++) {
@@ -249,6 +255,13 @@ int vib_sigma_head_backward(size_t n, const float *rho, float offset, const floa
         TRY(vibi_check_finite(fn, "dsigma", n, dsigma));
     if (dlog_sigma != NULL)
         TRY(vibi_check_finite(fn, "dlog_sigma", n, dlog_sigma));
+    /* Both factors lie in (0, 1], so |drho| + |dsigma| + |dlog_sigma| bounds the result. */
+    for (size_t i = 0; i < n; i++) {
+        double bound = fabs((double)drho[i]) + (dsigma ? fabs((double)dsigma[i]) : 0.0) +
+                       (dlog_sigma ? fabs((double)dlog_sigma[i]) : 0.0);
+        if (bound > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: drho[%zu] would overflow float", fn, i);
+    }
     for (size_t i = 0; i < n; i++) {
         double x = (double)rho[i] + (double)offset;
         double sig = sigmoid(x); /* d softplus(x)/dx */
@@ -287,6 +300,9 @@ int vib_relu_backward(size_t n, const float *x, const float *dy, float *dx)
     TRY(vibi_check_ptr(fn, "dx", dx));
     TRY(vibi_check_finite(fn, "x", n, x));
     TRY(vibi_check_finite(fn, "dy", n, dy));
+    for (size_t i = 0; i < n; i++) /* only where the gradient passes */
+        if (x[i] > 0.0f && fabs((double)dx[i]) + fabs((double)dy[i]) > (double)FLT_MAX)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: dx[%zu] would overflow float", fn, i);
     for (size_t i = 0; i < n; i++)
         if (x[i] > 0.0f)
             dx[i] += dy[i];
@@ -363,6 +379,13 @@ int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
     TRY(vibi_check_finite(fn, "prob", n, prob));
     TRY(vibi_check_finite(fn, "dloss", rows, dloss));
     TRY(check_labels(fn, rows, classes, labels));
+    /* |prob - onehot| <= 1, so |dlogits| + |dloss| bounds each result. */
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < classes; c++)
+            if (fabs((double)dlogits[r * classes + c]) + fabs((double)dloss[r]) >
+                (double)FLT_MAX)
+                return vibi_fail(VIB_ERR_NUMERIC, "%s: dlogits[%zu] would overflow float", fn,
+                                 r * classes + c);
     for (size_t r = 0; r < rows; r++) {
         const double g = dloss[r];
         float *d = dlogits + r * classes;

@@ -3,17 +3,20 @@
  * the sigma head, ReLU and softmax cross-entropy.
  *
  * What is checked, one tcase per concern:
- *   gradients   every backward against central finite differences of a random probe
- *               loss L = sum_i w_i out_i (so the backward is driven with dout = w), and
- *               that every backward ACCUMULATES into its gradient buffers;
- *   forward     every forward against a float64 reference computed here, including the
- *               numerically hard regions (sigma-head tail, huge logits);
- *   kl_mc       the closed-form KLs against Monte-Carlo estimates (>= 1e5 samples);
- *   kl_values   known KL values, asymmetry, KL(P||P) = 0, Gibbs' inequality;
- *   reparam_mc  moments of reparameterized samples;
- *   bad_args    every failure mode of every node: status, error detail, and that the
- *               output / gradient buffers are untouched;
- *   sizes       size zero (a no-op accepting NULL) and rows * cols overflowing size_t.
+ *   gradients        every backward against central finite differences of a random
+ *                    probe loss L = sum_i w_i out_i (so the backward is driven with
+ *                    dout = w), and that every backward ACCUMULATES into its buffers;
+ *   forward          every forward against a float64 reference computed here, including
+ *                    the numerically hard regions (sigma-head tail, huge logits);
+ *   kl_mc            the closed-form KLs against Monte-Carlo estimates (2e5 samples);
+ *   kl_values        known KL values, asymmetry, KL(P||P) = 0, Gibbs' inequality;
+ *   reparam_mc       moments of reparameterized samples;
+ *   bad_args         every failure mode of every node: status, an error detail naming
+ *                    the function and argument, and untouched output / gradient buffers;
+ *   output_overflow  a result (an accumulated gradient included) too large for a float
+ *                    is VIB_ERR_NUMERIC with untouched buffers; one that fits is accepted;
+ *   sizes            a zero count is a no-op accepting NULL; rows * cols overflowing
+ *                    size_t is VIB_ERR_INVALID_ARG.
  */
 #include <float.h>
 #include <math.h>
@@ -103,29 +106,33 @@ static int32_t *fill_labels(uint64_t seed, size_t rows, size_t classes, int32_t 
 }
 
 /* ---- failure checking ----------------------------------------------------------------
- * An output buffer registered in an `outbuf` list is filled with a byte pattern before
- * the failing calls and must still hold it after each of them ("failure is clean"). */
+ * An output buffer registered in an `outbuf` list holds known contents before the
+ * failing calls and must still hold them after each ("failure is clean"): a byte
+ * pattern set by arm_outputs, or, where the test needs particular values in the buffer
+ * (gradients accumulated near FLT_MAX), a copy of them in `expect`. */
 #define SENTINEL_BYTE 0x5A /* 0x5A5A5A5A is a finite float (~1.5e16) and a finite double */
 
 typedef struct {
     const char *name;
     void *p;
     size_t bytes;
+    const void *expect; /* NULL: the sentinel pattern */
 } outbuf;
 
 static void arm_outputs(const outbuf *outs, size_t count)
 {
     for (size_t b = 0; b < count; b++)
-        memset(outs[b].p, SENTINEL_BYTE, outs[b].bytes);
+        if (outs[b].expect == NULL)
+            memset(outs[b].p, SENTINEL_BYTE, outs[b].bytes);
 }
 
 static void expect_untouched(const char *call, const outbuf *outs, size_t count)
 {
     for (size_t b = 0; b < count; b++) {
-        const unsigned char *p = outs[b].p;
+        const unsigned char *p = outs[b].p, *e = outs[b].expect;
         for (size_t i = 0; i < outs[b].bytes; i++)
-            ck_assert_msg(p[i] == SENTINEL_BYTE, "%s failed but wrote %s (byte %zu)", call,
-                          outs[b].name, i);
+            ck_assert_msg(p[i] == (e != NULL ? e[i] : SENTINEL_BYTE),
+                          "%s failed but wrote %s (byte %zu)", call, outs[b].name, i);
     }
 }
 
@@ -187,6 +194,17 @@ static void check_detail(const char *call, const char *fn, const char *what)
         (lvalue) = (value);                                                                \
         stmt;                                                                              \
         (lvalue) = saved_;                                                                 \
+    } while (0)
+
+/* The same for two float lvalues at once. */
+#define WITH2(lv1, v1, lv2, v2, stmt)                                                      \
+    do {                                                                                   \
+        float saved1_ = (lv1), saved2_ = (lv2);                                            \
+        (lv1) = (v1);                                                                      \
+        (lv2) = (v2);                                                                      \
+        stmt;                                                                              \
+        (lv1) = saved1_;                                                                   \
+        (lv2) = saved2_;                                                                   \
     } while (0)
 
 /* The same for an int32_t label. */
@@ -933,7 +951,7 @@ START_TEST(bad_reparam_forward)
     static const char fn[] = "vib_reparam_forward";
     float mu[BN], sigma[BN], v[BN], z[BN];
     valid_gauss(mu, sigma, v);
-    const outbuf outs[] = {{"z", z, sizeof z}};
+    const outbuf outs[] = {{"z", z, sizeof z, NULL}};
     arm_outputs(outs, 1);
 
     BAD(vib_reparam_forward(BN, NULL, sigma, v, z), VIB_ERR_INVALID_ARG, "mu");
@@ -967,7 +985,7 @@ START_TEST(bad_reparam_backward)
     float dz[BN], v[BN], dmu[BN], dsigma[BN];
     fill_normal(611, BN, 0.0f, 1.0f, dz);
     fill_normal(612, BN, 0.0f, 1.0f, v);
-    const outbuf outs[] = {{"dmu", dmu, sizeof dmu}, {"dsigma", dsigma, sizeof dsigma}};
+    const outbuf outs[] = {{"dmu", dmu, sizeof dmu, NULL}, {"dsigma", dsigma, sizeof dsigma, NULL}};
     arm_outputs(outs, 2);
 
     BAD(vib_reparam_backward(BN, NULL, v, dmu, dsigma), VIB_ERR_INVALID_ARG, "dz");
@@ -988,7 +1006,7 @@ START_TEST(bad_kl_std_normal)
     static const char fn[] = "vib_kl_std_normal";
     float mu[BN], sigma[BN], kl[BROWS];
     valid_gauss(mu, sigma, NULL);
-    const outbuf outs[] = {{"kl", kl, sizeof kl}};
+    const outbuf outs[] = {{"kl", kl, sizeof kl, NULL}};
     arm_outputs(outs, 1);
 
     BAD(vib_kl_std_normal(BROWS, BK, NULL, sigma, kl), VIB_ERR_INVALID_ARG, "mu");
@@ -1014,7 +1032,7 @@ START_TEST(bad_kl_std_normal_backward)
     float mu[BN], sigma[BN], dkl[BROWS], dmu[BN], dsigma[BN];
     valid_gauss(mu, sigma, NULL);
     fill_normal(621, BROWS, 0.0f, 1.0f, dkl);
-    const outbuf outs[] = {{"dmu", dmu, sizeof dmu}, {"dsigma", dsigma, sizeof dsigma}};
+    const outbuf outs[] = {{"dmu", dmu, sizeof dmu, NULL}, {"dsigma", dsigma, sizeof dsigma, NULL}};
     arm_outputs(outs, 2);
 
 #define CALL(m, s, d, gm, gs) vib_kl_std_normal_backward(BROWS, BK, m, s, d, gm, gs)
@@ -1042,7 +1060,7 @@ START_TEST(bad_kl_diag_gauss)
     valid_gauss(mp, sp, NULL);
     fill_normal(631, BN, 0.0f, 1.0f, mq);
     fill_positive(632, BN, 0.2f, 1.0f, sq);
-    const outbuf outs[] = {{"kl", &kl, sizeof kl}};
+    const outbuf outs[] = {{"kl", &kl, sizeof kl, NULL}};
     arm_outputs(outs, 1);
 
 #define CALL(a, b, c, d) vib_kl_diag_gauss(BN, a, b, c, d, &kl)
@@ -1068,8 +1086,8 @@ START_TEST(bad_sigma_head_forward)
     static const char fn[] = "vib_sigma_head_forward";
     float rho[BN], sigma[BN], log_sigma[BN];
     fill_normal(641, BN, 0.0f, 2.0f, rho);
-    const outbuf outs[] = {{"sigma", sigma, sizeof sigma},
-                           {"log_sigma", log_sigma, sizeof log_sigma}};
+    const outbuf outs[] = {{"sigma", sigma, sizeof sigma, NULL},
+                           {"log_sigma", log_sigma, sizeof log_sigma, NULL}};
     arm_outputs(outs, 2);
 
     BAD(vib_sigma_head_forward(BN, NULL, -5.0f, sigma, log_sigma), VIB_ERR_INVALID_ARG, "rho");
@@ -1098,7 +1116,7 @@ START_TEST(bad_sigma_head_backward)
     fill_normal(651, BN, 0.0f, 2.0f, rho);
     fill_normal(652, BN, 0.0f, 1.0f, ds);
     fill_normal(653, BN, 0.0f, 1.0f, dl);
-    const outbuf outs[] = {{"drho", drho, sizeof drho}};
+    const outbuf outs[] = {{"drho", drho, sizeof drho, NULL}};
     arm_outputs(outs, 1);
 
     BAD(vib_sigma_head_backward(BN, NULL, -5.0f, ds, dl, drho), VIB_ERR_INVALID_ARG, "rho");
@@ -1129,7 +1147,7 @@ START_TEST(bad_relu_forward)
     static const char fn[] = "vib_relu_forward";
     float x[BN], y[BN];
     fill_normal(661, BN, 0.0f, 1.0f, x);
-    const outbuf outs[] = {{"y", y, sizeof y}};
+    const outbuf outs[] = {{"y", y, sizeof y, NULL}};
     arm_outputs(outs, 1);
 
     BAD(vib_relu_forward(BN, NULL, y), VIB_ERR_INVALID_ARG, "x");
@@ -1147,7 +1165,7 @@ START_TEST(bad_relu_backward)
     float x[BN], dy[BN], dx[BN];
     fill_normal(671, BN, 0.0f, 1.0f, x);
     fill_normal(672, BN, 0.0f, 1.0f, dy);
-    const outbuf outs[] = {{"dx", dx, sizeof dx}};
+    const outbuf outs[] = {{"dx", dx, sizeof dx, NULL}};
     arm_outputs(outs, 1);
 
     BAD(vib_relu_backward(BN, NULL, dy, dx), VIB_ERR_INVALID_ARG, "x");
@@ -1166,7 +1184,7 @@ START_TEST(bad_softmax_xent_forward)
     float logits[BN], loss[BROWS], prob[BN];
     int32_t labels[BROWS] = {2, 0};
     fill_normal(681, BN, 0.0f, 2.0f, logits);
-    const outbuf outs[] = {{"loss", loss, sizeof loss}, {"prob", prob, sizeof prob}};
+    const outbuf outs[] = {{"loss", loss, sizeof loss, NULL}, {"prob", prob, sizeof prob, NULL}};
     arm_outputs(outs, 2);
 
 #define CALL(l, y, lo, p) vib_softmax_xent_forward(BROWS, BK, l, y, lo, p)
@@ -1187,9 +1205,9 @@ START_TEST(bad_softmax_xent_forward)
     WITH(logits[BN - 1], -INFINITY,
          BAD(CALL(logits, labels, loss, prob), VIB_ERR_NUMERIC, "logits"));
 #undef CALL
-    /* No class can be the label when there are no classes. */
+    /* No label can be valid when there are no classes (either argument may be blamed). */
     BAD(vib_softmax_xent_forward(BROWS, 0, logits, labels, loss, prob), VIB_ERR_INVALID_ARG,
-        "classes");
+        NULL);
 }
 END_TEST
 
@@ -1201,7 +1219,7 @@ START_TEST(bad_softmax_xent_backward)
     fill_normal(691, BN, 0.0f, 2.0f, logits);
     fill_normal(692, BROWS, 0.0f, 1.0f, dloss);
     ck_assert_ok(vib_softmax_xent_forward(BROWS, BK, logits, labels, loss, prob));
-    const outbuf outs[] = {{"dlogits", dlogits, sizeof dlogits}};
+    const outbuf outs[] = {{"dlogits", dlogits, sizeof dlogits, NULL}};
     arm_outputs(outs, 1);
 
 #define CALL(p, y, d, g) vib_softmax_xent_backward(BROWS, BK, p, y, d, g)
@@ -1220,7 +1238,7 @@ START_TEST(bad_softmax_xent_backward)
          BAD(CALL(prob, labels, dloss, dlogits), VIB_ERR_NUMERIC, "dloss"));
 #undef CALL
     BAD(vib_softmax_xent_backward(BROWS, 0, prob, labels, dloss, dlogits), VIB_ERR_INVALID_ARG,
-        "classes");
+        NULL);
 }
 END_TEST
 
@@ -1274,10 +1292,10 @@ END_TEST
 
 /* rows * cols wraps around size_t: must be refused before any buffer is touched (the
  * small buffers passed here would be overrun by a node that trusted the wrapped size).
- * The header allows either "bad size" (INVALID_ARG) or "size overflowed" (NOMEM). */
+ * The header: "sizes whose product overflows size_t" are VIB_ERR_INVALID_ARG. */
 static void check_overflow_status(const char *call, int rc, const char *fn)
 {
-    ck_assert_msg(rc == VIB_ERR_INVALID_ARG || rc == VIB_ERR_NOMEM,
+    ck_assert_msg(rc == VIB_ERR_INVALID_ARG,
                   "%s with overflowing size returned %d (%s)", call, rc, vib_status_string(rc));
     check_detail(call, fn, NULL);
 }
@@ -1300,12 +1318,12 @@ START_TEST(size_overflow)
     fill_normal(711, BN, 0.0f, 1.0f, dkl);
     fill_normal(712, BN, 0.0f, 1.0f, dloss);
     fill_const(prob, BN, 1.0f / 3.0f);
-    const outbuf outs[] = {{"kl", kl, sizeof kl},
-                           {"dmu", dmu, sizeof dmu},
-                           {"dsigma", dsigma, sizeof dsigma},
-                           {"loss", loss, sizeof loss},
-                           {"prob", probout, sizeof probout},
-                           {"dlogits", dlogits, sizeof dlogits}};
+    const outbuf outs[] = {{"kl", kl, sizeof kl, NULL},
+                           {"dmu", dmu, sizeof dmu, NULL},
+                           {"dsigma", dsigma, sizeof dsigma, NULL},
+                           {"loss", loss, sizeof loss, NULL},
+                           {"prob", probout, sizeof probout, NULL},
+                           {"dlogits", dlogits, sizeof dlogits, NULL}};
     arm_outputs(outs, sizeof outs / sizeof outs[0]);
 
     OVERFLOW_CASE("vib_kl_std_normal", vib_kl_std_normal(big, 3, mu, sigma, kl));
@@ -1323,6 +1341,239 @@ START_TEST(size_overflow)
                   vib_softmax_xent_backward(big, 3, prob, labels, dloss, dlogits));
     OVERFLOW_CASE("vib_softmax_xent_backward",
                   vib_softmax_xent_backward(2, half, prob, labels, dloss, dlogits));
+}
+END_TEST
+
+/* =====================================================================================
+ * Results that would not fit in a float. The header: "Non-finite inputs (NaN, Inf) are
+ * VIB_ERR_NUMERIC, and so is a result that would overflow float: such calls are refused
+ * before anything is written." For a backward the result is the accumulated gradient,
+ * so both a huge increment and a huge prefill plus an increment count. Results that do
+ * fit must not be refused.
+ * =================================================================================== */
+
+/* A gradient buffer of BN values prefilled with `fill`, value `last` at the end, with a
+ * copy kept for the untouched check. */
+static void prefill(float *buf, float *copy, float fill, float last)
+{
+    fill_const(buf, BN, fill);
+    buf[BN - 1] = last;
+    memcpy(copy, buf, BN * sizeof *buf);
+}
+
+START_TEST(overflow_reparam_forward)
+{
+    static const char fn[] = "vib_reparam_forward";
+    float mu[BN], sigma[BN], v[BN], z[BN];
+    valid_gauss(mu, sigma, v);
+    const outbuf outs[] = {{"z", z, sizeof z, NULL}};
+    arm_outputs(outs, 1);
+    mu[BN - 1] = FLT_MAX; /* FLT_MAX + FLT_MAX * 1 */
+    sigma[BN - 1] = FLT_MAX;
+    v[BN - 1] = 1.0f;
+    BAD(vib_reparam_forward(BN, mu, sigma, v, z), VIB_ERR_NUMERIC, NULL);
+    mu[BN - 1] = 0.5f * FLT_MAX; /* 0.5 FLT_MAX + 0.25 FLT_MAX fits */
+    sigma[BN - 1] = 0.25f * FLT_MAX;
+    ck_assert_ok(vib_reparam_forward(BN, mu, sigma, v, z));
+    check_close("z near FLT_MAX", BN - 1, z[BN - 1], 0.75 * FLT_MAX, 1e-6, 0.0);
+}
+END_TEST
+
+START_TEST(overflow_reparam_backward)
+{
+    static const char fn[] = "vib_reparam_backward";
+    float dz[BN], v[BN], dmu[BN], dsigma[BN], dmu0[BN], dsigma0[BN];
+    fill_normal(801, BN, 0.0f, 1.0f, dz);
+    fill_normal(802, BN, 0.0f, 1.0f, v);
+    const outbuf outs[] = {{"dmu", dmu, sizeof dmu, dmu0},
+                           {"dsigma", dsigma, sizeof dsigma, dsigma0}};
+
+    /* dsigma increment dz * v = 1e30 * 1e10 */
+    prefill(dmu, dmu0, 0.0f, 0.0f);
+    prefill(dsigma, dsigma0, 0.0f, 0.0f);
+    WITH2(dz[BN - 1], 1e30f, v[BN - 1], 1e10f,
+          BAD(vib_reparam_backward(BN, dz, v, dmu, dsigma), VIB_ERR_NUMERIC, NULL));
+    /* dsigma accumulated to FLT_MAX, plus dz * v = 0.5 FLT_MAX */
+    prefill(dsigma, dsigma0, 1.0f, FLT_MAX);
+    WITH2(dz[BN - 1], 0.5f * FLT_MAX, v[BN - 1], 1.0f,
+          BAD(vib_reparam_backward(BN, dz, v, dmu, dsigma), VIB_ERR_NUMERIC, NULL));
+    /* dmu accumulated to FLT_MAX, plus dz = 0.5 FLT_MAX */
+    prefill(dsigma, dsigma0, 1.0f, 1.0f);
+    prefill(dmu, dmu0, 1.0f, FLT_MAX);
+    WITH2(dz[BN - 1], 0.5f * FLT_MAX, v[BN - 1], 0.0f,
+          BAD(vib_reparam_backward(BN, dz, v, dmu, dsigma), VIB_ERR_NUMERIC, NULL));
+    /* fits: 0.5 FLT_MAX accumulated plus 0.25 FLT_MAX in both */
+    prefill(dmu, dmu0, 1.0f, 0.5f * FLT_MAX);
+    prefill(dsigma, dsigma0, 1.0f, 0.5f * FLT_MAX);
+    WITH2(dz[BN - 1], 0.25f * FLT_MAX, v[BN - 1], 1.0f, {
+        ck_assert_ok(vib_reparam_backward(BN, dz, v, dmu, dsigma));
+        check_close("dmu near FLT_MAX", BN - 1, dmu[BN - 1], 0.75 * FLT_MAX, 1e-6, 0.0);
+        check_close("dsigma near FLT_MAX", BN - 1, dsigma[BN - 1], 0.75 * FLT_MAX, 1e-6, 0.0);
+    });
+}
+END_TEST
+
+START_TEST(overflow_kl_std_normal)
+{
+    static const char fn[] = "vib_kl_std_normal";
+    float mu[BN], sigma[BN], kl[BROWS];
+    valid_gauss(mu, sigma, NULL);
+    const outbuf outs[] = {{"kl", kl, sizeof kl, NULL}};
+    arm_outputs(outs, 1);
+    mu[BN - 1] = 1e20f; /* mu^2 / 2 = 5e39 */
+    BAD(vib_kl_std_normal(BROWS, BK, mu, sigma, kl), VIB_ERR_NUMERIC, NULL);
+    mu[BN - 1] = 1e19f; /* mu^2 / 2 = 5e37 fits */
+    ck_assert_ok(vib_kl_std_normal(BROWS, BK, mu, sigma, kl));
+    check_close("kl near FLT_MAX", BROWS - 1, kl[BROWS - 1], 5e37, 1e-6, 0.0);
+}
+END_TEST
+
+START_TEST(overflow_kl_std_normal_backward)
+{
+    static const char fn[] = "vib_kl_std_normal_backward";
+    float mu[BN], sigma[BN], dkl[BROWS], dmu[BN], dsigma[BN], dmu0[BN], dsigma0[BN];
+    valid_gauss(mu, sigma, NULL);
+    fill_const(dkl, BROWS, 1.0f);
+    const outbuf outs[] = {{"dmu", dmu, sizeof dmu, dmu0},
+                           {"dsigma", dsigma, sizeof dsigma, dsigma0}};
+    prefill(dmu, dmu0, 0.0f, 0.0f);
+    prefill(dsigma, dsigma0, 0.0f, 0.0f);
+
+    /* A subnormal sigma (what the sigma head gives for rho + offset in (-104, -87)) is
+     * positive and accepted, but d/dsigma = sigma - 1/sigma ~ -1e40. */
+    WITH(sigma[BN - 1], 1e-40f,
+         BAD(vib_kl_std_normal_backward(BROWS, BK, mu, sigma, dkl, dmu, dsigma), VIB_ERR_NUMERIC,
+             NULL));
+    /* dmu increment dkl * mu = 1e30 * 1e30 (sigma stays ordinary) */
+    WITH2(dkl[BROWS - 1], 1e30f, mu[BN - 1], 1e30f,
+          BAD(vib_kl_std_normal_backward(BROWS, BK, mu, sigma, dkl, dmu, dsigma), VIB_ERR_NUMERIC,
+              NULL));
+    /* dmu accumulated to FLT_MAX plus dkl * mu = 0.5 FLT_MAX */
+    prefill(dmu, dmu0, 1.0f, FLT_MAX);
+    WITH2(dkl[BROWS - 1], 0.5f * FLT_MAX, mu[BN - 1], 1.0f,
+          BAD(vib_kl_std_normal_backward(BROWS, BK, mu, sigma, dkl, dmu, dsigma), VIB_ERR_NUMERIC,
+              NULL));
+}
+END_TEST
+
+/* Accumulated gradients near FLT_MAX plus ordinary increments fit: no false alarm, in
+ * particular not from adding the bounds of dmu and dsigma together. */
+START_TEST(overflow_kl_std_normal_backward_fits)
+{
+    float mu[BN], sigma[BN], dkl[BROWS], dmu[BN], dsigma[BN], copy[BN];
+    valid_gauss(mu, sigma, NULL);
+    fill_const(dkl, BROWS, 1e-3f);
+    prefill(dmu, copy, 0.6f * FLT_MAX, 0.6f * FLT_MAX);
+    prefill(dsigma, copy, 0.6f * FLT_MAX, 0.6f * FLT_MAX);
+    ck_assert_ok(vib_kl_std_normal_backward(BROWS, BK, mu, sigma, dkl, dmu, dsigma));
+    for (size_t i = 0; i < BN; i++) {
+        check_close("dmu", i, dmu[i], 0.6 * FLT_MAX, 1e-6, 0.0);
+        check_close("dsigma", i, dsigma[i], 0.6 * FLT_MAX, 1e-6, 0.0);
+    }
+}
+END_TEST
+
+START_TEST(overflow_sigma_head_forward)
+{
+    static const char fn[] = "vib_sigma_head_forward";
+    float rho[BN], sigma[BN], log_sigma[BN];
+    fill_normal(811, BN, 0.0f, 1.0f, rho);
+    const outbuf outs[] = {{"sigma", sigma, sizeof sigma, NULL},
+                           {"log_sigma", log_sigma, sizeof log_sigma, NULL}};
+    arm_outputs(outs, 2);
+    /* rho + offset = -2 FLT_MAX: log sigma = rho + offset would be -inf in float. */
+    WITH(rho[BN - 1], -FLT_MAX,
+         BAD(vib_sigma_head_forward(BN, rho, -FLT_MAX, sigma, log_sigma), VIB_ERR_NUMERIC, NULL));
+    /* rho + offset = -FLT_MAX fits: log sigma = -FLT_MAX, sigma = 0. */
+    WITH(rho[BN - 1], -0.5f * FLT_MAX, {
+        ck_assert_ok(vib_sigma_head_forward(BN, rho, -0.5f * FLT_MAX, sigma, log_sigma));
+        ck_assert(sigma[BN - 1] == 0.0f && log_sigma[BN - 1] == -FLT_MAX);
+    });
+}
+END_TEST
+
+START_TEST(overflow_sigma_head_backward)
+{
+    static const char fn[] = "vib_sigma_head_backward";
+    float rho[BN], ds[BN], dl[BN], drho[BN], drho0[BN];
+    fill_normal(821, BN, 0.0f, 1.0f, rho);
+    fill_normal(822, BN, 0.0f, 1.0f, ds);
+    fill_normal(823, BN, 0.0f, 1.0f, dl);
+    const outbuf outs[] = {{"drho", drho, sizeof drho, drho0}};
+    prefill(drho, drho0, 0.0f, 0.0f);
+    /* At rho + offset = 0: drho = dsigma sigmoid(0) + dlog_sigma sigmoid(0)/log 2
+     * = FLT_MAX (0.5 + 0.72) */
+    rho[BN - 1] = 0.0f;
+    WITH2(ds[BN - 1], FLT_MAX, dl[BN - 1], FLT_MAX,
+          BAD(vib_sigma_head_backward(BN, rho, 0.0f, ds, dl, drho), VIB_ERR_NUMERIC, NULL));
+    /* drho accumulated to FLT_MAX plus dlog_sigma * ~1 = 0.5 FLT_MAX (rho + offset = -40) */
+    prefill(drho, drho0, 1.0f, FLT_MAX);
+    rho[BN - 1] = -40.0f;
+    WITH(dl[BN - 1], 0.5f * FLT_MAX,
+         BAD(vib_sigma_head_backward(BN, rho, 0.0f, NULL, dl, drho), VIB_ERR_NUMERIC, NULL));
+    /* fits: 0.5 FLT_MAX + 0.25 FLT_MAX */
+    prefill(drho, drho0, 1.0f, 0.5f * FLT_MAX);
+    WITH(dl[BN - 1], 0.25f * FLT_MAX, {
+        ck_assert_ok(vib_sigma_head_backward(BN, rho, 0.0f, NULL, dl, drho));
+        check_close("drho near FLT_MAX", BN - 1, drho[BN - 1], 0.75 * FLT_MAX, 1e-6, 0.0);
+    });
+}
+END_TEST
+
+START_TEST(overflow_relu_backward)
+{
+    static const char fn[] = "vib_relu_backward";
+    float x[BN], dy[BN], dx[BN], dx0[BN];
+    fill_const(x, BN, 1.0f);
+    fill_const(dy, BN, 1.0f);
+    const outbuf outs[] = {{"dx", dx, sizeof dx, dx0}};
+    /* dx accumulated to FLT_MAX plus dy = 0.5 FLT_MAX where x > 0 */
+    prefill(dx, dx0, 1.0f, FLT_MAX);
+    WITH(dy[BN - 1], 0.5f * FLT_MAX, BAD(vib_relu_backward(BN, x, dy, dx), VIB_ERR_NUMERIC, NULL));
+    /* where x <= 0 nothing is added: no overflow, no error */
+    WITH2(x[BN - 1], -1.0f, dy[BN - 1], FLT_MAX, {
+        ck_assert_ok(vib_relu_backward(BN, x, dy, dx));
+        ck_assert(dx[BN - 1] == FLT_MAX);
+    });
+}
+END_TEST
+
+START_TEST(overflow_softmax_xent_forward)
+{
+    static const char fn[] = "vib_softmax_xent_forward";
+    enum { C = 3 };
+    float logits[C] = {FLT_MAX, -FLT_MAX, 0.0f}, loss[1], prob[C];
+    int32_t label[1] = {1};
+    const outbuf outs[] = {{"loss", loss, sizeof loss, NULL}, {"prob", prob, sizeof prob, NULL}};
+    arm_outputs(outs, 2);
+    /* loss = lse - l_1 = FLT_MAX + FLT_MAX */
+    BAD(vib_softmax_xent_forward(1, C, logits, label, loss, prob), VIB_ERR_NUMERIC, NULL);
+    /* 1e38 - (-1e38) = 2e38 fits */
+    logits[0] = 1e38f;
+    logits[1] = -1e38f;
+    ck_assert_ok(vib_softmax_xent_forward(1, C, logits, label, loss, prob));
+    check_close("loss near FLT_MAX", 0, loss[0], 2e38, 1e-6, 0.0);
+}
+END_TEST
+
+START_TEST(overflow_softmax_xent_backward)
+{
+    static const char fn[] = "vib_softmax_xent_backward";
+    enum { C = 2 };
+    float prob[C] = {1.0f, 0.0f}, dloss[1] = {0.5f * FLT_MAX}, dlogits[C], dlogits0[C];
+    int32_t label[1] = {1};
+    const outbuf outs[] = {{"dlogits", dlogits, sizeof dlogits, dlogits0}};
+    /* dlogits[0] accumulated to FLT_MAX plus dloss * (prob_0 - 0) = 0.5 FLT_MAX */
+    dlogits[0] = FLT_MAX;
+    dlogits[1] = 0.0f;
+    memcpy(dlogits0, dlogits, sizeof dlogits);
+    BAD(vib_softmax_xent_backward(1, C, prob, label, dloss, dlogits), VIB_ERR_NUMERIC, NULL);
+    /* fits: 0.5 FLT_MAX + 0.25 FLT_MAX on class 0, -0.25 FLT_MAX on class 1 */
+    dlogits[0] = 0.5f * FLT_MAX;
+    dloss[0] = 0.25f * FLT_MAX;
+    ck_assert_ok(vib_softmax_xent_backward(1, C, prob, label, dloss, dlogits));
+    check_close("dlogits", 0, dlogits[0], 0.75 * FLT_MAX, 1e-6, 0.0);
+    check_close("dlogits", 1, dlogits[1], -0.25 * FLT_MAX, 1e-6, 0.0);
 }
 END_TEST
 
@@ -1384,6 +1635,19 @@ Suite *make_nodes_suite(void)
     tcase_add_test(bad, bad_softmax_xent_forward);
     tcase_add_test(bad, bad_softmax_xent_backward);
     suite_add_tcase(s, bad);
+
+    TCase *ovf = tcase_create("output_overflow");
+    tcase_add_test(ovf, overflow_reparam_forward);
+    tcase_add_test(ovf, overflow_reparam_backward);
+    tcase_add_test(ovf, overflow_kl_std_normal);
+    tcase_add_test(ovf, overflow_kl_std_normal_backward);
+    tcase_add_test(ovf, overflow_kl_std_normal_backward_fits);
+    tcase_add_test(ovf, overflow_sigma_head_forward);
+    tcase_add_test(ovf, overflow_sigma_head_backward);
+    tcase_add_test(ovf, overflow_relu_backward);
+    tcase_add_test(ovf, overflow_softmax_xent_forward);
+    tcase_add_test(ovf, overflow_softmax_xent_backward);
+    suite_add_tcase(s, ovf);
 
     TCase *sizes = tcase_create("sizes");
     tcase_add_test(sizes, size_zero);
