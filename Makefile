@@ -33,7 +33,7 @@ ifeq ($(shell pkg-config --exists blis 2>/dev/null && echo yes),yes)
   BLIS_CFLAGS    := $(shell pkg-config --cflags blis)
   BLIS_LIBS      := $(shell pkg-config --libs blis)
   PC_REQUIRES    := blis
-  PC_LIBS_PRIV   := -lm
+  PC_LIBS_PRIV   := -lz -lm
 else
   MULTIARCH      := $(shell $(CC) -print-multiarch 2>/dev/null)
   BLIS_HEADER    := $(realpath /usr/include/$(MULTIARCH)/blis.h)
@@ -43,8 +43,11 @@ else
   # Debian's OpenMP build of libblis needs libgomp when linked statically.
   BLIS_THREADLIB := $(if $(findstring openmp,$(BLIS_INCDIR)),-lgomp)
   PC_REQUIRES    :=
-  PC_LIBS_PRIV   := -lblis $(BLIS_THREADLIB) -lpthread -lm
+  PC_LIBS_PRIV   := -lblis $(BLIS_THREADLIB) -lpthread -lz -lm
 endif
+
+# What libvib itself links: BLIS for products, zlib for gzip'd data and CRC32, libm.
+LIB_LIBS     = $(BLIS_LIBS) -lz -lm
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
@@ -95,7 +98,7 @@ build/san/%.o: lib/%.c $(HDRS) | have-blis
 
 $(SHLIB): $(SH_OBJS) lib/libvib.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvib.map \
-	  -Wl,--no-undefined $(LDFLAGS) -o $@ $(SH_OBJS) $(BLIS_LIBS) -lm
+	  -Wl,--no-undefined $(LDFLAGS) -o $@ $(SH_OBJS) $(LIB_LIBS)
 
 lib/$(SONAME): $(SHLIB)
 	ln -sf $(notdir $<) $@
@@ -122,11 +125,11 @@ examples/%: examples/%.c include/vib.h lib/libvib.so
 build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h $(STLIB) $(HDRS)
 	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
 	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
-	  $(STLIB) $(BLIS_LIBS) $(CHECK_LIBS) -lm
+	  $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
 
 build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvib-san.a $(HDRS)
 	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
-	  build/libvib-san.a $(BLIS_LIBS) $(CHECK_LIBS) -lm
+	  build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
 
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.

@@ -264,6 +264,194 @@ VIB_API int vib_dense_forward(const vib_dense *layer, size_t batch, const float 
 VIB_API int vib_dense_backward(vib_dense *layer, size_t batch, const float *x,
                                const float *dy, float *dx);
 
+/* ---------------------------------------------------------------------------------
+ * Data: IDX files (the MNIST format) and labelled datasets
+ *
+ * IDX: a big-endian header of two zero bytes, a type byte and a dimension count, then
+ * one 32-bit size per dimension, then the data. libvib reads type 0x08 (unsigned byte),
+ * the type of MNIST and Fashion-MNIST, from plain files or gzip-compressed ones
+ * (recognised by their content, whatever the name). Every malformed input (bad magic,
+ * unsupported type, no or too many dimensions, a zero size, sizes whose product
+ * overflows, a truncated body or trailing bytes, a corrupt gzip stream) gives
+ * VIB_ERR_FORMAT with a message naming the file and what is wrong; a file that cannot
+ * be opened or read gives VIB_ERR_IO.
+ * ------------------------------------------------------------------------------- */
+typedef struct vib_idx vib_idx;
+
+/* Read the IDX file at `path` into *out (caller frees with vib_idx_free). */
+VIB_API int vib_idx_load(const char *path, vib_idx **out);
+VIB_API void vib_idx_free(vib_idx *idx);
+
+/* Number of dimensions (1..255), the size of dimension `axis` (0 if axis is out of
+ * range), the number of elements, and the data in row-major order, owned by the
+ * handle. Pure getters: 0 or NULL for a NULL handle. */
+VIB_API size_t vib_idx_ndim(const vib_idx *idx);
+VIB_API size_t vib_idx_dim(const vib_idx *idx, size_t axis);
+VIB_API size_t vib_idx_count(const vib_idx *idx);
+VIB_API const uint8_t *vib_idx_data(const vib_idx *idx);
+
+typedef struct vib_dataset vib_dataset;
+
+/* Load images (an IDX file of n items of any shape, flattened to dim values each) and
+ * their labels (an IDX file of n bytes) into *out. Pixels p in 0..255 become
+ * lo + (hi - lo) * p / 255: (0, 1) for [0, 1], (-1, 1) for the VIB paper's scaling.
+ * Mismatched counts give VIB_ERR_FORMAT naming both files. */
+VIB_API int vib_dataset_load(const char *images_path, const char *labels_path, float lo,
+                             float hi, vib_dataset **out);
+
+/* Load a split of an MNIST-layout directory: `split` "train" reads
+ * train-images-idx3-ubyte and train-labels-idx1-ubyte, "t10k" the t10k- pair; each
+ * name is tried as it is, then with ".gz". Debian's /usr/share/datasets/fashion-mnist
+ * loads the same way. */
+VIB_API int vib_dataset_load_mnist(const char *dir, const char *split, float lo, float hi,
+                                   vib_dataset **out);
+
+/* A new dataset holding a copy of items [first, first + count) of src. */
+VIB_API int vib_dataset_subset(const vib_dataset *src, size_t first, size_t count,
+                               vib_dataset **out);
+
+VIB_API void vib_dataset_free(vib_dataset *data);
+
+/* Items, values per item, and classes (the largest label + 1). Pure getters: 0 for NULL. */
+VIB_API size_t vib_dataset_size(const vib_dataset *data);
+VIB_API size_t vib_dataset_dim(const vib_dataset *data);
+VIB_API size_t vib_dataset_classes(const vib_dataset *data);
+
+/* The images [size x dim] and labels [size], owned by the dataset. NULL for NULL. */
+VIB_API const float *vib_dataset_images(const vib_dataset *data);
+VIB_API const int32_t *vib_dataset_labels(const vib_dataset *data);
+
+/* ---------------------------------------------------------------------------------
+ * Optimizers, learning-rate schedule, weight averaging
+ *
+ * An optimizer updates a flat float array of n parameters in place from a gradient
+ * array of the same length (vib_model_params / vib_model_grads, or any other). Its
+ * state is allocated once at creation; a step allocates nothing.
+ * ------------------------------------------------------------------------------- */
+typedef struct vib_optim vib_optim;
+
+/* Adam (Kingma and Ba, 2015) with bias correction: m = b1 m + (1-b1) g,
+ * v = b2 v + (1-b2) g^2, p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+ * Requires lr > 0, 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0. */
+VIB_API int vib_adam_create(size_t n, float lr, float beta1, float beta2, float eps,
+                            vib_optim **out);
+
+/* SGD with (heavy-ball) momentum: u = momentum * u + g, p -= lr * u.
+ * Requires lr > 0 and 0 <= momentum < 1. */
+VIB_API int vib_sgd_create(size_t n, float lr, float momentum, vib_optim **out);
+
+VIB_API void vib_optim_free(vib_optim *opt);
+
+/* One update of params[0..n) from grads[0..n). A non-finite gradient gives
+ * VIB_ERR_NUMERIC and leaves params and the optimizer state unchanged. */
+VIB_API int vib_optim_step(vib_optim *opt, float *params, const float *grads);
+
+/* The learning rate for the following steps (> 0), and the current one. */
+VIB_API int vib_optim_set_lr(vib_optim *opt, float lr);
+VIB_API float vib_optim_lr(const vib_optim *opt);
+
+/* Steps taken so far. Pure getter: 0 for NULL. */
+VIB_API uint64_t vib_optim_steps(const vib_optim *opt);
+
+/* Staircase exponential decay: *lr = lr0 * rate^floor(step / decay_steps)
+ * (the paper: lr0 1e-4, rate 0.97, decay_steps two epochs). Requires lr0 > 0,
+ * 0 < rate <= 1, decay_steps > 0. */
+VIB_API int vib_lr_staircase(float lr0, float rate, uint64_t decay_steps, uint64_t step,
+                             float *lr);
+
+/* Exponential moving average of parameters (Polyak averaging), for evaluation:
+ * avg = d * avg + (1 - d) * params with d = min(decay, (1 + t) / (10 + t)) at update t
+ * (t = 0, 1, ...), the warm-up TensorFlow's ExponentialMovingAverage applies with
+ * num_updates, so early averages are not dominated by the initial weights. */
+typedef struct vib_ema vib_ema;
+
+/* Start an average of n values at init[0..n) with 0 < decay < 1. */
+VIB_API int vib_ema_create(size_t n, float decay, const float *init, vib_ema **out);
+VIB_API void vib_ema_free(vib_ema *ema);
+VIB_API int vib_ema_update(vib_ema *ema, const float *params);
+
+/* The averaged values (n floats), owned by the handle. NULL for NULL. */
+VIB_API const float *vib_ema_values(const vib_ema *ema);
+
+/* ---------------------------------------------------------------------------------
+ * The VIB classifier
+ *
+ *   x -> encoder MLP (ReLU) -> one linear layer to [mu | rho], sigma = softplus(rho + offset)
+ *     -> z = mu + sigma * v, v ~ N(0, I) from the model's own generator
+ *     -> decoder (a linear softmax layer, or an MLP with ReLU) -> class probabilities
+ *
+ * Loss per batch, averaged over its rows: L = CE + beta * KL(N(mu, sigma^2) || N(0, I)),
+ * in nats. In deterministic mode z = mu and there is no KL (the baseline).
+ * All parameters live in ONE flat float array and their gradients in another of the
+ * same length, so an optimizer, a checkpoint or an allreduce sees a single buffer.
+ * ------------------------------------------------------------------------------- */
+typedef struct vib_model vib_model;
+
+/* Create a model into *out: input_dim inputs, n_enc encoder hidden layers of sizes
+ * enc_hidden[0..n_enc), latent size latent_dim (K), n_dec decoder hidden layers
+ * dec_hidden[0..n_dec) (0 for the paper's linear decoder), `classes` outputs. ReLU
+ * layers start He-initialized, linear ones LeCun; biases 0; beta 1e-3; sigma offset
+ * -5; stochastic mode. `seed` drives the initial weights and the noise. n_enc may be 0
+ * (the head reads x directly); enc_hidden/dec_hidden may be NULL when their count is 0.
+ * The caller frees *out with vib_model_free. */
+VIB_API int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                             size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                             size_t classes, uint64_t seed, vib_model **out);
+VIB_API void vib_model_free(vib_model *model);
+
+/* Settings. beta >= 0 and finite; offset finite; deterministic 0 or 1. */
+VIB_API int vib_model_set_beta(vib_model *model, float beta);
+VIB_API int vib_model_set_sigma_offset(vib_model *model, float offset);
+VIB_API int vib_model_set_deterministic(vib_model *model, int deterministic);
+/* Restart the noise stream (the weights are untouched): same seed, same samples. */
+VIB_API int vib_model_reseed(vib_model *model, uint64_t seed);
+
+/* Pure getters (0 for NULL). */
+VIB_API float vib_model_beta(const vib_model *model);
+VIB_API float vib_model_sigma_offset(const vib_model *model);
+VIB_API int vib_model_deterministic(const vib_model *model);
+VIB_API size_t vib_model_input_dim(const vib_model *model);
+VIB_API size_t vib_model_latent_dim(const vib_model *model);
+VIB_API size_t vib_model_classes(const vib_model *model);
+VIB_API size_t vib_model_num_params(const vib_model *model);
+
+/* A one-line description such as "784-1024-1024 | K=256 | decoder 256-10 | beta=0.001",
+ * written NUL-terminated into buf (truncated to len - 1 characters). */
+VIB_API int vib_model_describe(const vib_model *model, char *buf, size_t len);
+
+/* The parameters and their gradients, num_params floats each, owned by the model and
+ * valid until it is freed. Write through vib_model_params to load or update weights. */
+VIB_API float *vib_model_params(vib_model *model);
+VIB_API float *vib_model_grads(vib_model *model);
+
+/* Forward and backward of one batch: x [batch x input_dim], labels [batch] in
+ * [0, classes). OVERWRITES the gradient array with dL/dparams of the batch-mean loss,
+ * draws fresh noise from the model's generator, and reports the batch means of the
+ * cross-entropy, the KL (0 when deterministic) and L = CE + beta KL, in nats, through
+ * the non-NULL pointers. Does not change the parameters. */
+VIB_API int vib_model_gradients(vib_model *model, size_t batch, const float *x,
+                                const int32_t *labels, double *ce, double *kl,
+                                double *loss);
+
+/* The posterior of each row: mu and sigma [batch x K] (sigma = 0 when deterministic). */
+VIB_API int vib_model_encode(vib_model *model, size_t batch, const float *x, float *mu,
+                             float *sigma);
+
+/* Class probabilities prob [batch x classes], averaged over `samples` draws of z from
+ * the posterior (the paper uses 12), or computed at z = mu when samples is 0 or the
+ * model is deterministic. */
+VIB_API int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t samples,
+                              float *prob);
+
+/* Save to `path`: a versioned little-endian file (magic, configuration, parameters,
+ * CRC32), written to a temporary file in the same directory, flushed to disk and
+ * renamed over `path`, so a crash never leaves a half-written model under that name. */
+VIB_API int vib_model_save(const vib_model *model, const char *path);
+
+/* Load a model saved by vib_model_save into *out. Every field is checked; a truncated,
+ * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. */
+VIB_API int vib_model_load(const char *path, vib_model **out);
+
 #ifdef __cplusplus
 }
 #endif
