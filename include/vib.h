@@ -200,7 +200,8 @@ VIB_API int vib_relu_backward(size_t n, const float *x, const float *dy, float *
 VIB_API int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
                                      const int32_t *labels, float *loss, float *prob);
 
-/* Backward of the softmax cross-entropy, given the forward's probabilities and
+/* Backward of the softmax cross-entropy, given the forward's probabilities (each in
+ * [0, 1], else VIB_ERR_INVALID_ARG) and
  * dloss = dL/dloss ([rows]): dlogits[r][c] += dloss[r] * (prob[r][c] - [c == labels[r]]). */
 VIB_API int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
                                       const int32_t *labels, const float *dloss,
@@ -212,6 +213,9 @@ VIB_API int vib_softmax_xent_backward(size_t rows, size_t classes, const float *
  * x is [batch x in], W is [in x out] (row-major: W[i*out + j] joins input i to output
  * j), b is [out], y is [batch x out]. All products go through BLIS; transposes are
  * expressed by strides, never by copies.
+ *
+ * The layer checks its arguments and inputs (NaN, Inf) but not its products: weights or
+ * inputs near float's range can still overflow y, dW or dx to infinity.
  *
  * Initialization scales with fan-in. With weights of std 1, an output is a sum of
  * `in` terms and has std ~ sqrt(in) times its input's: a 1024-wide layer multiplies

@@ -54,9 +54,12 @@ int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: unknown init scheme %d", fn, init);
     if (rng == NULL && init != VIB_INIT_ZERO)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: rng is NULL", fn);
+    /* Two weight arrays and two bias arrays, each rounded up to ALIGN: bound every term
+     * by SIZE_MAX / 8 so neither the products nor the sum can wrap. */
     size_t nw, wbytes, bbytes, total;
+    const size_t cap = SIZE_MAX / 8;
     if (!vibi_mul_size(in, out, &nw) || !vibi_mul_size(nw, sizeof(float), &wbytes) ||
-        wbytes > SIZE_MAX / 4)
+        wbytes > cap || out > cap / sizeof(float))
         return vibi_fail(VIB_ERR_NOMEM, "%s: %zu x %zu weights overflow size_t", fn, in, out);
     wbytes = round_up(wbytes);
     bbytes = round_up(out * sizeof(float));

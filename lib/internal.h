@@ -31,6 +31,17 @@ int vibi_check_ptr(const char *fn, const char *what, const void *p);
 int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x);
 int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x);
 
+/* nodes.c: unchecked scalar kernels the model shares with the public nodes -------- */
+
+double vibi_softplus(double x);      /* log(1 + e^x), no overflow */
+double vibi_sigmoid(double x);       /* d softplus / dx */
+double vibi_log_softplus(double x);  /* log softplus(x), finite as x -> -inf */
+double vibi_dlog_softplus(double x); /* d log softplus / dx = sigmoid/softplus, -> 1 */
+
+/* Softmax cross-entropy of one row of logits: returns -log softmax(l)[label] and, if
+ * prob is not NULL, writes the probabilities. label must be in [0, classes). */
+double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *prob);
+
 /* gemm.c -------------------------------------------------------------------------- */
 
 /* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.

@@ -195,18 +195,29 @@ int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p, const f
  * e^x/2 < 5e-14, far under float precision; above it the direct forms are exact enough. */
 #define SOFTPLUS_TAIL (-30.0)
 
-static double softplus(double x)
+double vibi_softplus(double x)
 {
     /* log(1 + e^x) without overflow: for x > 0 factor out e^x. */
     return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
 }
 
-static double sigmoid(double x)
+double vibi_sigmoid(double x)
 {
     if (x >= 0.0)
         return 1.0 / (1.0 + exp(-x));
     double e = exp(x);
     return e / (1.0 + e);
+}
+
+double vibi_log_softplus(double x)
+{
+    return x < SOFTPLUS_TAIL ? x : log(vibi_softplus(x));
+}
+
+double vibi_dlog_softplus(double x)
+{
+    /* d log softplus(x)/dx = sigmoid(x) / softplus(x) -> 1 as x -> -inf */
+    return x < SOFTPLUS_TAIL ? 1.0 : vibi_sigmoid(x) / vibi_softplus(x);
 }
 
 /* rho + offset in double, checked to give a finite float sigma. */
@@ -232,10 +243,9 @@ int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigm
     TRY(head_input(fn, n, rho, offset));
     for (size_t i = 0; i < n; i++) {
         double x = (double)rho[i] + (double)offset;
-        double s = softplus(x);
-        sigma[i] = (float)s;
+        sigma[i] = (float)vibi_softplus(x);
         if (log_sigma != NULL)
-            log_sigma[i] = (float)(x < SOFTPLUS_TAIL ? x : log(s));
+            log_sigma[i] = (float)vibi_log_softplus(x);
     }
     return VIB_OK;
 }
@@ -264,12 +274,11 @@ int vib_sigma_head_backward(size_t n, const float *rho, float offset, const floa
     }
     for (size_t i = 0; i < n; i++) {
         double x = (double)rho[i] + (double)offset;
-        double sig = sigmoid(x); /* d softplus(x)/dx */
         double g = 0.0;
-        if (dsigma != NULL)
-            g += dsigma[i] * sig;
-        if (dlog_sigma != NULL) /* d log softplus(x)/dx = sigmoid(x)/softplus(x) -> 1 */
-            g += dlog_sigma[i] * (x < SOFTPLUS_TAIL ? 1.0 : sig / softplus(x));
+        if (dsigma != NULL) /* d softplus(x)/dx = sigmoid(x) */
+            g += dsigma[i] * vibi_sigmoid(x);
+        if (dlog_sigma != NULL)
+            g += dlog_sigma[i] * vibi_dlog_softplus(x);
         drho[i] += (float)g;
     }
     return VIB_OK;
@@ -311,6 +320,22 @@ int vib_relu_backward(size_t n, const float *x, const float *dy, float *dx)
 
 /* ---- softmax cross-entropy (docs/math.md#softmax-cross-entropy) ---- */
 
+double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *prob)
+{
+    /* log sum_c e^l_c = m + log sum_c e^(l_c - m), m = max l: no term exceeds 1. */
+    double m = l[0];
+    for (size_t c = 1; c < classes; c++)
+        m = l[c] > m ? l[c] : m;
+    double s = 0.0;
+    for (size_t c = 0; c < classes; c++)
+        s += exp(l[c] - m);
+    double lse = m + log(s);
+    if (prob != NULL)
+        for (size_t c = 0; c < classes; c++)
+            prob[c] = (float)exp(l[c] - lse);
+    return lse - l[label];
+}
+
 static int check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels)
 {
     for (size_t r = 0; r < rows; r++)
@@ -344,21 +369,9 @@ int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
         if (m - l[labels[r]] + log((double)classes) > (double)FLT_MAX)
             return vibi_fail(VIB_ERR_NUMERIC, "%s: loss[%zu] would overflow float", fn, r);
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *l = logits + r * classes;
-        /* log sum_c e^l_c = m + log sum_c e^(l_c - m), m = max l: no term exceeds 1. */
-        double m = l[0];
-        for (size_t c = 1; c < classes; c++)
-            m = l[c] > m ? l[c] : m;
-        double s = 0.0;
-        for (size_t c = 0; c < classes; c++)
-            s += exp(l[c] - m);
-        double lse = m + log(s);
-        loss[r] = (float)(lse - l[labels[r]]);
-        if (prob != NULL)
-            for (size_t c = 0; c < classes; c++)
-                prob[r * classes + c] = (float)exp(l[c] - lse);
-    }
+    for (size_t r = 0; r < rows; r++)
+        loss[r] = (float)vibi_softmax_row(classes, logits + r * classes, labels[r],
+                                          prob ? prob + r * classes : NULL);
     return VIB_OK;
 }
 
@@ -377,6 +390,10 @@ int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
     TRY(vibi_check_ptr(fn, "dloss", dloss));
     TRY(vibi_check_ptr(fn, "dlogits", dlogits));
     TRY(vibi_check_finite(fn, "prob", n, prob));
+    for (size_t i = 0; i < n; i++)
+        if (prob[i] < 0.0f || prob[i] > 1.0f)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: prob[%zu] = %g is not a probability",
+                             fn, i, (double)prob[i]);
     TRY(vibi_check_finite(fn, "dloss", rows, dloss));
     TRY(check_labels(fn, rows, classes, labels));
     /* |prob - onehot| <= 1, so |dlogits| + |dloss| bounds each result. */

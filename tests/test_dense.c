@@ -168,6 +168,9 @@ START_TEST(bad_arguments)
     ck_assert_fails(vib_dense_create(3, 2, VIB_INIT_HE, NULL, &untouched), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_dense_create(SIZE_MAX / 2, 3, VIB_INIT_ZERO, NULL, &untouched),
                     VIB_ERR_NOMEM);
+    /* in * out fits but the whole allocation would wrap around */
+    ck_assert_fails(vib_dense_create(1, ((size_t)1 << 60) - 1, VIB_INIT_ZERO, NULL, &untouched),
+                    VIB_ERR_NOMEM);
     ck_assert_ptr_eq(untouched, (vib_dense *)0x1);
     ck_assert_ok(vib_dense_create(3, 2, VIB_INIT_HE, rng, &l));
 
