@@ -1,6 +1,7 @@
 /*
  * dense.c - a fully connected layer: y = x W + b, its gradients, its initialization.
- * All products go through vibi_sgemm (docs/math.md#dense-layer).
+ * All products go through vibi_sgemm (docs/math.md#dense-layer). The arithmetic works
+ * on a vibi_layer view so the model can run the same code over its flat arrays.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -9,12 +10,7 @@
 #include "internal.h"
 
 struct vib_dense {
-    size_t in, out;
-    float *w;  /* [in x out] */
-    float *b;  /* [out] */
-    float *dw; /* [in x out] */
-    float *db; /* [out] */
-    /* w, b, dw, db follow the struct in the same allocation, 64-byte aligned. */
+    vibi_layer l; /* w, dw, b, db follow the struct in the same allocation, 64-byte aligned */
 };
 
 #define ALIGN 64
@@ -24,22 +20,52 @@ static size_t round_up(size_t x)
     return (x + ALIGN - 1) / ALIGN * ALIGN;
 }
 
-/* Draw the initial weights. Each output sums `in` terms w_ij x_i; with var(w) = c/in
- * its variance is c * E[x^2], independent of the width (docs/math.md#initialization). */
-static int init_weights(float *w, size_t in, size_t out, int init, vib_rng *rng)
+/* Each output sums `in` terms w_ij x_i; with var(w) = c/in its variance is c * E[x^2],
+ * independent of the width (docs/math.md#initialization). */
+int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng)
 {
-    size_t n = in * out;
+    const size_t n = l->in * l->out;
+    const double in = (double)l->in, out = (double)l->out;
+    int rc = VIB_OK;
     switch (init) {
-    case VIB_INIT_HE: return vib_rng_normal(rng, n, 0.0f, (float)sqrt(2.0 / (double)in), w);
-    case VIB_INIT_LECUN: return vib_rng_normal(rng, n, 0.0f, (float)sqrt(1.0 / (double)in), w);
+    case VIB_INIT_HE: rc = vib_rng_normal(rng, n, 0.0f, (float)sqrt(2.0 / in), l->w); break;
+    case VIB_INIT_LECUN: rc = vib_rng_normal(rng, n, 0.0f, (float)sqrt(1.0 / in), l->w); break;
     case VIB_INIT_GLOROT: {
-        float a = (float)sqrt(6.0 / ((double)in + (double)out));
-        return vib_rng_uniform(rng, n, -a, a, w);
+        float a = (float)sqrt(6.0 / (in + out));
+        rc = vib_rng_uniform(rng, n, -a, a, l->w);
+        break;
     }
-    default: /* VIB_INIT_ZERO, validated by the caller */
-        memset(w, 0, n * sizeof *w);
-        return VIB_OK;
+    default: memset(l->w, 0, n * sizeof(float)); break; /* VIB_INIT_ZERO */
     }
+    memset(l->b, 0, l->out * sizeof(float));
+    return rc;
+}
+
+void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu)
+{
+    const size_t in = l->in, out = l->out;
+    /* y = b broadcast over rows, then y += x W in one product. */
+    for (size_t r = 0; r < batch; r++)
+        memcpy(y + r * out, l->b, out * sizeof(float));
+    vibi_sgemm(false, false, batch, out, in, 1.0f, x, in, l->w, out, 1.0f, y, out);
+    if (relu)
+        for (size_t i = 0; i < batch * out; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
+                         float *dx)
+{
+    const size_t in = l->in, out = l->out;
+    /* dW += x^T dy   ([in x batch] [batch x out]) */
+    vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, 1.0f, l->dw, out);
+    /* db += column sums of dy */
+    for (size_t r = 0; r < batch; r++)
+        for (size_t j = 0; j < out; j++)
+            l->db[j] += dy[r * out + j];
+    /* dx = dy W^T   ([batch x out] [out x in]) */
+    if (dx != NULL)
+        vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, l->w, out, 0.0f, dx, in);
 }
 
 int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **out_layer)
@@ -67,23 +93,22 @@ int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **
     char *mem = aligned_alloc(ALIGN, total);
     if (mem == NULL)
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
-    vib_dense *l = (vib_dense *)mem;
+    vib_dense *d = (vib_dense *)mem;
     char *p = mem + round_up(sizeof(vib_dense));
-    l->in = in;
-    l->out = out;
-    l->w = (float *)p;
-    l->dw = (float *)(p + wbytes);
-    l->b = (float *)(p + 2 * wbytes);
-    l->db = (float *)(p + 2 * wbytes + bbytes);
-    int rc = init_weights(l->w, in, out, init, rng);
+    d->l = (vibi_layer){.in = in,
+                        .out = out,
+                        .w = (float *)p,
+                        .dw = (float *)(p + wbytes),
+                        .b = (float *)(p + 2 * wbytes),
+                        .db = (float *)(p + 2 * wbytes + bbytes)};
+    int rc = vibi_layer_init(&d->l, init, rng);
     if (rc != VIB_OK) {
         free(mem);
         return rc;
     }
-    memset(l->dw, 0, nw * sizeof(float));
-    memset(l->b, 0, out * sizeof(float));
-    memset(l->db, 0, out * sizeof(float));
-    *out_layer = l;
+    memset(d->l.dw, 0, nw * sizeof(float));
+    memset(d->l.db, 0, out * sizeof(float));
+    *out_layer = d;
     return VIB_OK;
 }
 
@@ -94,40 +119,40 @@ void vib_dense_free(vib_dense *layer)
 
 size_t vib_dense_in(const vib_dense *layer)
 {
-    return layer ? layer->in : 0;
+    return layer ? layer->l.in : 0;
 }
 
 size_t vib_dense_out(const vib_dense *layer)
 {
-    return layer ? layer->out : 0;
+    return layer ? layer->l.out : 0;
 }
 
 float *vib_dense_weights(vib_dense *layer)
 {
-    return layer ? layer->w : NULL;
+    return layer ? layer->l.w : NULL;
 }
 
 float *vib_dense_bias(vib_dense *layer)
 {
-    return layer ? layer->b : NULL;
+    return layer ? layer->l.b : NULL;
 }
 
 float *vib_dense_weights_grad(vib_dense *layer)
 {
-    return layer ? layer->dw : NULL;
+    return layer ? layer->l.dw : NULL;
 }
 
 float *vib_dense_bias_grad(vib_dense *layer)
 {
-    return layer ? layer->db : NULL;
+    return layer ? layer->l.db : NULL;
 }
 
 int vib_dense_zero_grad(vib_dense *layer)
 {
     if (layer == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "vib_dense_zero_grad: layer is NULL");
-    memset(layer->dw, 0, layer->in * layer->out * sizeof(float));
-    memset(layer->db, 0, layer->out * sizeof(float));
+    memset(layer->l.dw, 0, layer->l.in * layer->l.out * sizeof(float));
+    memset(layer->l.db, 0, layer->l.out * sizeof(float));
     return VIB_OK;
 }
 
@@ -137,14 +162,14 @@ static int check_batch(const char *fn, const vib_dense *layer, size_t batch, con
     if (layer == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: layer is NULL", fn);
     size_t n;
-    if (!vibi_mul_size(batch, layer->in > layer->out ? layer->in : layer->out, &n) ||
-        n > SIZE_MAX / sizeof(float))
+    size_t widest = layer->l.in > layer->l.out ? layer->l.in : layer->l.out;
+    if (!vibi_mul_size(batch, widest, &n) || n > SIZE_MAX / sizeof(float))
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu overflows size_t", fn, batch);
     if (batch == 0)
         return VIB_OK;
     if (x == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: x is NULL", fn);
-    return vibi_check_finite(fn, "x", batch * layer->in, x);
+    return vibi_check_finite(fn, "x", batch * layer->l.in, x);
 }
 
 int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, float *y)
@@ -155,11 +180,7 @@ int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, floa
         return rc;
     if (y == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: y is NULL", fn);
-    const size_t in = layer->in, out = layer->out;
-    /* y = b broadcast over rows, then y += x W in one product. */
-    for (size_t r = 0; r < batch; r++)
-        memcpy(y + r * out, layer->b, out * sizeof(float));
-    vibi_sgemm(false, false, batch, out, in, 1.0f, x, in, layer->w, out, 1.0f, y, out);
+    vibi_layer_forward(&layer->l, batch, x, y, false);
     return VIB_OK;
 }
 
@@ -170,20 +191,11 @@ int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const flo
     int rc = check_batch(fn, layer, batch, x);
     if (rc != VIB_OK || batch == 0)
         return rc;
-    const size_t in = layer->in, out = layer->out;
     if (dy == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dy is NULL", fn);
-    rc = vibi_check_finite(fn, "dy", batch * out, dy);
+    rc = vibi_check_finite(fn, "dy", batch * layer->l.out, dy);
     if (rc != VIB_OK)
         return rc;
-    /* dW += x^T dy   ([in x batch] [batch x out]) */
-    vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, 1.0f, layer->dw, out);
-    /* db += column sums of dy */
-    for (size_t r = 0; r < batch; r++)
-        for (size_t j = 0; j < out; j++)
-            layer->db[j] += dy[r * out + j];
-    /* dx = dy W^T   ([batch x out] [out x in]) */
-    if (dx != NULL)
-        vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, layer->w, out, 0.0f, dx, in);
+    vibi_layer_backward(&layer->l, batch, x, dy, dx);
     return VIB_OK;
 }

@@ -39,7 +39,8 @@ double vibi_log_softplus(double x);  /* log softplus(x), finite as x -> -inf */
 double vibi_dlog_softplus(double x); /* d log softplus / dx = sigmoid/softplus, -> 1 */
 
 /* Softmax cross-entropy of one row of logits: returns -log softmax(l)[label] and, if
- * prob is not NULL, writes the probabilities. label must be in [0, classes). */
+ * prob is not NULL, writes the probabilities (prob may be l: in place). label must be
+ * in [0, classes). */
 double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *prob);
 
 /* gemm.c -------------------------------------------------------------------------- */
@@ -51,6 +52,30 @@ double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *pr
 void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc);
+
+/* dense.c: a layer's arithmetic on storage owned elsewhere (a vib_dense, or a slice of
+ * a model's flat parameter array) ------------------------------------------------- */
+
+typedef struct vibi_layer {
+    size_t in, out;
+    float *w, *b;   /* W [in x out], b [out] */
+    float *dw, *db; /* their gradients, same shapes */
+} vibi_layer;
+
+/* Draw W by scheme `init` (a VIB_INIT_* value, already validated) and zero b. */
+int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng);
+
+/* y = x W + b over `batch` rows, then max(y, 0) if relu. Unchecked. */
+void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu);
+
+/* dW += x^T dy, db += column sums of dy, and dx = dy W^T if dx is not NULL. Unchecked. */
+void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
+                         float *dx);
+
+/* model.c: what io.c needs to save a model ---------------------------------------- */
+
+void vibi_model_arch(const vib_model *m, size_t *n_enc, const size_t **enc, size_t *n_dec,
+                     const size_t **dec, uint64_t *seed);
 
 /* rng.c --------------------------------------------------------------------------- */
 

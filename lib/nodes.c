@@ -329,11 +329,11 @@ double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *pr
     double s = 0.0;
     for (size_t c = 0; c < classes; c++)
         s += exp(l[c] - m);
-    double lse = m + log(s);
-    if (prob != NULL)
+    double lse = m + log(s), loss = lse - l[label];
+    if (prob != NULL) /* after the loss: prob may be l itself */
         for (size_t c = 0; c < classes; c++)
             prob[c] = (float)exp(l[c] - lse);
-    return lse - l[label];
+    return loss;
 }
 
 static int check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels)

@@ -1,0 +1,342 @@
+/*
+ * io.c - saving and loading a model.
+ *
+ * File format, version 1, all integers and floats little-endian:
+ *
+ *   offset  size        field
+ *   0       8           magic "VIBMODEL"
+ *   8       4  u32      format version (1)
+ *   12      4  u32      flags: bit 0 = deterministic; other bits 0
+ *   16      8  u64      input_dim
+ *   24      8  u64      latent_dim (K)
+ *   32      8  u64      classes
+ *   40      8  u64      n_enc
+ *   48      8  u64      n_dec
+ *   56      8*n_enc     encoder hidden sizes
+ *   ..      8*n_dec     decoder hidden sizes
+ *   ..      4  f32      beta
+ *   ..      4  f32      sigma offset
+ *   ..      8  u64      seed
+ *   ..      8  u64      number of parameters P
+ *   ..      4*P f32     the flat parameter array
+ *   ..      4  u32      CRC-32 (zlib's) of every byte before it
+ *
+ * Saving writes the whole image to a temporary file beside the target, fsyncs it,
+ * renames it over the target and fsyncs the directory: a reader sees the old file or
+ * the new one, never a mix. Loading checks every field before it builds anything.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
+enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1 };
+
+/* ---- little-endian encoding ----------------------------------------------------- */
+
+static unsigned char *put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_f32(unsigned char *p, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    return put_u32(p, v);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static float get_f32(const unsigned char *p)
+{
+    uint32_t v = get_u32(p);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+/* Bytes of a file with these counts; the header up to the hidden sizes is 56 bytes. */
+static uint64_t file_size(uint64_t n_enc, uint64_t n_dec, uint64_t params)
+{
+    return 56 + 8 * (n_enc + n_dec) + 4 + 4 + 8 + 8 + 4 * params + 4;
+}
+
+/* zlib's crc32 takes a uInt length; feed large buffers in pieces. */
+static uint32_t crc_of(const unsigned char *p, size_t n)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = crc32(crc, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)crc;
+}
+
+/* ---- save ----------------------------------------------------------------------- */
+
+/* Write all of buf to fd, retrying short writes. */
+static bool write_all(int fd, const unsigned char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* fsync the directory holding path, so the rename itself is durable. */
+static void sync_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        (void)fsync(fd); /* best effort: some filesystems refuse fsync on directories */
+        close(fd);
+    }
+}
+
+int vib_model_save(const vib_model *model, const char *path)
+{
+    static const char fn[] = "vib_model_save";
+    if (model == NULL || path == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, model ? "path" : "model");
+    size_t n_enc, n_dec;
+    const size_t *enc, *dec;
+    uint64_t seed;
+    vibi_model_arch(model, &n_enc, &enc, &n_dec, &dec, &seed);
+    const size_t P = vib_model_num_params(model);
+    const size_t total = (size_t)file_size(n_enc, n_dec, P);
+    if (strlen(path) > 4000)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: path is too long", fn);
+
+    unsigned char *buf = malloc(total);
+    if (buf == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
+    unsigned char *p = buf;
+    memcpy(p, MAGIC, 8), p += 8;
+    p = put_u32(p, FORMAT_VERSION);
+    p = put_u32(p, vib_model_deterministic(model) ? FLAG_DETERMINISTIC : 0);
+    p = put_u64(p, vib_model_input_dim(model));
+    p = put_u64(p, vib_model_latent_dim(model));
+    p = put_u64(p, vib_model_classes(model));
+    p = put_u64(p, n_enc);
+    p = put_u64(p, n_dec);
+    for (size_t i = 0; i < n_enc; i++)
+        p = put_u64(p, enc[i]);
+    for (size_t i = 0; i < n_dec; i++)
+        p = put_u64(p, dec[i]);
+    p = put_f32(p, vib_model_beta(model));
+    p = put_f32(p, vib_model_sigma_offset(model));
+    p = put_u64(p, seed);
+    p = put_u64(p, P);
+    const float *params = vib_model_params((vib_model *)model);
+    for (size_t i = 0; i < P; i++)
+        p = put_f32(p, params[i]);
+    p = put_u32(p, crc_of(buf, (size_t)(p - buf)));
+
+    char tmp[4096 + 16];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(buf);
+        return vibi_fail(VIB_ERR_IO, "%s: %s: cannot create a temporary file: %s", fn, path,
+                         strerror(e));
+    }
+    bool ok = write_all(fd, buf, total) && fsync(fd) == 0;
+    int e = errno;
+    ok = close(fd) == 0 && ok;
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok)
+            e = errno;
+        unlink(tmp);
+        return vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(e));
+    }
+    (void)chmod(path, 0644); /* mkstemp makes 0600; a model file is not a secret */
+    sync_dir(path);
+    return VIB_OK;
+}
+
+/* ---- load ----------------------------------------------------------------------- */
+
+/* Read the whole file at path into *buf (caller frees); at most `cap` bytes. */
+static int read_file(const char *fn, const char *path, size_t cap, unsigned char **buf,
+                     size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(errno));
+    size_t size = 0, room = 1 << 16;
+    unsigned char *b = malloc(room);
+    int rc = VIB_OK;
+    while (b != NULL) {
+        size_t got = fread(b + size, 1, room - size, f);
+        size += got;
+        if (got == 0 || size < room)
+            break;
+        if (room >= cap) {
+            rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: larger than %zu bytes: not a model", fn,
+                           path, cap);
+            break;
+        }
+        unsigned char *nb = realloc(b, room * 2);
+        if (nb == NULL)
+            free(b);
+        b = nb;
+        room *= 2;
+    }
+    if (rc == VIB_OK && b == NULL)
+        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", fn, path, room);
+    if (rc == VIB_OK && ferror(f))
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: read error", fn, path);
+    fclose(f);
+    if (rc != VIB_OK) {
+        free(b);
+        return rc;
+    }
+    *buf = b;
+    *len = size;
+    return VIB_OK;
+}
+
+/* Check the image and build the model from it. */
+static int parse(const char *fn, const char *path, const unsigned char *b, size_t len,
+                 vib_model **out)
+{
+    const size_t max_dim = (size_t)1 << 24;
+#define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
+    if (len < 8 || memcmp(b, MAGIC, 8) != 0)
+        return BAD("%s: %s: not a libvib model (bad magic)", fn, path);
+    if (len < 56)
+        return BAD("%s: %s: truncated header (%zu bytes)", fn, path, len);
+    uint32_t version = get_u32(b + 8), flags = get_u32(b + 12);
+    if (version != FORMAT_VERSION)
+        return BAD("%s: %s: format version %u, this libvib reads version %d", fn, path,
+                   version, FORMAT_VERSION);
+    if (flags & ~(uint32_t)FLAG_DETERMINISTIC)
+        return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
+    uint64_t input = get_u64(b + 16), k = get_u64(b + 24), classes = get_u64(b + 32);
+    uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
+    if (n_enc > 64 || n_dec > 64)
+        return BAD("%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
+                   (unsigned long long)n_enc, (unsigned long long)n_dec);
+    size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
+    if (len < hdr + 4)
+        return BAD("%s: %s: truncated header (%zu bytes)", fn, path, len);
+    uint64_t P = get_u64(b + hdr - 8);
+    if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != len)
+        return BAD("%s: %s: truncated or padded: %zu bytes, the header promises %llu", fn,
+                   path, len, P > ((uint64_t)1 << 40) ? 0ULL
+                                                      : (unsigned long long)file_size(n_enc, n_dec, P));
+    uint32_t stored = get_u32(b + len - 4), actual = crc_of(b, len - 4);
+    if (stored != actual)
+        return BAD("%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
+                   stored, actual);
+    size_t enc[64], dec[64];
+    for (uint64_t i = 0; i < n_enc + n_dec; i++) {
+        uint64_t v = get_u64(b + 56 + 8 * i);
+        if (v == 0 || v > max_dim)
+            return BAD("%s: %s: hidden size %llu out of range", fn, path, (unsigned long long)v);
+        if (i < n_enc)
+            enc[i] = (size_t)v;
+        else
+            dec[i - n_enc] = (size_t)v;
+    }
+    if (input == 0 || input > max_dim || k == 0 || k > max_dim || classes < 2 ||
+        classes > max_dim)
+        return BAD("%s: %s: sizes %llu, %llu, %llu out of range", fn, path,
+                   (unsigned long long)input, (unsigned long long)k, (unsigned long long)classes);
+    const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
+    float beta = get_f32(p), offset = get_f32(p + 4);
+    uint64_t seed = get_u64(p + 8);
+    if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
+        return BAD("%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
+#undef BAD
+    vib_model *m = NULL;
+    int rc = vib_model_create((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec, dec,
+                              (size_t)classes, seed, &m);
+    if (rc != VIB_OK)
+        return rc;
+    if (vib_model_num_params(m) != P) {
+        vib_model_free(m);
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu parameters, the architecture has %zu",
+                         fn, path, (unsigned long long)P, vib_model_num_params(m));
+    }
+    float *params = vib_model_params(m);
+    const unsigned char *q = b + hdr;
+    for (size_t i = 0; i < P; i++) {
+        params[i] = get_f32(q + 4 * i);
+        if (!isfinite(params[i])) {
+            vib_model_free(m);
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: parameter %zu is not finite", fn, path, i);
+        }
+    }
+    vib_model_set_beta(m, beta);
+    vib_model_set_sigma_offset(m, offset);
+    vib_model_set_deterministic(m, (flags & FLAG_DETERMINISTIC) ? 1 : 0);
+    *out = m;
+    return VIB_OK;
+}
+
+int vib_model_load(const char *path, vib_model **out)
+{
+    static const char fn[] = "vib_model_load";
+    if (path == NULL || out == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, path ? "out" : "path");
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc = read_file(fn, path, (size_t)1 << 34, &buf, &len);
+    if (rc != VIB_OK)
+        return rc;
+    rc = parse(fn, path, buf, len, out);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,601 @@
+/*
+ * model.c - the VIB classifier: encoder MLP -> Gaussian head -> decoder, over one flat
+ * parameter array and one flat gradient array.
+ *
+ * Layers, in the order their parameters sit in the flat arrays (each W then b):
+ *   encoder hidden layers (ReLU, He init), the head [h -> 2K] giving [mu | rho] (LeCun),
+ *   decoder hidden layers (ReLU, He), the output layer [-> classes] (LeCun).
+ * The Gaussian head is fused into one pass per element: sigma = softplus(rho + offset),
+ * z = mu + sigma v, and the KL with a stable log sigma; its backward likewise
+ * (docs/math.md#the-sigma-head, #kl-to-the-standard-normal, #reparameterization).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ALIGN 64
+
+/* Noise comes from its own stream, offset from the weights' seed, so restarting the
+ * noise with the model's seed does not replay the draws that made the weights. */
+#define NOISE_SEED(seed) ((seed) ^ 0x6a09e667f3bcc909ULL)
+
+struct vib_model {
+    size_t input_dim, k, classes, n_enc, n_dec;
+    size_t *enc_sizes, *dec_sizes;
+    size_t n_layers;    /* n_enc + 1 (head) + n_dec + 1 (output) */
+    vibi_layer *layers;
+    size_t num_params;
+    float *params, *grads;
+    float beta, offset;
+    int deterministic;
+    uint64_t seed;
+    vib_rng *noise;
+    /* Workspace for up to cap_rows rows, grown on demand: after the first batch of a
+     * given size, steps allocate nothing. */
+    size_t cap_rows, max_width;
+    float *ws;
+};
+
+/* Per-call views into the workspace for `rows` rows. */
+typedef struct {
+    float **act;  /* act[l]: output of layer l, [rows x out_l] */
+    float *v, *z; /* noise and sample, [rows x K] */
+    float *dz;    /* dL/dz, [rows x K] */
+    float *ga, *gb; /* ping-pong gradients, [rows x max_width] */
+} views;
+
+static size_t head_index(const vib_model *m)
+{
+    return m->n_enc;
+}
+
+static bool layer_is_relu(const vib_model *m, size_t l)
+{
+    return l != head_index(m) && l != m->n_layers - 1;
+}
+
+/* ---- creation ------------------------------------------------------------------- */
+
+/* a += b, false on overflow */
+static bool add_size(size_t *a, size_t b)
+{
+    return !__builtin_add_overflow(*a, b, a);
+}
+
+/* Dimensions of layer l's input and output. */
+static void layer_dims(size_t input_dim, size_t n_enc, const size_t *enc, size_t k,
+                       size_t n_dec, const size_t *dec, size_t classes, size_t l, size_t *in,
+                       size_t *out)
+{
+    size_t prev = input_dim;
+    for (size_t i = 0; i <= l; i++) {
+        size_t o;
+        if (i < n_enc)
+            o = enc[i];
+        else if (i == n_enc)
+            o = 2 * k; /* [mu | rho] */
+        else if (i < n_enc + 1 + n_dec)
+            o = dec[i - n_enc - 1];
+        else
+            o = classes;
+        if (i == l) {
+            *in = prev;
+            *out = o;
+            return;
+        }
+        /* The decoder reads z (K values), not the head's 2K outputs. */
+        prev = i == n_enc ? k : o;
+    }
+}
+
+static void free_model(vib_model *m)
+{
+    if (m == NULL)
+        return;
+    free(m->enc_sizes);
+    free(m->dec_sizes);
+    free(m->layers);
+    free(m->params);
+    free(m->grads);
+    free(m->ws);
+    vib_rng_free(m->noise);
+    free(m);
+}
+
+void vib_model_free(vib_model *model)
+{
+    free_model(model);
+}
+
+int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                     size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                     size_t classes, uint64_t seed, vib_model **out)
+{
+    static const char fn[] = "vib_model_create";
+    /* A size past 2^24 is no layer width anyone trains here; refusing it keeps every
+     * product below well inside size_t. */
+    const size_t max_dim = (size_t)1 << 24;
+    if (out == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    if (input_dim == 0 || latent_dim == 0 || classes < 2)
+        return vibi_fail(VIB_ERR_INVALID_ARG,
+                         "%s: need input_dim > 0, latent_dim > 0, classes >= 2 (got %zu, %zu, %zu)",
+                         fn, input_dim, latent_dim, classes);
+    if ((n_enc > 0 && enc_hidden == NULL) || (n_dec > 0 && dec_hidden == NULL))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL with a nonzero count", fn,
+                         n_enc > 0 && enc_hidden == NULL ? "enc_hidden" : "dec_hidden");
+    if (n_enc > 64 || n_dec > 64)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: at most 64 hidden layers per side", fn);
+    if (input_dim > max_dim || latent_dim > max_dim || classes > max_dim)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: a size exceeds 2^24", fn);
+    for (size_t i = 0; i < n_enc; i++)
+        if (enc_hidden[i] == 0 || enc_hidden[i] > max_dim)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: enc_hidden[%zu] = %zu is out of range",
+                             fn, i, enc_hidden[i]);
+    for (size_t i = 0; i < n_dec; i++)
+        if (dec_hidden[i] == 0 || dec_hidden[i] > max_dim)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dec_hidden[%zu] = %zu is out of range",
+                             fn, i, dec_hidden[i]);
+
+    const size_t n_layers = n_enc + n_dec + 2;
+    size_t num_params = 0, max_width = 0;
+    for (size_t l = 0; l < n_layers; l++) {
+        size_t in = 0, o = 0;
+        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden, classes, l, &in,
+                   &o);
+        size_t nw;
+        if (!vibi_mul_size(in, o, &nw) || !add_size(&num_params, nw) ||
+            !add_size(&num_params, o))
+            return vibi_fail(VIB_ERR_NOMEM, "%s: the parameter count overflows", fn);
+        max_width = in > max_width ? in : max_width;
+        max_width = o > max_width ? o : max_width;
+    }
+    if (num_params > SIZE_MAX / 4 / sizeof(float))
+        return vibi_fail(VIB_ERR_NOMEM, "%s: %zu parameters are too many", fn, num_params);
+
+    vib_model *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate the model", fn);
+    m->input_dim = input_dim, m->k = latent_dim, m->classes = classes;
+    m->n_enc = n_enc, m->n_dec = n_dec, m->n_layers = n_layers;
+    m->num_params = num_params, m->max_width = max_width;
+    m->beta = 1e-3f, m->offset = -5.0f, m->seed = seed;
+    m->enc_sizes = malloc((n_enc + 1) * sizeof(size_t));
+    m->dec_sizes = malloc((n_dec + 1) * sizeof(size_t));
+    m->layers = calloc(n_layers, sizeof(vibi_layer));
+    size_t pbytes = (num_params * sizeof(float) + ALIGN - 1) / ALIGN * ALIGN;
+    m->params = aligned_alloc(ALIGN, pbytes);
+    m->grads = aligned_alloc(ALIGN, pbytes);
+    if (!m->enc_sizes || !m->dec_sizes || !m->layers || !m->params || !m->grads) {
+        free_model(m);
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu parameters", fn, num_params);
+    }
+    if (n_enc > 0)
+        memcpy(m->enc_sizes, enc_hidden, n_enc * sizeof(size_t));
+    if (n_dec > 0)
+        memcpy(m->dec_sizes, dec_hidden, n_dec * sizeof(size_t));
+    memset(m->grads, 0, num_params * sizeof(float));
+
+    vib_rng *init_rng = NULL;
+    int rc = vib_rng_create(seed, &init_rng);
+    if (rc == VIB_OK)
+        rc = vib_rng_create(NOISE_SEED(seed), &m->noise);
+    size_t off = 0;
+    for (size_t l = 0; rc == VIB_OK && l < n_layers; l++) {
+        vibi_layer *L = &m->layers[l];
+        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden, classes, l,
+                   &L->in, &L->out);
+        L->w = m->params + off, L->dw = m->grads + off;
+        off += L->in * L->out;
+        L->b = m->params + off, L->db = m->grads + off;
+        off += L->out;
+        rc = vibi_layer_init(L, layer_is_relu(m, l) ? VIB_INIT_HE : VIB_INIT_LECUN, init_rng);
+    }
+    vib_rng_free(init_rng);
+    if (rc != VIB_OK) {
+        free_model(m);
+        return rc;
+    }
+    *out = m;
+    return VIB_OK;
+}
+
+/* ---- settings and getters ------------------------------------------------------- */
+
+static int need_model(const char *fn, const vib_model *m)
+{
+    return m ? VIB_OK : vibi_fail(VIB_ERR_INVALID_ARG, "%s: model is NULL", fn);
+}
+
+int vib_model_set_beta(vib_model *model, float beta)
+{
+    int rc = need_model("vib_model_set_beta", model);
+    if (rc != VIB_OK)
+        return rc;
+    if (!isfinite(beta))
+        return vibi_fail(VIB_ERR_NUMERIC, "vib_model_set_beta: beta = %g is not finite",
+                         (double)beta);
+    if (beta < 0.0f)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "vib_model_set_beta: beta = %g is negative",
+                         (double)beta);
+    model->beta = beta;
+    return VIB_OK;
+}
+
+int vib_model_set_sigma_offset(vib_model *model, float offset)
+{
+    int rc = need_model("vib_model_set_sigma_offset", model);
+    if (rc != VIB_OK)
+        return rc;
+    if (!isfinite(offset))
+        return vibi_fail(VIB_ERR_NUMERIC, "vib_model_set_sigma_offset: offset = %g is not finite",
+                         (double)offset);
+    model->offset = offset;
+    return VIB_OK;
+}
+
+int vib_model_set_deterministic(vib_model *model, int deterministic)
+{
+    int rc = need_model("vib_model_set_deterministic", model);
+    if (rc != VIB_OK)
+        return rc;
+    if (deterministic != 0 && deterministic != 1)
+        return vibi_fail(VIB_ERR_INVALID_ARG,
+                         "vib_model_set_deterministic: deterministic = %d is not 0 or 1",
+                         deterministic);
+    model->deterministic = deterministic;
+    return VIB_OK;
+}
+
+int vib_model_reseed(vib_model *model, uint64_t seed)
+{
+    int rc = need_model("vib_model_reseed", model);
+    return rc != VIB_OK ? rc : vib_rng_seed(model->noise, NOISE_SEED(seed));
+}
+
+float vib_model_beta(const vib_model *model)
+{
+    return model ? model->beta : 0.0f;
+}
+
+float vib_model_sigma_offset(const vib_model *model)
+{
+    return model ? model->offset : 0.0f;
+}
+
+int vib_model_deterministic(const vib_model *model)
+{
+    return model ? model->deterministic : 0;
+}
+
+size_t vib_model_input_dim(const vib_model *model)
+{
+    return model ? model->input_dim : 0;
+}
+
+size_t vib_model_latent_dim(const vib_model *model)
+{
+    return model ? model->k : 0;
+}
+
+size_t vib_model_classes(const vib_model *model)
+{
+    return model ? model->classes : 0;
+}
+
+size_t vib_model_num_params(const vib_model *model)
+{
+    return model ? model->num_params : 0;
+}
+
+float *vib_model_params(vib_model *model)
+{
+    return model ? model->params : NULL;
+}
+
+float *vib_model_grads(vib_model *model)
+{
+    return model ? model->grads : NULL;
+}
+
+void vibi_model_arch(const vib_model *m, size_t *n_enc, const size_t **enc, size_t *n_dec,
+                     const size_t **dec, uint64_t *seed)
+{
+    *n_enc = m->n_enc, *enc = m->enc_sizes;
+    *n_dec = m->n_dec, *dec = m->dec_sizes;
+    *seed = m->seed;
+}
+
+int vib_model_describe(const vib_model *model, char *buf, size_t len)
+{
+    static const char fn[] = "vib_model_describe";
+    int rc = need_model(fn, model);
+    if (rc != VIB_OK)
+        return rc;
+    if (buf == NULL || len == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: buf is NULL or len is 0", fn);
+    char tmp[1024];
+    size_t n = 0;
+#define PUT(...) (n += (size_t)snprintf(tmp + n, n < sizeof tmp ? sizeof tmp - n : 0, __VA_ARGS__))
+    PUT("%zu", model->input_dim);
+    for (size_t i = 0; i < model->n_enc; i++)
+        PUT("-%zu", model->enc_sizes[i]);
+    PUT(" | K=%zu | decoder ", model->k);
+    for (size_t i = 0; i < model->n_dec; i++)
+        PUT("%zu-", model->dec_sizes[i]);
+    PUT("%zu | ", model->classes);
+    if (model->deterministic)
+        PUT("deterministic");
+    else
+        PUT("beta=%g", (double)model->beta);
+#undef PUT
+    snprintf(buf, len, "%s", tmp);
+    return VIB_OK;
+}
+
+/* ---- workspace ------------------------------------------------------------------ */
+
+/* Floats of workspace for `rows` rows: every layer's output, v, z, dz, two ping-pong
+ * gradient buffers. */
+static size_t ws_floats(const vib_model *m, size_t rows)
+{
+    size_t per_row = 3 * m->k + 2 * m->max_width;
+    for (size_t l = 0; l < m->n_layers; l++)
+        per_row += m->layers[l].out;
+    return rows * per_row;
+}
+
+static int reserve(vib_model *m, const char *fn, size_t rows)
+{
+    if (rows <= m->cap_rows)
+        return VIB_OK;
+    size_t floats = ws_floats(m, rows);
+    if (floats / rows != ws_floats(m, 1) || floats > SIZE_MAX / 2 / sizeof(float))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu is too large", fn, rows);
+    size_t bytes = (floats * sizeof(float) + ALIGN - 1) / ALIGN * ALIGN;
+    float *ws = aligned_alloc(ALIGN, bytes);
+    if (ws == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", fn, bytes);
+    free(m->ws);
+    m->ws = ws;
+    m->cap_rows = rows;
+    return VIB_OK;
+}
+
+/* Carve the workspace for `rows` rows; act must have n_layers slots. */
+static views carve(const vib_model *m, size_t rows, float **act)
+{
+    views w;
+    float *p = m->ws;
+    w.act = act;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        act[l] = p;
+        p += rows * m->layers[l].out;
+    }
+    w.v = p, p += rows * m->k;
+    w.z = p, p += rows * m->k;
+    w.dz = p, p += rows * m->k;
+    w.ga = p, p += rows * m->max_width;
+    w.gb = p;
+    return w;
+}
+
+/* ---- forward and backward ------------------------------------------------------- */
+
+static int check_batch(const char *fn, const vib_model *m, size_t batch, const float *x)
+{
+    int rc = need_model(fn, m);
+    if (rc != VIB_OK)
+        return rc;
+    if (batch == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch is 0", fn);
+    if (x == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: x is NULL", fn);
+    size_t n;
+    if (!vibi_mul_size(batch, m->input_dim, &n))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu is too large", fn, batch);
+    return vibi_check_finite(fn, "x", n, x);
+}
+
+/* Layers [first, last] over `rows` rows, reading `in` and writing act[]. */
+static void forward_layers(const vib_model *m, size_t first, size_t last, size_t rows,
+                           const float *in, float **act)
+{
+    for (size_t l = first; l <= last; l++) {
+        vibi_layer_forward(&m->layers[l], rows, in, act[l], layer_is_relu(m, l));
+        in = act[l];
+    }
+}
+
+/* Backward through layers [first, last] given dL/d(output of last) in `d`. Layer l reads
+ * act[l - 1] (first_input for the first), a ReLU output for every layer but the first,
+ * so the gradient is masked where that output was 0. The gradients in between
+ * alternate between ga and gb (d may start in either, or elsewhere); dx_first receives
+ * dL/d(input of first) if not NULL. */
+static void backward_layers(const vib_model *m, size_t first, size_t last, size_t rows,
+                            const float *first_input, float **act, const float *d,
+                            float *ga, float *gb, float *dx_first)
+{
+    for (size_t l = last + 1; l-- > first;) {
+        const vibi_layer *L = &m->layers[l];
+        const float *in = l == first ? first_input : act[l - 1];
+        float *dx = l == first ? dx_first : (d == ga ? gb : ga);
+        vibi_layer_backward(L, rows, in, d, dx);
+        if (l == first)
+            break;
+        for (size_t i = 0; i < rows * L->in; i++) /* ReLU: pass where its output was > 0 */
+            dx[i] = in[i] > 0.0f ? dx[i] : 0.0f;
+        d = dx;
+    }
+}
+
+/* The Gaussian head over `rows` rows: z from [mu | rho] and v, or z = mu when not
+ * sampling; returns the summed KL in nats (0 when not sampling). */
+static double latent_forward(const vib_model *m, size_t rows, const float *head,
+                             const float *v, float *z, bool sample)
+{
+    const size_t K = m->k;
+    double kl = 0.0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *mu = head + r * 2 * K, *rho = mu + K;
+        for (size_t j = 0; j < K; j++) {
+            if (!sample) {
+                z[r * K + j] = mu[j];
+                continue;
+            }
+            double x = (double)rho[j] + m->offset;
+            double s = vibi_softplus(x), log_s = vibi_log_softplus(x);
+            z[r * K + j] = (float)(mu[j] + s * v[r * K + j]);
+            kl += 0.5 * ((double)mu[j] * mu[j] + s * s - 2.0 * log_s - 1.0);
+        }
+    }
+    return kl;
+}
+
+/* dL/d[mu | rho] from dL/dz and the KL term with weight kl_weight = beta / batch:
+ *   dmu  = dz + kl_weight * mu
+ *   drho = (dz v + kl_weight (s - 1/s)) s'   with s' = sigmoid(x), x = rho + offset,
+ * where (1/s) s' = d log s / dx is evaluated stably (it tends to 1 as s underflows). */
+static void latent_backward(const vib_model *m, size_t rows, const float *head,
+                            const float *v, const float *dz, double kl_weight, float *dhead)
+{
+    const size_t K = m->k;
+    for (size_t r = 0; r < rows; r++) {
+        const float *mu = head + r * 2 * K, *rho = mu + K;
+        float *dmu = dhead + r * 2 * K, *drho = dmu + K;
+        for (size_t j = 0; j < K; j++) {
+            double g = dz[r * K + j];
+            if (m->deterministic) {
+                dmu[j] = (float)g;
+                drho[j] = 0.0f;
+                continue;
+            }
+            double x = (double)rho[j] + m->offset;
+            double s = vibi_softplus(x), ds = vibi_sigmoid(x);
+            dmu[j] = (float)(g + kl_weight * mu[j]);
+            drho[j] = (float)(g * v[r * K + j] * ds + kl_weight * (s * ds - vibi_dlog_softplus(x)));
+        }
+    }
+}
+
+int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
+                        double *ce, double *kl, double *loss)
+{
+    static const char fn[] = "vib_model_gradients";
+    int rc = check_batch(fn, model, batch, x);
+    if (rc != VIB_OK)
+        return rc;
+    vib_model *m = model;
+    if (labels == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels is NULL", fn);
+    for (size_t r = 0; r < batch; r++)
+        if (labels[r] < 0 || (size_t)labels[r] >= m->classes)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels[%zu] = %d is outside [0, %zu)",
+                             fn, r, (int)labels[r], m->classes);
+    if ((rc = reserve(m, fn, batch)) != VIB_OK)
+        return rc;
+    float *act[130];
+    views w = carve(m, batch, act);
+    const size_t K = m->k, C = m->classes, H = head_index(m), last = m->n_layers - 1;
+
+    /* forward */
+    forward_layers(m, 0, H, batch, x, act);
+    if (!m->deterministic && (rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
+        return rc;
+    double kl_sum = latent_forward(m, batch, act[H], w.v, w.z, !m->deterministic);
+    forward_layers(m, H + 1, last, batch, w.z, act);
+    double ce_sum = 0.0;
+    float *dlogits = act[last]; /* the logits are consumed row by row, then replaced */
+    const double inv_b = 1.0 / (double)batch;
+    for (size_t r = 0; r < batch; r++) {
+        float *l = act[last] + r * C;
+        ce_sum += vibi_softmax_row(C, l, labels[r], l); /* l now holds the probabilities */
+        dlogits[r * C + (size_t)labels[r]] -= 1.0f;      /* d ce / d logits = p - onehot */
+        for (size_t c = 0; c < C; c++)
+            dlogits[r * C + c] = (float)(dlogits[r * C + c] * inv_b);
+    }
+    double mean_ce = ce_sum * inv_b, mean_kl = m->deterministic ? 0.0 : kl_sum * inv_b;
+    double total = mean_ce + (m->deterministic ? 0.0 : (double)m->beta * mean_kl);
+    if (!isfinite(total))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: the loss is not finite (CE %g, KL %g): diverged?",
+                         fn, mean_ce, mean_kl);
+
+    /* backward: decoder, the head, encoder */
+    memset(m->grads, 0, m->num_params * sizeof(float));
+    backward_layers(m, H + 1, last, batch, w.z, act, dlogits, w.ga, w.gb, w.dz);
+    float *dhead = w.gb;
+    latent_backward(m, batch, act[H], w.v, w.dz, (double)m->beta * inv_b, dhead);
+    backward_layers(m, 0, H, batch, x, act, dhead, w.ga, w.gb, NULL);
+
+    if (ce) *ce = mean_ce;
+    if (kl) *kl = mean_kl;
+    if (loss) *loss = total;
+    return VIB_OK;
+}
+
+int vib_model_encode(vib_model *model, size_t batch, const float *x, float *mu, float *sigma)
+{
+    static const char fn[] = "vib_model_encode";
+    int rc = check_batch(fn, model, batch, x);
+    if (rc != VIB_OK)
+        return rc;
+    if (mu == NULL || sigma == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, mu ? "sigma" : "mu");
+    if ((rc = reserve(model, fn, batch)) != VIB_OK)
+        return rc;
+    float *act[130];
+    carve(model, batch, act);
+    const size_t K = model->k, H = head_index(model);
+    forward_layers(model, 0, H, batch, x, act);
+    for (size_t r = 0; r < batch; r++)
+        for (size_t j = 0; j < K; j++) {
+            mu[r * K + j] = act[H][r * 2 * K + j];
+            double xr = (double)act[H][r * 2 * K + K + j] + model->offset;
+            sigma[r * K + j] = model->deterministic ? 0.0f : (float)vibi_softplus(xr);
+        }
+    return VIB_OK;
+}
+
+int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t samples,
+                      float *prob)
+{
+    static const char fn[] = "vib_model_predict";
+    int rc = check_batch(fn, model, batch, x);
+    if (rc != VIB_OK)
+        return rc;
+    if (prob == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: prob is NULL", fn);
+    if (samples > 100000)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples is too many", fn, samples);
+    if ((rc = reserve(model, fn, batch)) != VIB_OK)
+        return rc;
+    vib_model *m = model;
+    float *act[130];
+    views w = carve(m, batch, act);
+    const size_t K = m->k, C = m->classes, H = head_index(m), last = m->n_layers - 1;
+    forward_layers(m, 0, H, batch, x, act);
+
+    /* z = mu for the posterior mean; otherwise average softmax(decoder(z_s)) over the
+     * samples, one batch of draws at a time, in the caller's prob array. */
+    const bool at_mean = samples == 0 || m->deterministic;
+    const size_t draws = at_mean ? 1 : samples;
+    for (size_t s = 0; s < draws; s++) {
+        if (!at_mean && (rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
+            return rc;
+        latent_forward(m, batch, act[H], w.v, w.z, !at_mean);
+        forward_layers(m, H + 1, last, batch, w.z, act);
+        for (size_t r = 0; r < batch; r++) {
+            float *l = act[last] + r * C;
+            vibi_softmax_row(C, l, 0, l);
+            for (size_t c = 0; c < C; c++)
+                prob[r * C + c] = s == 0 ? l[c] : prob[r * C + c] + l[c];
+        }
+    }
+    if (draws > 1)
+        for (size_t i = 0; i < batch * C; i++)
+            prob[i] = (float)(prob[i] / (double)draws);
+    return VIB_OK;
+}
