@@ -18,6 +18,8 @@ Suite *make_gemm_suite(void);
 Suite *make_nodes_suite(void);
 Suite *make_dense_suite(void);
 Suite *make_flow_suite(void);
+Suite *make_model_suite(void);
+Suite *make_optim_suite(void);
 
 /* A scalar function of some float buffers, evaluated in double. */
 typedef double (*scalar_fn)(void *ctx);
