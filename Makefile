@@ -26,6 +26,9 @@ MAJOR   := $(call vib_ver,MAJOR)
 MINOR   := $(call vib_ver,MINOR)
 PATCH   := $(call vib_ver,PATCH)
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
+ifeq ($(MAJOR),)
+  $(error cannot read VIB_VERSION_MAJOR from include/vib.h)
+endif
 
 # BLIS: through pkg-config when a blis.pc exists; else Debian's layout, where the
 # header sits in /usr/include/<multiarch>/blis-<threading>/ beside a blis.h alternative.
@@ -86,18 +89,18 @@ have-blis:
 
 build/shared/%.o: lib/%.c $(HDRS) | have-blis
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(CFLAGS) -fPIC $(LIBFLAGS) -c $< -o $@
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -fPIC $(LIBFLAGS) -c $< -o $@
 
 build/static/%.o: lib/%.c $(HDRS) | have-blis
 	@mkdir -p $(@D)
-	$(CC) $(WARN) $(CFLAGS) $(LIBFLAGS) -c $< -o $@
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c $< -o $@
 
 build/san/%.o: lib/%.c $(HDRS) | have-blis
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) $(LIBFLAGS) -c $< -o $@
 
 $(SHLIB): $(SH_OBJS) lib/libvib.map
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvib.map \
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvib.map \
 	  -Wl,--no-undefined $(LDFLAGS) -o $@ $(SH_OBJS) $(LIB_LIBS)
 
 lib/$(SONAME): $(SHLIB)
@@ -116,8 +119,8 @@ build/libvib-san.a: $(SAN_OBJS)
 
 examples: $(EXAMPLES)
 
-examples/%: examples/%.c include/vib.h lib/libvib.so
-	$(CC) $(WARN) $(CFLAGS) $(EX_FLAGS) $< -o $@ -lvib -lm
+examples/%: examples/%.c examples/vib_chain.h include/vib.h lib/libvib.so
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(LDFLAGS) $< -o $@ -lvib -lm
 
 # ---- tests --------------------------------------------------------------------------
 # The suites link the static library so they can reach internal functions (vibi_*).
@@ -139,10 +142,15 @@ check: deps
 check-unit: build/run_tests
 	./build/run_tests
 
-# The shared library exports vib_* only and carries its SONAME.
+# The shared library exports vib_* only, exactly the functions vib.h declares, and
+# carries its SONAME.
 check-abi: lib
 	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v -E '^(vib_|LIBVIB_)' || true); \
 	  if [ -n "$$bad" ]; then echo "check-abi: exported outside vib_: $$bad"; exit 1; fi
+	@tr '\n' ' ' < include/vib.h | grep -o 'VIB_API [^(]*(' | grep -o 'vib_[a-z0-9_]*' | sort -u > build/abi-declared.txt
+	@nm -D --defined-only $(SHLIB) | awk '$$2 == "T" {sub(/@.*/, "", $$3); print $$3}' | sort -u > build/abi-exported.txt
+	@missing=$$(comm -23 build/abi-declared.txt build/abi-exported.txt); extra=$$(comm -13 build/abi-declared.txt build/abi-exported.txt); \
+	  if [ -n "$$missing$$extra" ]; then echo "check-abi: declared but not exported: $$missing; exported but not declared: $$extra"; exit 1; fi
 	@readelf -d $(SHLIB) | grep -q 'SONAME.*\[$(SONAME)\]' || { echo "check-abi: SONAME is not $(SONAME)"; exit 1; }
 	@n=$$(nm -D --defined-only $(SHLIB) | grep -c ' T vib_'); \
 	  echo "check-abi: $(SHLIB) has SONAME $(SONAME) and exports $$n functions, all vib_*"

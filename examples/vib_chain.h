@@ -141,13 +141,14 @@ static int vib_chain_gradients(vib_chain *c, double task_weight, double beta, do
     memset(c->dsigma, 0, bk * sizeof(float));
     memset(c->drho, 0, bk * sizeof(float));
     memset(c->dh_pre, 0, bh * sizeof(float));
-    rc = vib_softmax_xent_backward(B, c->classes, c->prob, c->y, c->dxent, c->dlogits);
+    /* The KL reaches mu and sigma directly: encoder parameters only. It runs first, so
+     * had it any path into the decoder, the decoder's gradient would depend on beta. */
+    rc = vib_kl_std_normal_backward(B, c->k, c->mu, c->sigma, c->dkl, c->dmu, c->dsigma);
+    if (rc == VIB_OK)
+        rc = vib_softmax_xent_backward(B, c->classes, c->prob, c->y, c->dxent, c->dlogits);
     /* The decoder sees only dlogits, which comes from the task loss alone. */
     if (rc == VIB_OK) rc = vib_dense_backward(c->dec, B, c->z, c->dlogits, c->dz);
     if (rc == VIB_OK) rc = vib_reparam_backward(bk, c->dz, c->v, c->dmu, c->dsigma);
-    /* The KL reaches mu and sigma directly: encoder parameters only. */
-    if (rc == VIB_OK)
-        rc = vib_kl_std_normal_backward(B, c->k, c->mu, c->sigma, c->dkl, c->dmu, c->dsigma);
     if (rc == VIB_OK)
         rc = vib_sigma_head_backward(bk, c->rho, c->offset, c->dsigma, NULL, c->drho);
     if (rc == VIB_OK) rc = vib_dense_backward(c->mu_head, B, c->h, c->dmu, c->dh);

@@ -105,12 +105,15 @@ int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma
     if (rows == 0)
         return VIB_OK;
     TRY(vibi_check_ptr(fn, "kl", kl));
-    if (n > 0) {
-        TRY(vibi_check_ptr(fn, "mu", mu));
-        TRY(vibi_check_ptr(fn, "sigma", sigma));
-        TRY(vibi_check_finite(fn, "mu", n, mu));
-        TRY(vibi_check_positive(fn, "sigma", n, sigma));
+    if (n == 0) { /* k = 0: each row's KL is an empty sum (mu and sigma may be NULL) */
+        for (size_t r = 0; r < rows; r++)
+            kl[r] = 0.0f;
+        return VIB_OK;
     }
+    TRY(vibi_check_ptr(fn, "mu", mu));
+    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(vibi_check_finite(fn, "mu", n, mu));
+    TRY(vibi_check_positive(fn, "sigma", n, sigma));
     /* Check every row fits in a float before writing any (|mu| near 2^64 overflows). */
     for (size_t r = 0; r < rows; r++)
         if (kl_row(k, mu + r * k, sigma + r * k) > (double)FLT_MAX)

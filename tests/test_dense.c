@@ -75,6 +75,43 @@ START_TEST(gradients_match_finite_differences)
 }
 END_TEST
 
+START_TEST(backward_matches_closed_form)
+{
+    /* Finite differences resolve ~1e-3; this pins dW = x^T dy, db = sum dy, dx = dy W^T
+     * to float rounding against float64. */
+    probe *p = make_probe(VIB_INIT_GLOROT);
+    float dx[B * IN];
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx));
+    const float *W = vib_dense_weights(p->layer), *dW = vib_dense_weights_grad(p->layer);
+    const float *db = vib_dense_bias_grad(p->layer);
+    for (int i = 0; i < IN; i++)
+        for (int j = 0; j < OUT; j++) {
+            double ref = 0.0, mag = 0.0;
+            for (int r = 0; r < B; r++) {
+                ref += (double)p->x[r * IN + i] * p->w[r * OUT + j];
+                mag += fabs((double)p->x[r * IN + i] * p->w[r * OUT + j]);
+            }
+            ck_assert_double_eq_tol(dW[i * OUT + j], ref, 2e-7 * mag + 1e-12);
+        }
+    for (int j = 0; j < OUT; j++) {
+        double ref = 0.0, mag = 0.0;
+        for (int r = 0; r < B; r++)
+            ref += p->w[r * OUT + j], mag += fabs(p->w[r * OUT + j]);
+        ck_assert_double_eq_tol(db[j], ref, 2e-7 * mag + 1e-12);
+    }
+    for (int r = 0; r < B; r++)
+        for (int i = 0; i < IN; i++) {
+            double ref = 0.0, mag = 0.0;
+            for (int j = 0; j < OUT; j++) {
+                ref += (double)p->w[r * OUT + j] * W[i * OUT + j];
+                mag += fabs((double)p->w[r * OUT + j] * W[i * OUT + j]);
+            }
+            ck_assert_double_eq_tol(dx[r * IN + i], ref, 2e-7 * mag + 1e-12);
+        }
+    free_probe(p);
+}
+END_TEST
+
 START_TEST(backward_accumulates_parameters_writes_dx)
 {
     probe *p = make_probe(VIB_INIT_LECUN);
@@ -174,7 +211,8 @@ START_TEST(bad_arguments)
     ck_assert_ptr_eq(untouched, (vib_dense *)0x1);
     ck_assert_ok(vib_dense_create(3, 2, VIB_INIT_HE, rng, &l));
 
-    float x[6] = {1, 2, 3, 4, 5, 6}, y[4] = {7, 7, 7, 7}, dy[4] = {1, 1, 1, 1}, dx[6];
+    float x[6] = {1, 2, 3, 4, 5, 6}, y[4] = {7, 7, 7, 7}, dy[4] = {1, 1, 1, 1};
+    float dx[6] = {8, 8, 8, 8, 8, 8};
     ck_assert_fails(vib_dense_forward(NULL, 2, x, y), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_dense_forward(l, 2, NULL, y), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_dense_forward(l, 2, x, NULL), VIB_ERR_INVALID_ARG);
@@ -190,8 +228,11 @@ START_TEST(bad_arguments)
     ck_assert_fails(vib_dense_backward(NULL, 2, x, dy, dx), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_dense_backward(l, 2, NULL, dy, dx), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_dense_backward(l, 2, x, NULL, dx), VIB_ERR_INVALID_ARG);
-    for (int i = 0; i < 6; i++)
-        ck_assert(vib_dense_weights_grad(l)[i] == 0.0f); /* failures accumulated nothing */
+    for (int i = 0; i < 6; i++) { /* failures accumulated and wrote nothing */
+        ck_assert(vib_dense_weights_grad(l)[i] == 0.0f);
+        ck_assert(dx[i] == 8.0f);
+    }
+    ck_assert(vib_dense_bias_grad(l)[0] == 0.0f && vib_dense_bias_grad(l)[1] == 0.0f);
     ck_assert_fails(vib_dense_zero_grad(NULL), VIB_ERR_INVALID_ARG);
     /* batch 0 is a no-op; getters tolerate NULL. */
     ck_assert_ok(vib_dense_forward(l, 0, NULL, NULL));
@@ -216,6 +257,7 @@ Suite *make_dense_suite(void)
     TCase *tc = tcase_create("dense");
     tcase_add_test(tc, forward_matches_float64);
     tcase_add_test(tc, gradients_match_finite_differences);
+    tcase_add_test(tc, backward_matches_closed_form);
     tcase_add_test(tc, backward_accumulates_parameters_writes_dx);
     tcase_add_test(tc, initialization_scales_with_fan_in);
     tcase_add_test(tc, bad_arguments);
