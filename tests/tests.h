@@ -20,6 +20,7 @@ Suite *make_dense_suite(void);
 Suite *make_flow_suite(void);
 Suite *make_model_suite(void);
 Suite *make_optim_suite(void);
+Suite *make_idx_suite(void);
 
 /* A scalar function of some float buffers, evaluated in double. */
 typedef double (*scalar_fn)(void *ctx);

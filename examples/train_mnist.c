@@ -1,0 +1,480 @@
+/*
+ * train_mnist - train a VIB classifier on MNIST with libvib.
+ *
+ *   train_mnist [options]            (train_mnist --help lists them)
+ *
+ * Each epoch prints the training loss, cross-entropy, the KL rate in bits (an upper
+ * bound on I(Z;X)), the lower bound H(Y) - CE on I(Z;Y) in bits, and the test error with
+ * one posterior sample and with S samples; a CSV of these and a PNG learning curve
+ * (gnuplot) go under results/. The last stdout line is
+ *   result test_error_pct=<x> epochs=<n> beta=<b> seconds=<s>
+ * --paper selects the recipe of Alemi et al. (ICLR 2017): inputs in [-1, 1], a
+ * 784-1024-1024 encoder, K = 256, batch 100, Adam (lr 1e-4, beta1 0.5) decayed by 0.97
+ * every 2 epochs, an exponential moving average (0.999) of the weights for evaluation,
+ * 200 epochs, 12 posterior samples at test time.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vib.h"
+
+typedef struct {
+    const char *data, *save, *load, *csv, *plot;
+    size_t epochs, latent, batch, samples, threads, train_limit;
+    size_t enc[8], n_enc, dec[8], n_dec;
+    double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
+    uint64_t seed;
+    int deterministic, pm1, beta_set;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: train_mnist [options]\n"
+            "  --data DIR            MNIST directory (default data/mnist; `make data` fetches it)\n"
+            "  --epochs N            training epochs (default 10; 0 with --load: evaluate only)\n"
+            "  --beta B              KL weight beta (default 1e-3)\n"
+            "  --latent K            latent dimension (default 64)\n"
+            "  --hidden LIST         encoder hidden sizes, e.g. 1024,1024 (default 512,512)\n"
+            "  --decoder-hidden LIST decoder hidden sizes (default none: a linear softmax)\n"
+            "  --batch N             batch size (default 100)\n"
+            "  --lr LR               Adam learning rate (default 1e-3)\n"
+            "  --beta1 B1            Adam beta1 (default 0.9)\n"
+            "  --lr-decay R          multiply the rate by R every --decay-epochs (default 0.97)\n"
+            "  --decay-epochs E      epochs per decay step (default 2)\n"
+            "  --ema D               evaluate an exponential moving average of the weights\n"
+            "                        with decay D (default 0.999; 0 turns it off)\n"
+            "  --samples S           posterior samples at test time (default 12)\n"
+            "  --seed N              seed of the weights, the noise and the shuffling (default 1)\n"
+            "  --threads N           BLIS threads (default: BLIS_NUM_THREADS, else all cores)\n"
+            "  --train-limit N       train on the first N training images only\n"
+            "  --inputs unit|pm1     pixel scaling to [0, 1] (default) or [-1, 1]\n"
+            "  --deterministic       the baseline: z = mu, no KL\n"
+            "  --paper               the paper's recipe (see the top of train_mnist.c)\n"
+            "  --save FILE           save the evaluated model (the EMA weights if on) at the end\n"
+            "  --load FILE           start from a saved model (its architecture wins)\n"
+            "  --csv FILE            per-epoch metrics (default results/train_mnist.csv)\n"
+            "  --plot FILE           learning curve PNG (default results/train_mnist.png)\n");
+}
+
+/* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "train_mnist: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "an integer in [%zu, %zu]", lo, hi);
+        fprintf(stderr, "train_mnist: %s needs %s, got '%s'\n", opt, range, s);
+        exit(2);
+    }
+    return (size_t)v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "train_mnist: %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+static size_t parse_list(const char *opt, const char *s, size_t *out, size_t max)
+{
+    size_t n = 0;
+    if (strcmp(s, "none") == 0)
+        return 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        die("%s: list too long: '%s'", opt, s);
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == max)
+            die("%s: at most 8 sizes, got '%s'", opt, s);
+        out[n++] = parse_size(opt, tok, 1, 1 << 16);
+    }
+    if (n == 0)
+        die("%s: empty list '%s'", opt, s);
+    return n;
+}
+
+static void parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){.data = "data/mnist", .csv = "results/train_mnist.csv",
+                   .plot = "results/train_mnist.png", .epochs = 10, .latent = 64,
+                   .batch = 100, .samples = 12, .enc = {512, 512}, .n_enc = 2,
+                   .beta = 1e-3, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .lr_decay = 0.97,
+                   .decay_epochs = 2, .ema = 0.999, .seed = 1};
+    /* --paper first, so later options can override single settings of the recipe */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--paper") == 0) {
+            o->pm1 = 1, o->enc[0] = o->enc[1] = 1024, o->n_enc = 2, o->latent = 256;
+            o->batch = 100, o->lr = 1e-4, o->beta1 = 0.5, o->lr_decay = 0.97;
+            o->decay_epochs = 2, o->ema = 0.999, o->epochs = 200, o->samples = 12;
+        }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--paper") == 0)
+            continue;
+        if (strcmp(a, "--deterministic") == 0) {
+            o->deterministic = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            die("unexpected argument '%s' (see --help)", a);
+        if (i + 1 >= argc)
+            die("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--load")) o->load = v;
+        else if (!strcmp(a, "--csv")) o->csv = v;
+        else if (!strcmp(a, "--plot")) o->plot = v;
+        else if (!strcmp(a, "--epochs")) o->epochs = parse_size(a, v, 0, 100000);
+        else if (!strcmp(a, "--latent")) o->latent = parse_size(a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--batch")) o->batch = parse_size(a, v, 1, 60000);
+        else if (!strcmp(a, "--samples")) o->samples = parse_size(a, v, 0, 1000);
+        else if (!strcmp(a, "--threads")) o->threads = parse_size(a, v, 1, 1024);
+        else if (!strcmp(a, "--train-limit")) o->train_limit = parse_size(a, v, 1, SIZE_MAX);
+        else if (!strcmp(a, "--seed")) o->seed = parse_size(a, v, 0, SIZE_MAX);
+        else if (!strcmp(a, "--beta")) o->beta = parse_double(a, v, 0, 1e6), o->beta_set = 1;
+        else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 10);
+        else if (!strcmp(a, "--beta1")) o->beta1 = parse_double(a, v, 0, 0.999999);
+        else if (!strcmp(a, "--lr-decay")) o->lr_decay = parse_double(a, v, 1e-6, 1);
+        else if (!strcmp(a, "--decay-epochs")) o->decay_epochs = parse_double(a, v, 1e-3, 1e6);
+        else if (!strcmp(a, "--ema")) o->ema = parse_double(a, v, 0, 0.999999);
+        else if (!strcmp(a, "--hidden")) o->n_enc = parse_list(a, v, o->enc, 8);
+        else if (!strcmp(a, "--decoder-hidden")) o->n_dec = parse_list(a, v, o->dec, 8);
+        else if (!strcmp(a, "--inputs")) {
+            if (strcmp(v, "unit") && strcmp(v, "pm1"))
+                die("--inputs takes unit or pm1, got '%s'", v);
+            o->pm1 = strcmp(v, "pm1") == 0;
+        } else
+            die("unknown option '%s' (see --help)", a);
+    }
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Fail with libvib's own detail. */
+static void check(int rc, const char *what)
+{
+    if (rc != VIB_OK) {
+        fprintf(stderr, "train_mnist: %s: %s (%s)\n", what, vib_last_error(),
+                vib_status_string(rc));
+        exit(1);
+    }
+}
+
+static void mkdir_for(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
+
+static void progress(size_t done, size_t total, size_t epoch, size_t epochs, double t0)
+{
+    static double last;
+    double t = now();
+    if (!isatty(STDERR_FILENO) || (done < total && t - last < 0.25))
+        return;
+    last = t;
+    const int width = 30;
+    int fill = (int)((double)width * (double)done / (double)total);
+    double eta = done ? (t - t0) * (double)(total - done) / (double)done : 0.0;
+    fprintf(stderr, "\r  epoch %zu/%zu [%.*s%*s] %3.0f%%  ETA %3.0fs ", epoch, epochs, fill,
+            "##############################", width - fill, "",
+            100.0 * (double)done / (double)total, eta);
+    if (done == total)
+        fprintf(stderr, "\r%*s\r", 70, "");
+    fflush(stderr);
+}
+
+/* Test error (%) with `samples` draws (0: at the posterior mean). */
+static double test_error(vib_model *m, const vib_dataset *test, size_t samples)
+{
+    enum { CHUNK = 500 };
+    const size_t n = vib_dataset_size(test), d = vib_dataset_dim(test);
+    const size_t c = vib_model_classes(m);
+    float *prob = malloc(CHUNK * c * sizeof *prob);
+    if (prob == NULL) {
+        fprintf(stderr, "train_mnist: out of memory\n");
+        exit(1);
+    }
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t rows = n - i < CHUNK ? n - i : CHUNK;
+        check(vib_model_predict(m, rows, vib_dataset_images(test) + i * d, samples, prob),
+              "predict");
+        for (size_t r = 0; r < rows; r++) {
+            size_t best = 0;
+            for (size_t k = 1; k < c; k++)
+                best = prob[r * c + k] > prob[r * c + best] ? k : best;
+            wrong += (int32_t)best != vib_dataset_labels(test)[i + r];
+        }
+    }
+    free(prob);
+    return 100.0 * (double)wrong / (double)n;
+}
+
+/* H(Y) in bits of the labels' empirical distribution. */
+static double label_entropy_bits(const vib_dataset *data, size_t n)
+{
+    double count[256] = {0}, h = 0.0;
+    for (size_t i = 0; i < n; i++)
+        count[vib_dataset_labels(data)[i] & 255] += 1.0;
+    for (int k = 0; k < 256; k++)
+        if (count[k] > 0)
+            h -= count[k] / (double)n * log2(count[k] / (double)n);
+    return h;
+}
+
+static void plot(const options *o)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "gnuplot -e \"csv='%s'; out='%s'\" examples/learning_curve.gp 2>/dev/null", o->csv,
+             o->plot);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        fprintf(stderr, "train_mnist: gnuplot not found: no %s (apt-get install gnuplot-nox)\n",
+                o->plot);
+    else if (access("examples/learning_curve.gp", R_OK) != 0)
+        fprintf(stderr, "train_mnist: examples/learning_curve.gp not found (run from the "
+                        "source tree): no %s\n", o->plot);
+    else if (system(cmd) != 0)
+        fprintf(stderr, "train_mnist: gnuplot failed: no %s\n", o->plot);
+    else
+        printf("learning curve: %s\n", o->plot);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    options o;
+    parse_args(argc, argv, &o);
+    if (o.epochs == 0 && o.load == NULL)
+        die("--epochs 0 only makes sense with --load FILE");
+    if (o.threads > 0) { /* BLIS reads this once, at its first use */
+        char t[32];
+        snprintf(t, sizeof t, "%zu", o.threads);
+        setenv("BLIS_NUM_THREADS", t, 1);
+    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
+        char t[32];
+        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+        setenv("BLIS_NUM_THREADS", t, 1);
+    }
+
+    const float lo = o.pm1 ? -1.0f : 0.0f;
+    vib_dataset *train = NULL, *test = NULL;
+    int rc = vib_dataset_load_mnist(o.data, "train", lo, 1.0f, &train);
+    if (rc == VIB_OK)
+        rc = vib_dataset_load_mnist(o.data, "t10k", lo, 1.0f, &test);
+    if (rc != VIB_OK) {
+        fprintf(stderr, "train_mnist: %s\n", vib_last_error());
+        if (rc == VIB_ERR_IO)
+            fprintf(stderr, "train_mnist: fetch MNIST with `make data`, or pass --data DIR\n");
+        return 1;
+    }
+    size_t n_train = vib_dataset_size(train);
+    if (o.train_limit && o.train_limit < n_train)
+        n_train = o.train_limit;
+    const size_t dim = vib_dataset_dim(train), classes = vib_dataset_classes(train);
+    if (vib_dataset_dim(test) != dim) {
+        fprintf(stderr, "train_mnist: train images have %zu values, test images %zu\n", dim,
+                vib_dataset_dim(test));
+        return 1;
+    }
+
+    vib_model *m = NULL;
+    if (o.load) {
+        check(vib_model_load(o.load, &m), "load");
+        if (vib_model_input_dim(m) != dim || vib_model_classes(m) < classes) {
+            fprintf(stderr, "train_mnist: %s expects %zu inputs and %zu classes, the data has "
+                            "%zu and %zu\n", o.load, vib_model_input_dim(m),
+                    vib_model_classes(m), dim, classes);
+            return 1;
+        }
+        if (o.deterministic)
+            check(vib_model_set_deterministic(m, 1), "set deterministic");
+    } else {
+        check(vib_model_create(dim, o.n_enc, o.enc, o.latent, o.n_dec, o.dec, classes, o.seed,
+                               &m), "create the model");
+        check(vib_model_set_deterministic(m, o.deterministic), "set deterministic");
+    }
+    if (!o.load || o.beta_set)
+        check(vib_model_set_beta(m, (float)o.beta), "set beta");
+    check(vib_model_reseed(m, o.seed), "seed the noise");
+
+    const size_t P = vib_model_num_params(m);
+    float *params = vib_model_params(m);
+    vib_optim *opt = NULL;
+    vib_ema *ema = NULL;
+    check(vib_adam_create(P, (float)o.lr, (float)o.beta1, (float)o.beta2, 1e-8f, &opt), "Adam");
+    if (o.ema > 0.0)
+        check(vib_ema_create(P, (float)o.ema, params, &ema), "EMA");
+    vib_rng *shuffle = NULL;
+    check(vib_rng_create(o.seed ^ 0x5deece66dULL, &shuffle), "rng");
+
+    char desc[256];
+    check(vib_model_describe(m, desc, sizeof desc), "describe");
+    printf("libvib %s | model %s | %zu parameters\n", vib_version_string(), desc, P);
+    printf("data %s: %zu train, %zu test, %zu classes, inputs in [%g, 1] | batch %zu, Adam lr %g "
+           "beta1 %g, decay %g every %g epochs, EMA %g, %zu test samples\n",
+           o.data, n_train, vib_dataset_size(test), classes, (double)lo, o.batch, o.lr,
+           o.beta1, o.lr_decay, o.decay_epochs, o.ema, o.samples);
+
+    FILE *csv = NULL;
+    if (o.epochs > 0) {
+        mkdir_for(o.csv);
+        csv = fopen(o.csv, "w");
+        if (csv == NULL) {
+            fprintf(stderr, "train_mnist: %s: %s\n", o.csv, strerror(errno));
+            return 1;
+        }
+        fprintf(csv, "epoch,seconds,lr,loss,ce_nats,kl_bits,izy_lower_bits,test_error_1_pct,"
+                     "test_error_s_pct\n");
+    }
+
+    const size_t steps_per_epoch = (n_train + o.batch - 1) / o.batch;
+    const uint64_t decay_steps = (uint64_t)fmax(1.0, o.decay_epochs * (double)steps_per_epoch);
+    const double h_y = label_entropy_bits(train, n_train);
+    size_t *order = malloc(n_train * sizeof *order);
+    float *xb = malloc(o.batch * dim * sizeof *xb), *saved = malloc(P * sizeof *saved);
+    int32_t *yb = malloc(o.batch * sizeof *yb);
+    if (!order || !xb || !yb || !saved) {
+        fprintf(stderr, "train_mnist: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n_train; i++)
+        order[i] = i;
+
+    const double t_start = now();
+    uint64_t step = 0;
+    double err1 = 0.0, errs = 0.0;
+    for (size_t epoch = 1; epoch <= o.epochs; epoch++) {
+        const double t0 = now();
+        for (size_t i = n_train - 1; i > 0; i--) { /* Fisher-Yates */
+            uint64_t u;
+            vib_rng_u64(shuffle, &u);
+            size_t j = (size_t)(u % (i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+        double sum_loss = 0.0, sum_ce = 0.0, sum_kl = 0.0, lr = o.lr;
+        for (size_t s = 0; s < steps_per_epoch; s++, step++) {
+            size_t first = s * o.batch, rows = n_train - first < o.batch ? n_train - first : o.batch;
+            for (size_t r = 0; r < rows; r++) {
+                memcpy(xb + r * dim, vib_dataset_images(train) + order[first + r] * dim,
+                       dim * sizeof(float));
+                yb[r] = vib_dataset_labels(train)[order[first + r]];
+            }
+            float lr_now;
+            check(vib_lr_staircase((float)o.lr, (float)o.lr_decay, decay_steps, step, &lr_now),
+                  "schedule");
+            lr = lr_now;
+            check(vib_optim_set_lr(opt, lr_now), "set lr");
+            double ce, kl, loss;
+            check(vib_model_gradients(m, rows, xb, yb, &ce, &kl, &loss), "gradients");
+            check(vib_optim_step(opt, params, vib_model_grads(m)), "Adam step");
+            if (ema)
+                check(vib_ema_update(ema, params), "EMA update");
+            sum_loss += loss * (double)rows, sum_ce += ce * (double)rows, sum_kl += kl * (double)rows;
+            progress(s + 1, steps_per_epoch, epoch, o.epochs, t0);
+        }
+        const double train_s = now() - t0;
+        if (ema) { /* evaluate the averaged weights, then carry on with the raw ones */
+            memcpy(saved, params, P * sizeof(float));
+            memcpy(params, vib_ema_values(ema), P * sizeof(float));
+        }
+        err1 = test_error(m, test, vib_model_deterministic(m) ? 0 : 1);
+        errs = test_error(m, test, o.samples);
+        if (ema)
+            memcpy(params, saved, P * sizeof(float));
+        const double n = (double)n_train, ce = sum_ce / n, kl_bits = sum_kl / n / log(2.0);
+        const double izy = h_y - ce / log(2.0);
+        printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
+               "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n",
+               epoch, train_s, lr, sum_loss / n, ce, kl_bits, izy, err1, errs, o.samples);
+        fprintf(csv, "%zu,%.3f,%.6g,%.6f,%.6f,%.6f,%.6f,%.4f,%.4f\n", epoch, train_s, lr,
+                sum_loss / n, ce, kl_bits, izy, err1, errs);
+        fflush(csv);
+        fflush(stdout);
+    }
+    if (csv) {
+        fclose(csv);
+        plot(&o);
+    }
+    if (ema) /* from here on the model is the one evaluated */
+        memcpy(params, vib_ema_values(ema), P * sizeof(float));
+    if (o.epochs == 0) {
+        err1 = test_error(m, test, vib_model_deterministic(m) ? 0 : 1);
+        errs = test_error(m, test, o.samples);
+        printf("evaluation of %s: test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n", o.load,
+               err1, errs, o.samples);
+    }
+    if (o.save) {
+        mkdir_for(o.save);
+        check(vib_model_save(m, o.save), "save");
+        printf("saved %s\n", o.save);
+    }
+    printf("result test_error_pct=%.2f epochs=%zu beta=%g seconds=%.1f\n", errs, o.epochs,
+           vib_model_deterministic(m) ? 0.0 : (double)vib_model_beta(m), now() - t_start);
+    free(order), free(xb), free(yb), free(saved);
+    vib_rng_free(shuffle);
+    vib_ema_free(ema);
+    vib_optim_free(opt);
+    vib_model_free(m);
+    vib_dataset_free(train);
+    vib_dataset_free(test);
+    return 0;
+}
