@@ -579,13 +579,25 @@ int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t sam
     forward_layers(m, 0, H, batch, x, act);
 
     /* z = mu for the posterior mean; otherwise average softmax(decoder(z_s)) over the
-     * samples, one batch of draws at a time, in the caller's prob array. */
+     * samples, one batch of draws at a time, in the caller's prob array. sigma is the
+     * same for every draw: compute it once (into dz, unused here). */
     const bool at_mean = samples == 0 || m->deterministic;
     const size_t draws = at_mean ? 1 : samples;
+    float *sigma = w.dz;
+    for (size_t r = 0; r < batch; r++)
+        for (size_t j = 0; j < K; j++)
+            sigma[r * K + j] = (float)vibi_softplus((double)act[H][r * 2 * K + K + j] + m->offset);
     for (size_t s = 0; s < draws; s++) {
-        if (!at_mean && (rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
-            return rc;
-        latent_forward(m, batch, act[H], w.v, w.z, !at_mean);
+        if (at_mean) {
+            latent_forward(m, batch, act[H], w.v, w.z, false);
+        } else {
+            if ((rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
+                return rc;
+            for (size_t r = 0; r < batch; r++)
+                for (size_t j = 0; j < K; j++) /* z = mu + sigma v, as latent_forward does */
+                    w.z[r * K + j] = (float)(act[H][r * 2 * K + j] +
+                                             (double)sigma[r * K + j] * w.v[r * K + j]);
+        }
         forward_layers(m, H + 1, last, batch, w.z, act);
         for (size_t r = 0; r < batch; r++) {
             float *l = act[last] + r * C;
