@@ -13,6 +13,7 @@ int main(void)
     srunner_add_suite(sr, make_dense_suite());
     srunner_add_suite(sr, make_flow_suite());
     srunner_add_suite(sr, make_model_suite());
+    srunner_add_suite(sr, make_io_suite());
     srunner_add_suite(sr, make_optim_suite());
     srunner_add_suite(sr, make_idx_suite());
     srunner_run_all(sr, CK_NORMAL);

@@ -19,6 +19,7 @@ Suite *make_nodes_suite(void);
 Suite *make_dense_suite(void);
 Suite *make_flow_suite(void);
 Suite *make_model_suite(void);
+Suite *make_io_suite(void);
 Suite *make_optim_suite(void);
 Suite *make_idx_suite(void);
 

@@ -1,0 +1,231 @@
+/* test_io.c - saving and loading models: a round trip predicts exactly as before; a
+ * truncated, corrupted, padded or foreign file is refused with a status; a failed save
+ * leaves the previous file and no temporary behind. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+static char dir[64];
+static char path[128];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/vib_io_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.vibm", dir);
+}
+
+static void teardown(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static vib_model *small_model(void)
+{
+    const size_t enc[] = {7}, dec[] = {5};
+    vib_model *m = NULL;
+    ck_assert_ok(vib_model_create(6, 1, enc, 3, 1, dec, 4, 11, &m));
+    ck_assert_ok(vib_model_set_beta(m, 0.25f));
+    ck_assert_ok(vib_model_set_sigma_offset(m, -2.0f));
+    /* move the weights off their initial values so the test is not about the seed */
+    float *p = vib_model_params(m);
+    for (size_t i = 0; i < vib_model_num_params(m); i++)
+        p[i] += 0.01f * (float)(i % 13);
+    return m;
+}
+
+static unsigned char *slurp(const char *p, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*len);
+    ck_assert_uint_eq(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *p, const unsigned char *b, size_t len)
+{
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
+/* Load must fail with `status` and a message containing `word`. */
+static void expect_refused(const char *p, int status, const char *word)
+{
+    vib_model *m = (vib_model *)0x1;
+    ck_assert_fails(vib_model_load(p, &m), status);
+    ck_assert_ptr_eq(m, (vib_model *)0x1);
+    ck_assert_msg(strstr(vib_last_error(), word) != NULL, "'%s' does not mention '%s'",
+                  vib_last_error(), word);
+}
+
+START_TEST(round_trip_predicts_identically)
+{
+    vib_model *a = small_model(), *b = NULL;
+    ck_assert_ok(vib_model_save(a, path));
+    ck_assert_ok(vib_model_load(path, &b));
+    ck_assert_uint_eq(vib_model_num_params(a), vib_model_num_params(b));
+    ck_assert_mem_eq(vib_model_params(a), vib_model_params(b),
+                     vib_model_num_params(a) * sizeof(float));
+    ck_assert(vib_model_beta(b) == 0.25f && vib_model_sigma_offset(b) == -2.0f);
+    ck_assert_int_eq(vib_model_deterministic(b), 0);
+    char da[128], db[128];
+    ck_assert_ok(vib_model_describe(a, da, sizeof da));
+    ck_assert_ok(vib_model_describe(b, db, sizeof db));
+    ck_assert_str_eq(da, db);
+    float x[3 * 6], pa[3 * 4], pb[3 * 4];
+    fill_normal(5, 3 * 6, 0.0f, 1.0f, x);
+    ck_assert_ok(vib_model_predict(a, 3, x, 0, pa));
+    ck_assert_ok(vib_model_predict(b, 3, x, 0, pb));
+    ck_assert_mem_eq(pa, pb, sizeof pa);
+    ck_assert_ok(vib_model_reseed(a, 3));
+    ck_assert_ok(vib_model_reseed(b, 3));
+    ck_assert_ok(vib_model_predict(a, 3, x, 12, pa));
+    ck_assert_ok(vib_model_predict(b, 3, x, 12, pb));
+    ck_assert_mem_eq(pa, pb, sizeof pa);
+    /* deterministic mode survives the trip; saving over an existing file replaces it */
+    ck_assert_ok(vib_model_set_deterministic(a, 1));
+    ck_assert_ok(vib_model_save(a, path));
+    vib_model_free(b);
+    ck_assert_ok(vib_model_load(path, &b));
+    ck_assert_int_eq(vib_model_deterministic(b), 1);
+    vib_model_free(a);
+    vib_model_free(b);
+}
+END_TEST
+
+START_TEST(damaged_files_are_refused)
+{
+    vib_model *a = small_model();
+    ck_assert_ok(vib_model_save(a, path));
+    vib_model_free(a);
+    size_t len;
+    unsigned char *good = slurp(path, &len), *b = malloc(len + 8);
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/bad.vibm", dir);
+
+    /* every truncation, from empty to one byte short */
+    for (size_t cut = 0; cut < len; cut += (cut < 80 ? 1 : 97)) {
+        spit(bad, good, cut);
+        vib_model *m = (vib_model *)0x1;
+        ck_assert_fails(vib_model_load(bad, &m), VIB_ERR_FORMAT);
+        ck_assert_ptr_eq(m, (vib_model *)0x1);
+        ck_assert_ptr_nonnull(strstr(vib_last_error(), bad));
+    }
+    spit(bad, good, len - 1);
+    expect_refused(bad, VIB_ERR_FORMAT, "truncated");
+    /* trailing bytes */
+    memcpy(b, good, len);
+    memset(b + len, 0, 8);
+    spit(bad, b, len + 8);
+    expect_refused(bad, VIB_ERR_FORMAT, "padded");
+    /* wrong magic, wrong version, unknown flags */
+    memcpy(b, good, len);
+    b[0] = 'X';
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "magic");
+    memcpy(b, good, len);
+    b[8] = 2;
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "version");
+    memcpy(b, good, len);
+    b[12] = 0x80;
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "flags");
+    /* a flipped bit anywhere in the body breaks the CRC */
+    for (size_t i = 56; i < len - 4; i += 41) {
+        memcpy(b, good, len);
+        b[i] ^= 0x10;
+        spit(bad, b, len);
+        expect_refused(bad, VIB_ERR_FORMAT, "CRC");
+    }
+    /* a flipped bit in the CRC itself */
+    memcpy(b, good, len);
+    b[len - 1] ^= 1;
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "CRC");
+    /* a header that claims an absurd number of layers */
+    memcpy(b, good, len);
+    b[40] = 200;
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "corrupted");
+    /* missing file, a directory */
+    expect_refused("/nonexistent/dir/model.vibm", VIB_ERR_IO, "/nonexistent/dir/model.vibm");
+    vib_model *m = (vib_model *)0x1;
+    ck_assert(vib_model_load(dir, &m) != VIB_OK);
+    ck_assert_ptr_eq(m, (vib_model *)0x1);
+    free(good);
+    free(b);
+}
+END_TEST
+
+START_TEST(failed_save_keeps_the_old_file)
+{
+    vib_model *a = small_model();
+    ck_assert_ok(vib_model_save(a, path));
+    size_t len0, len1;
+    unsigned char *before = slurp(path, &len0);
+    /* a target that cannot be renamed over (a non-empty directory) */
+    char sub[160], inner[200];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    snprintf(inner, sizeof inner, "%s/keep", sub);
+    spit(inner, (const unsigned char *)"x", 1);
+    ck_assert_fails(vib_model_save(a, sub), VIB_ERR_IO);
+    unlink(inner);
+    rmdir(sub);
+    ck_assert_fails(vib_model_save(a, "/nonexistent/dir/model.vibm"), VIB_ERR_IO);
+    /* nothing but the original file is left in the directory, and it is unchanged */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL)
+        files += e->d_name[0] != '.';
+    closedir(d);
+    ck_assert_int_eq(files, 1);
+    unsigned char *after = slurp(path, &len1);
+    ck_assert_uint_eq(len0, len1);
+    ck_assert_mem_eq(before, after, len0);
+    ck_assert_fails(vib_model_save(NULL, path), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_model_save(a, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_model_load(NULL, &a), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_model_load(path, NULL), VIB_ERR_INVALID_ARG);
+    free(before);
+    free(after);
+    vib_model_free(a);
+}
+END_TEST
+
+Suite *make_io_suite(void)
+{
+    Suite *s = suite_create("io");
+    TCase *tc = tcase_create("io");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, round_trip_predicts_identically);
+    tcase_add_test(tc, damaged_files_are_refused);
+    tcase_add_test(tc, failed_save_keeps_the_old_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
