@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,8 +153,15 @@ static void parse_args(int argc, char **argv, options *o)
             o->deterministic = 1;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0)
-            die("unexpected argument '%s' (see --help)", a);
+        static const char *const valued[] = {
+            "--data", "--save", "--load", "--csv", "--plot", "--epochs", "--latent", "--batch",
+            "--samples", "--threads", "--train-limit", "--seed", "--beta", "--lr", "--beta1",
+            "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            known = known || strcmp(a, valued[k]) == 0;
+        if (!known)
+            die("unknown option '%s' (see --help)", a);
         if (i + 1 >= argc)
             die("%s needs a value", a);
         const char *v = argv[++i];
@@ -181,8 +189,7 @@ static void parse_args(int argc, char **argv, options *o)
             if (strcmp(v, "unit") && strcmp(v, "pm1"))
                 die("--inputs takes unit or pm1, got '%s'", v);
             o->pm1 = strcmp(v, "pm1") == 0;
-        } else
-            die("unknown option '%s' (see --help)", a);
+        }
     }
 }
 

@@ -65,7 +65,7 @@ extern "C" {
 
 /* The version of the library actually loaded, as VIB_VERSION_NUMBER would give it.
  * Compare with VIB_VERSION_NUMBER to detect a header/library mismatch. */
-VIB_API unsigned vib_version_number(void);
+VIB_API uint32_t vib_version_number(void);
 
 /* "MAJOR.MINOR.PATCH"; a static string owned by the library. */
 VIB_API const char *vib_version_string(void);

@@ -12,7 +12,7 @@
  * read one another's messages; no lock is needed. */
 static _Thread_local char last_error[512];
 
-unsigned vib_version_number(void)
+uint32_t vib_version_number(void)
 {
     return VIB_VERSION_NUMBER;
 }
