@@ -10,9 +10,9 @@ set xlabel 'epoch'
 set ylabel 'test error (%)'
 set logscale y
 plot csv using 1:8 skip 1 with linespoints pt 7 ps 0.4 title '1 sample', \
-     csv using 1:9 skip 1 with linespoints pt 5 ps 0.4 title 'S samples'
+     csv using 1:9 skip 1 with linespoints pt 5 ps 0.4 title 'S samples (--samples)'
 unset logscale y
-set ylabel 'nats / bits'
+set ylabel 'cross-entropy (nats)'
 set y2label 'KL (bits)'
 set y2tics
 set ytics nomirror
