@@ -157,9 +157,17 @@ check-abi: lib
 	@n=$$(nm -D --defined-only $(SHLIB) | grep -c ' T vib_'); \
 	  echo "check-abi: $(SHLIB) has SONAME $(SONAME) and exports $$n functions, all vib_*"
 
-# The library through Python's ctypes, as an FFI user sees it (skipped without python3).
-check-ffi: lib
-	@if command -v python3 >/dev/null 2>&1; then python3 tests/ffi_ctypes.py lib/libvib.so.$(MAJOR); \
+# The library through Python's ctypes, as an FFI user sees it (skipped without python3):
+# the node functions against float64 references, then a tiny model trained a few steps,
+# whose numbers must be bit-identical to those of the same sequence in C (build/ffi_ref).
+# The C reference lives in tests/ffi/, out of the TEST_SRCS wildcard (it has a main).
+build/ffi_ref: tests/ffi/ref.c include/vib.h lib/libvib.so
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(LDFLAGS) $< -o $@ -lvib -lm
+
+check-ffi: lib build/ffi_ref
+	@if command -v python3 >/dev/null 2>&1; then \
+	  python3 tests/ffi_ctypes.py lib/$(SONAME) build/ffi_ref; \
 	  else echo "check-ffi: python3 not found, skipped"; fi
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, unforked

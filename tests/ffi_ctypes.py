@@ -1,0 +1,545 @@
+#!/usr/bin/env python3
+"""tests/ffi_ctypes.py - libvib through Python's ctypes, as an FFI user sees it.
+
+    python3 tests/ffi_ctypes.py LIBRARY [C_REFERENCE]
+
+LIBRARY is the built shared library (make passes lib/libvib.so.0); C_REFERENCE is
+build/ffi_ref, built from tests/ffi/ref.c (default: build/ffi_ref next to this tree).
+
+Checks the version and status functions, an error path, each node function against a
+float64 reference computed here, then trains a tiny model for a few Adam steps and
+predicts, and requires every number of that sequence to be bit-identical to what the
+same sequence gives in C (the reference program prints them as hex floats).
+
+Python 3 standard library only (no numpy); runs on any python3 >= 3.8. Prints one line
+per failure and closes with "N passed, M failed"; exits non-zero on any failure.
+"""
+
+import ctypes
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+
+from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_int32, c_size_t
+from ctypes import c_uint, c_uint64, c_void_p
+
+# The status codes of vib.h (an anonymous enum: an FFI user has to copy the numbers).
+VIB_OK = 0
+VIB_ERR_INVALID_ARG = -1
+VIB_ERR_NOMEM = -2
+VIB_ERR_IO = -3
+VIB_ERR_FORMAT = -4
+VIB_ERR_NUMERIC = -5
+STATUS_STRINGS = {
+    VIB_OK: "ok",
+    VIB_ERR_INVALID_ARG: "invalid argument",
+    VIB_ERR_NOMEM: "out of memory",
+    VIB_ERR_IO: "input/output error",
+    VIB_ERR_FORMAT: "bad format",
+    VIB_ERR_NUMERIC: "numeric error",
+}
+
+# The model sequence; must match tests/ffi/ref.c.
+IN, HID, K, CLASSES, BATCH, STEPS = 6, 8, 3, 3, 12, 5
+SEED, RESEED = 7, 11
+BETA, LR = 1e-2, 5e-2
+
+FP = POINTER(c_float)
+DP = POINTER(c_double)
+I32P = POINTER(c_int32)
+SZP = POINTER(c_size_t)
+VPP = POINTER(c_void_p)
+
+# name: (restype, argtypes); every function this test calls is declared here.
+PROTOTYPES = {
+    "vib_version_number": (c_uint, []),
+    "vib_version_string": (c_char_p, []),
+    "vib_status_string": (c_char_p, [c_int]),
+    "vib_last_error": (c_char_p, []),
+    "vib_rng_create": (c_int, [c_uint64, VPP]),
+    "vib_rng_free": (None, [c_void_p]),
+    "vib_rng_seed": (c_int, [c_void_p, c_uint64]),
+    "vib_rng_u64": (c_int, [c_void_p, POINTER(c_uint64)]),
+    "vib_reparam_forward": (c_int, [c_size_t, FP, FP, FP, FP]),
+    "vib_reparam_backward": (c_int, [c_size_t, FP, FP, FP, FP]),
+    "vib_kl_std_normal": (c_int, [c_size_t, c_size_t, FP, FP, FP]),
+    "vib_kl_std_normal_backward": (c_int, [c_size_t, c_size_t, FP, FP, FP, FP, FP]),
+    "vib_kl_diag_gauss": (c_int, [c_size_t, FP, FP, FP, FP, DP]),
+    "vib_sigma_head_forward": (c_int, [c_size_t, FP, c_float, FP, FP]),
+    "vib_sigma_head_backward": (c_int, [c_size_t, FP, c_float, FP, FP, FP]),
+    "vib_relu_forward": (c_int, [c_size_t, FP, FP]),
+    "vib_relu_backward": (c_int, [c_size_t, FP, FP, FP]),
+    "vib_softmax_xent_forward": (c_int, [c_size_t, c_size_t, FP, I32P, FP, FP]),
+    "vib_softmax_xent_backward": (c_int, [c_size_t, c_size_t, FP, I32P, FP, FP]),
+    "vib_adam_create": (c_int, [c_size_t, c_float, c_float, c_float, c_float, VPP]),
+    "vib_optim_free": (None, [c_void_p]),
+    "vib_optim_step": (c_int, [c_void_p, FP, FP]),
+    "vib_optim_lr": (c_float, [c_void_p]),
+    "vib_optim_steps": (c_uint64, [c_void_p]),
+    "vib_model_create": (c_int, [c_size_t, c_size_t, SZP, c_size_t, c_size_t, SZP,
+                                 c_size_t, c_uint64, VPP]),
+    "vib_model_free": (None, [c_void_p]),
+    "vib_model_set_beta": (c_int, [c_void_p, c_float]),
+    "vib_model_reseed": (c_int, [c_void_p, c_uint64]),
+    "vib_model_beta": (c_float, [c_void_p]),
+    "vib_model_sigma_offset": (c_float, [c_void_p]),
+    "vib_model_deterministic": (c_int, [c_void_p]),
+    "vib_model_input_dim": (c_size_t, [c_void_p]),
+    "vib_model_latent_dim": (c_size_t, [c_void_p]),
+    "vib_model_classes": (c_size_t, [c_void_p]),
+    "vib_model_num_params": (c_size_t, [c_void_p]),
+    "vib_model_describe": (c_int, [c_void_p, c_char_p, c_size_t]),
+    "vib_model_params": (FP, [c_void_p]),
+    "vib_model_grads": (FP, [c_void_p]),
+    "vib_model_gradients": (c_int, [c_void_p, c_size_t, FP, I32P, DP, DP, DP]),
+    "vib_model_predict": (c_int, [c_void_p, c_size_t, FP, c_size_t, FP]),
+}
+
+
+class Lib(object):
+    """The shared library with every used function declared."""
+
+    def __init__(self, path):
+        self.dll = ctypes.CDLL(path)
+        for name, (restype, argtypes) in PROTOTYPES.items():
+            fn = getattr(self.dll, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name[len("vib_"):], fn)
+
+    def error_text(self):
+        return self.dll.vib_last_error().decode("utf-8", "replace")
+
+
+# ---- bookkeeping -------------------------------------------------------------------
+
+passed = 0
+failed = 0
+
+
+def check(ok, name, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL: %s%s" % (name, (": " + detail) if detail else ""))
+    return ok
+
+
+def check_status(got, want, name):
+    return check(got == want, name, "status %d (%s), wanted %d; last error: %r"
+                 % (got, STATUS_STRINGS.get(got, "?"), want, LIB.error_text()))
+
+
+def close(got, want, rtol=1e-5, atol=1e-6):
+    return math.isfinite(got) and abs(got - want) <= atol + rtol * abs(want)
+
+
+def check_close(name, got, want, rtol=1e-5, atol=1e-6):
+    """Elementwise comparison of two sequences of numbers within a float32 tolerance."""
+    got, want = list(got), list(want)
+    if len(got) != len(want):
+        return check(False, name, "%d values, wanted %d" % (len(got), len(want)))
+    bad = [i for i in range(len(got)) if not close(got[i], want[i], rtol, atol)]
+    return check(not bad, name, "; ".join("[%d] %r, wanted %r" % (i, got[i], want[i])
+                                          for i in bad[:5]))
+
+
+def f32(x):
+    """x rounded to float32, as a Python float."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def farr(values):
+    values = list(values)
+    return (c_float * max(len(values), 1))(*values)
+
+
+def iarr(values):
+    values = list(values)
+    return (c_int32 * max(len(values), 1))(*values)
+
+
+# ---- float64 references ------------------------------------------------------------
+
+def softplus(x):
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+def sigmoid(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+# ---- the checks --------------------------------------------------------------------
+
+def test_version_and_status():
+    num = LIB.version_number()
+    s = LIB.version_string().decode()
+    want = "%d.%d.%d" % (num // 10000, num // 100 % 100, num % 100)
+    check(s == want, "vib_version_string", "%r, vib_version_number %d gives %r" % (s, num, want))
+    check(re.match(r"^\d+\.\d+\.\d+$", s) is not None, "version form", repr(s))
+    for code, text in sorted(STATUS_STRINGS.items()):
+        got = LIB.status_string(code).decode()
+        check(got == text, "vib_status_string(%d)" % code, "%r, wanted %r" % (got, text))
+    for code in (1, -6, -1000, 2 ** 31 - 1, -2 ** 31):
+        got = LIB.status_string(code)
+        check(got == b"unknown status", "vib_status_string(%d)" % code, repr(got))
+
+
+def test_errors():
+    n = 3
+    mu, v = farr([0.5, -1.0, 2.0]), farr([1.0, 1.0, 1.0])
+    sigma = farr([1.0, -1.0, 1.0])
+    z = farr([7.0] * n)
+    st = LIB.reparam_forward(n, mu, sigma, v, z)
+    err = LIB.error_text()
+    check_status(st, VIB_ERR_INVALID_ARG, "reparam_forward with sigma[1] = -1")
+    check(err.startswith("vib_reparam_forward:") and "sigma" in err,
+          "vib_last_error names the function and the argument", repr(err))
+    check(list(z) == [7.0] * n, "failed call left its output untouched", repr(list(z)))
+
+    st = LIB.reparam_forward(n, None, sigma, v, z)
+    err = LIB.error_text()
+    check_status(st, VIB_ERR_INVALID_ARG, "reparam_forward with mu NULL")
+    check(err.startswith("vib_reparam_forward:"), "NULL: vib_last_error", repr(err))
+
+    st = LIB.reparam_forward(n, farr([0.0, float("nan"), 0.0]), farr([1.0] * n), v, z)
+    err = LIB.error_text()
+    check_status(st, VIB_ERR_NUMERIC, "reparam_forward with a NaN")
+    check(err.startswith("vib_reparam_forward:"), "NaN: vib_last_error", repr(err))
+
+    check_status(LIB.reparam_forward(0, None, None, None, None), VIB_OK,
+                 "n = 0 with NULL buffers is a no-op")
+
+    loss = farr([5.0])
+    st = LIB.softmax_xent_forward(1, 3, farr([0.0, 1.0, 2.0]), iarr([3]), loss, None)
+    err = LIB.error_text()
+    check_status(st, VIB_ERR_INVALID_ARG, "softmax_xent_forward with label 3 of 3 classes")
+    check(err.startswith("vib_softmax_xent_forward:"), "label: vib_last_error", repr(err))
+    check(loss[0] == 5.0, "label: loss untouched", repr(loss[0]))
+
+    opt = c_void_p(None)
+    st = LIB.adam_create(4, -1.0, 0.9, 0.999, 1e-8, byref(opt))
+    err = LIB.error_text()
+    check_status(st, VIB_ERR_INVALID_ARG, "adam_create with lr -1")
+    check(err.startswith("vib_adam_create:"), "adam: vib_last_error", repr(err))
+    check(opt.value is None, "adam: *out untouched on error", repr(opt.value))
+
+
+def test_rng():
+    rng = c_void_p(None)
+    check_status(LIB.rng_create(2 ** 64 - 1, byref(rng)), VIB_OK, "vib_rng_create")
+    check(rng.value is not None, "vib_rng_create gives a handle")
+    a, b = c_uint64(), c_uint64()
+    draws = []
+    for _ in range(3):
+        check_status(LIB.rng_u64(rng, byref(a)), VIB_OK, "vib_rng_u64")
+        draws.append(a.value)
+    check_status(LIB.rng_seed(rng, 2 ** 64 - 1), VIB_OK, "vib_rng_seed")
+    again = []
+    for _ in range(3):
+        LIB.rng_u64(rng, byref(b))
+        again.append(b.value)
+    check(draws == again and len(set(draws)) == 3, "same seed, same uint64 stream",
+          "%r vs %r" % (draws, again))
+    LIB.rng_free(rng)
+    LIB.rng_free(None)
+
+
+def test_reparam():
+    mu = farr([0.5, -1.25, 3.0, 0.0, -7.5])
+    sigma = farr([1.0, 0.1, 2.5, 1e-3, 0.75])
+    v = farr([0.3, -1.7, 0.0, 2.2, -0.4])
+    n = 5
+    z = farr([0.0] * n)
+    check_status(LIB.reparam_forward(n, mu, sigma, v, z), VIB_OK, "vib_reparam_forward")
+    check_close("vib_reparam_forward", z, [mu[i] + sigma[i] * v[i] for i in range(n)])
+
+    dz = farr([1.0, -0.5, 2.0, 0.25, -3.0])
+    dmu, dsigma = farr([0.5] * n), farr([-0.25] * n)
+    check_status(LIB.reparam_backward(n, dz, v, dmu, dsigma), VIB_OK, "vib_reparam_backward")
+    check_close("vib_reparam_backward dmu (accumulated)", dmu, [0.5 + dz[i] for i in range(n)])
+    check_close("vib_reparam_backward dsigma (accumulated)", dsigma,
+                [-0.25 + dz[i] * v[i] for i in range(n)])
+
+    # in place: z may alias mu
+    zz = farr(list(mu)[:n])
+    check_status(LIB.reparam_forward(n, zz, sigma, v, zz), VIB_OK, "reparam in place")
+    check_close("reparam in place", zz, [mu[i] + sigma[i] * v[i] for i in range(n)])
+
+
+def test_kl():
+    rows, k = 2, 3
+    mu = farr([0.0, 0.5, -1.0, 2.0, -0.25, 0.125])
+    sigma = farr([1.0, 0.5, 2.0, 0.1, 1.5, 0.9])
+    kl = farr([0.0] * rows)
+    check_status(LIB.kl_std_normal(rows, k, mu, sigma, kl), VIB_OK, "vib_kl_std_normal")
+    want = []
+    for r in range(rows):
+        acc = 0.0
+        for j in range(k):
+            m, s = mu[r * k + j], sigma[r * k + j]
+            acc += m * m + s * s - 2.0 * math.log(s) - 1.0
+        want.append(0.5 * acc)
+    check_close("vib_kl_std_normal", kl, want)
+
+    dkl = farr([1.0, -0.5])
+    dmu, dsigma = farr([0.125] * (rows * k)), farr([0.0] * (rows * k))
+    check_status(LIB.kl_std_normal_backward(rows, k, mu, sigma, dkl, dmu, dsigma), VIB_OK,
+                 "vib_kl_std_normal_backward")
+    check_close("vib_kl_std_normal_backward dmu", dmu,
+                [0.125 + dkl[i // k] * mu[i] for i in range(rows * k)])
+    check_close("vib_kl_std_normal_backward dsigma", dsigma,
+                [dkl[i // k] * (sigma[i] - 1.0 / sigma[i]) for i in range(rows * k)])
+
+    # P = N(0, 1), Q = N(0, 4): KL(P||Q) = log 2 - 3/8, KL(Q||P) = 3/2 - log 2.
+    zero, one, two = farr([0.0]), farr([1.0]), farr([2.0])
+    out = c_double(-1.0)
+    check_status(LIB.kl_diag_gauss(1, zero, one, zero, two, byref(out)), VIB_OK,
+                 "vib_kl_diag_gauss")
+    check_close("KL(N(0,1) || N(0,4))", [out.value], [0.3181471805599453], 1e-12, 0.0)
+    check_status(LIB.kl_diag_gauss(1, zero, two, zero, one, byref(out)), VIB_OK,
+                 "vib_kl_diag_gauss reversed")
+    check_close("KL(N(0,4) || N(0,1))", [out.value], [0.8068528194400547], 1e-12, 0.0)
+
+    k = 4
+    mp, sp = farr([0.5, -1.0, 0.0, 2.0]), farr([1.0, 0.5, 3.0, 0.25])
+    mq, sq = farr([0.0, 1.0, -0.5, 2.0]), farr([2.0, 1.0, 0.75, 0.25])
+    check_status(LIB.kl_diag_gauss(k, mp, sp, mq, sq, byref(out)), VIB_OK,
+                 "vib_kl_diag_gauss k = 4")
+    want = sum(math.log(sq[j] / sp[j]) + (sp[j] ** 2 + (mp[j] - mq[j]) ** 2)
+               / (2.0 * sq[j] ** 2) - 0.5 for j in range(k))
+    check_close("vib_kl_diag_gauss k = 4", [out.value], [want], 1e-12, 1e-15)
+
+
+def test_sigma_head():
+    rho = farr([-3.0, 0.0, 2.5, 5.0, 9.0, -40.0])
+    n, offset = 6, -5.0
+    sigma, log_sigma = farr([0.0] * n), farr([0.0] * n)
+    check_status(LIB.sigma_head_forward(n, rho, offset, sigma, log_sigma), VIB_OK,
+                 "vib_sigma_head_forward")
+    xs = [rho[i] + offset for i in range(n)]
+    check_close("vib_sigma_head_forward sigma", sigma, [softplus(x) for x in xs], 1e-5, 0.0)
+    check_close("vib_sigma_head_forward log_sigma", log_sigma,
+                [math.log(softplus(x)) for x in xs])
+
+    dsigma = farr([1.0, -2.0, 0.5, 0.25, 1.5, 3.0])
+    dlog = farr([0.5, 0.5, -1.0, 2.0, 0.0, 1.0])
+    drho = farr([0.25] * n)
+    check_status(LIB.sigma_head_backward(n, rho, offset, dsigma, dlog, drho), VIB_OK,
+                 "vib_sigma_head_backward")
+    check_close("vib_sigma_head_backward", drho,
+                [0.25 + dsigma[i] * sigmoid(xs[i]) + dlog[i] * sigmoid(xs[i]) / softplus(xs[i])
+                 for i in range(n)])
+
+    drho = farr([0.0] * n)
+    check_status(LIB.sigma_head_backward(n, rho, offset, None, dlog, drho), VIB_OK,
+                 "vib_sigma_head_backward, dsigma NULL")
+    check_close("vib_sigma_head_backward, dsigma NULL", drho,
+                [dlog[i] * sigmoid(xs[i]) / softplus(xs[i]) for i in range(n)])
+    check_status(LIB.sigma_head_backward(n, rho, offset, None, None, drho),
+                 VIB_ERR_INVALID_ARG, "vib_sigma_head_backward, both NULL")
+
+
+def test_relu():
+    xs = [-2.0, -0.0, 0.0, 1e-30, 0.5, 3.25, -1e-3]
+    n = len(xs)
+    x, y = farr(xs), farr([9.0] * n)
+    check_status(LIB.relu_forward(n, x, y), VIB_OK, "vib_relu_forward")
+    check(list(y) == [max(f32(v), 0.0) for v in xs], "vib_relu_forward", repr(list(y)))
+    dy = farr([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    dx = farr([0.5] * n)
+    check_status(LIB.relu_backward(n, x, dy, dx), VIB_OK, "vib_relu_backward")
+    check(list(dx) == [0.5 + (dy[i] if x[i] > 0 else 0.0) for i in range(n)],
+          "vib_relu_backward", repr(list(dx)))
+
+
+def test_softmax_xent():
+    rows, classes = 3, 4
+    logits = farr([0.0, 1.0, 2.0, 3.0,
+                   -1.5, 0.25, 0.25, 4.0,
+                   80.0, 100.0, 90.0, -50.0])   # large: the max-shift must hold
+    labels = iarr([3, 0, 2])
+    loss, prob = farr([0.0] * rows), farr([0.0] * (rows * classes))
+    check_status(LIB.softmax_xent_forward(rows, classes, logits, labels, loss, prob), VIB_OK,
+                 "vib_softmax_xent_forward")
+    want_loss, want_prob = [], []
+    for r in range(rows):
+        row = [logits[r * classes + c] for c in range(classes)]
+        m = max(row)
+        lse = m + math.log(sum(math.exp(v - m) for v in row))
+        want_loss.append(lse - row[labels[r]])
+        want_prob.extend(math.exp(v - lse) for v in row)
+    check_close("vib_softmax_xent_forward loss", loss, want_loss)
+    check_close("vib_softmax_xent_forward prob", prob, want_prob)
+
+    dloss = farr([1.0, 0.5, -2.0])
+    dlogits = farr([0.125] * (rows * classes))
+    check_status(LIB.softmax_xent_backward(rows, classes, prob, labels, dloss, dlogits), VIB_OK,
+                 "vib_softmax_xent_backward")
+    check_close("vib_softmax_xent_backward", dlogits,
+                [0.125 + dloss[i // classes] * (prob[i] - (1.0 if i % classes == labels[i // classes]
+                                                           else 0.0))
+                 for i in range(rows * classes)])
+
+
+# ---- the model, against the C path -------------------------------------------------
+
+def batch():
+    """The batch of tests/ffi/ref.c: dyadic values, exact in float and double."""
+    x, labels = [], []
+    for i in range(BATCH):
+        labels.append(i % CLASSES)
+        for j in range(IN):
+            x.append(((i * 5 + j * 3) % 11 - 5) / 8.0 + (1.0 if j % CLASSES == i % CLASSES else 0.0))
+    return x, labels
+
+
+def run_python():
+    """The model sequence through ctypes; the same records as ffi_ref prints."""
+    out = {}
+    xs, ys = batch()
+    x, labels = farr(xs), iarr(ys)
+    enc = (c_size_t * 1)(HID)
+    m = c_void_p(None)
+    check_status(LIB.model_create(IN, 1, enc, K, 0, None, CLASSES, SEED, byref(m)), VIB_OK,
+                 "vib_model_create")
+    if m.value is None:
+        return None
+    opt = c_void_p(None)
+    try:
+        check_status(LIB.model_set_beta(m, BETA), VIB_OK, "vib_model_set_beta")
+        n = LIB.model_num_params(m)
+        out["num_params"] = [n]
+        check(LIB.model_input_dim(m) == IN and LIB.model_latent_dim(m) == K
+              and LIB.model_classes(m) == CLASSES, "model size getters")
+        check(LIB.model_beta(m) == f32(BETA), "vib_model_beta", repr(LIB.model_beta(m)))
+        check(LIB.model_sigma_offset(m) == -5.0 and LIB.model_deterministic(m) == 0,
+              "model default settings")
+        buf = ctypes.create_string_buffer(128)
+        check_status(LIB.model_describe(m, buf, len(buf)), VIB_OK, "vib_model_describe")
+        desc = buf.value.decode()
+        check(desc.startswith("%d-%d | K=%d" % (IN, HID, K)), "vib_model_describe", repr(desc))
+
+        check_status(LIB.adam_create(n, LR, 0.9, 0.999, 1e-8, byref(opt)), VIB_OK,
+                     "vib_adam_create")
+        params, grads = LIB.model_params(m), LIB.model_grads(m)
+        ce, kl, loss = c_double(), c_double(), c_double()
+        for s in range(STEPS):
+            check_status(LIB.model_gradients(m, BATCH, x, labels, byref(ce), byref(kl),
+                                             byref(loss)), VIB_OK, "vib_model_gradients")
+            check_status(LIB.optim_step(opt, params, grads), VIB_OK, "vib_optim_step")
+            out["step %d" % s] = [ce.value, kl.value, loss.value]
+        check(LIB.optim_steps(opt) == STEPS, "vib_optim_steps", repr(LIB.optim_steps(opt)))
+        check(LIB.optim_lr(opt) == f32(LR), "vib_optim_lr", repr(LIB.optim_lr(opt)))
+        out["params"] = params[:n]
+
+        prob = farr([0.0] * (BATCH * CLASSES))
+        check_status(LIB.model_reseed(m, RESEED), VIB_OK, "vib_model_reseed")
+        check_status(LIB.model_predict(m, BATCH, x, 0, prob), VIB_OK, "vib_model_predict 0")
+        out["prob0"] = list(prob)
+        check_status(LIB.model_predict(m, BATCH, x, 4, prob), VIB_OK, "vib_model_predict 4")
+        out["prob4"] = list(prob)
+
+        # python-side consistency: samples 0 uses no noise; reseeding replays the samples
+        check_status(LIB.model_predict(m, BATCH, x, 0, prob), VIB_OK, "vib_model_predict 0 again")
+        check(list(prob) == out["prob0"], "predict with samples 0 is deterministic")
+        LIB.model_reseed(m, RESEED)
+        LIB.model_predict(m, BATCH, x, 0, prob)
+        check_status(LIB.model_predict(m, BATCH, x, 4, prob), VIB_OK, "vib_model_predict 4 again")
+        check(list(prob) == out["prob4"], "reseed replays the samples of predict")
+    finally:
+        LIB.optim_free(opt)
+        LIB.model_free(m)
+    return out
+
+
+def run_c(ref):
+    """Run the C reference; its records as {key: [floats]}, or None."""
+    try:
+        proc = subprocess.run([ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        check(False, "run the C reference %s" % ref, str(e))
+        return None
+    if not check(proc.returncode == 0, "C reference exits 0",
+                 "status %d; stderr: %s" % (proc.returncode, proc.stderr.strip())):
+        return None
+    out = {}
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "step":
+            key, vals = "step " + words[1], words[2:]
+        else:
+            key, vals = words[0], words[1:]
+        out[key] = [int(v) if key == "num_params" else float.fromhex(v) for v in vals]
+    return out
+
+
+def hexes(vals):
+    return [v.hex() if isinstance(v, float) else str(v) for v in vals]
+
+
+def test_model(ref):
+    py = run_python()
+    c = run_c(ref)
+    if py is None or c is None:
+        return
+    keys = ["num_params"] + ["step %d" % s for s in range(STEPS)] + ["params", "prob0", "prob4"]
+    for key in keys:
+        if key not in c:
+            check(False, "C reference prints %r" % key)
+            continue
+        a, b = hexes(py[key]), hexes(c[key])
+        bad = [i for i in range(min(len(a), len(b))) if a[i] != b[i]]
+        check(len(a) == len(b) and not bad, "ctypes == C, bit for bit: %s" % key,
+              "%d vs %d values; " % (len(a), len(b)) +
+              "; ".join("[%d] ctypes %s, C %s" % (i, a[i], b[i]) for i in bad[:5]))
+
+    losses = [py["step %d" % s][2] for s in range(STEPS)]
+    check(all(math.isfinite(v) for v in losses) and losses[-1] < losses[0],
+          "the loss decreases over %d Adam steps" % STEPS, repr(losses))
+    for s in range(STEPS):
+        ce, kl, loss = py["step %d" % s]
+        check(close(loss, ce + f32(BETA) * kl, 1e-9, 1e-12), "step %d: loss = ce + beta kl" % s,
+              "%r vs %r + %r * %r" % (loss, ce, f32(BETA), kl))
+    for key in ("prob0", "prob4"):
+        p = py[key]
+        rows = [sum(p[r * CLASSES:(r + 1) * CLASSES]) for r in range(BATCH)]
+        check(all(0.0 <= v <= 1.0 for v in p) and all(abs(t - 1.0) < 1e-5 for t in rows),
+              "%s rows are distributions" % key, repr(rows))
+
+
+def main(argv):
+    global LIB
+    if len(argv) < 2:
+        sys.stderr.write("usage: %s LIBRARY [C_REFERENCE]\n" % argv[0])
+        return 2
+    here = os.path.dirname(os.path.abspath(__file__))
+    ref = argv[2] if len(argv) > 2 else os.path.join(here, os.pardir, "build", "ffi_ref")
+    try:
+        LIB = Lib(os.path.abspath(argv[1]))
+    except (OSError, AttributeError) as e:
+        check(False, "load %s" % argv[1], str(e))
+    else:
+        for test in (test_version_and_status, test_errors, test_rng, test_reparam, test_kl,
+                     test_sigma_head, test_relu, test_softmax_xent):
+            test()
+        test_model(os.path.abspath(ref))
+    print("ffi_ctypes: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+LIB = None
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
