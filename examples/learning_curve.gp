@@ -1,5 +1,7 @@
-# Learning curve of train_mnist: gnuplot -e "csv='results/x.csv'; out='results/x.png'" examples/learning_curve.gp
+# Learning curve of train_mnist: gnuplot -c examples/learning_curve.gp results/x.csv results/x.png
 # Columns: epoch,seconds,lr,loss,ce_nats,kl_bits,izy_lower_bits,test_error_1_pct,test_error_s_pct
+csv = ARG1
+out = ARG2
 set datafile separator ','
 set terminal pngcairo size 1100,450 font ',10'
 set output out

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,10 +119,13 @@ static size_t parse_list(const char *opt, const char *s, size_t *out, size_t max
     if (strlen(s) >= sizeof buf)
         die("%s: list too long: '%s'", opt, s);
     strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    for (char *tok = buf, *comma; tok; tok = comma ? comma + 1 : NULL) {
+        comma = strchr(tok, ',');
+        if (comma)
+            *comma = '\0';
         if (n == max)
             die("%s: at most 8 sizes, got '%s'", opt, s);
-        out[n++] = parse_size(opt, tok, 1, 1 << 16);
+        out[n++] = parse_size(opt, tok, 1, 1 << 16); /* an empty entry fails here */
     }
     if (n == 0)
         die("%s: empty list '%s'", opt, s);
@@ -229,6 +234,7 @@ static void mkdir_for(const char *path)
     mkdir(dir, 0755);
 }
 
+/* The bar covers the current epoch; the ETA, the rest of the run at this epoch's pace. */
 static void progress(size_t done, size_t total, size_t epoch, size_t epochs, double t0)
 {
     static double last;
@@ -238,8 +244,9 @@ static void progress(size_t done, size_t total, size_t epoch, size_t epochs, dou
     last = t;
     const int width = 30;
     int fill = (int)((double)width * (double)done / (double)total);
-    double eta = done ? (t - t0) * (double)(total - done) / (double)done : 0.0;
-    fprintf(stderr, "\r  epoch %zu/%zu [%.*s%*s] %3.0f%%  ETA %3.0fs ", epoch, epochs, fill,
+    double per_step = done ? (t - t0) / (double)done : 0.0;
+    double eta = per_step * ((double)(total - done) + (double)total * (double)(epochs - epoch));
+    fprintf(stderr, "\r  epoch %zu/%zu [%.*s%*s] %3.0f%%  ETA %5.0fs ", epoch, epochs, fill,
             "##############################", width - fill, "",
             100.0 * (double)done / (double)total, eta);
     if (done == total)
@@ -286,19 +293,30 @@ static double label_entropy_bits(const vib_dataset *data, size_t n)
     return h;
 }
 
+/* gnuplot -c script csv png, run without a shell so no path is ever interpreted. */
 static void plot(const options *o)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "gnuplot -e \"csv='%s'; out='%s'\" examples/learning_curve.gp 2>/dev/null", o->csv,
-             o->plot);
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+    const char *script = "examples/learning_curve.gp";
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr, "train_mnist: %s not found (run from the source tree): no %s\n", script,
+                o->plot);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDERR_FILENO);
+        execlp("gnuplot", "gnuplot", "-c", script, o->csv, o->plot, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+        fprintf(stderr, "train_mnist: could not run gnuplot: no %s\n", o->plot);
+    else if (WEXITSTATUS(status) == 127)
         fprintf(stderr, "train_mnist: gnuplot not found: no %s (apt-get install gnuplot-nox)\n",
                 o->plot);
-    else if (access("examples/learning_curve.gp", R_OK) != 0)
-        fprintf(stderr, "train_mnist: examples/learning_curve.gp not found (run from the "
-                        "source tree): no %s\n", o->plot);
-    else if (system(cmd) != 0)
+    else if (WEXITSTATUS(status) != 0)
         fprintf(stderr, "train_mnist: gnuplot failed: no %s\n", o->plot);
     else
         printf("learning curve: %s\n", o->plot);
@@ -381,6 +399,18 @@ int main(int argc, char **argv)
            o.data, n_train, vib_dataset_size(test), classes, (double)lo, o.batch, o.lr,
            o.beta1, o.lr_decay, o.decay_epochs, o.ema, o.samples);
 
+    if (o.save) { /* find out now, not after hours of training, that the path is bad */
+        mkdir_for(o.save);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", o.save);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        if (access(slash ? dir : ".", W_OK) != 0) {
+            fprintf(stderr, "train_mnist: cannot write %s: %s\n", o.save, strerror(errno));
+            return 1;
+        }
+    }
     FILE *csv = NULL;
     if (o.epochs > 0) {
         mkdir_for(o.csv);
@@ -428,6 +458,8 @@ int main(int argc, char **argv)
             float lr_now;
             check(vib_lr_staircase((float)o.lr, (float)o.lr_decay, decay_steps, step, &lr_now),
                   "schedule");
+            /* decay can underflow a tiny rate to 0, which no optimizer accepts */
+            lr_now = lr_now > 1e-30f ? lr_now : 1e-30f;
             lr = lr_now;
             check(vib_optim_set_lr(opt, lr_now), "set lr");
             double ce, kl, loss;

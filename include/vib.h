@@ -21,8 +21,8 @@
  *    sizes whose product overflows size_t. Non-finite inputs (NaN, Inf) are
  *    VIB_ERR_NUMERIC, and so is a result that would overflow float: such calls are
  *    refused before anything is written.
- *  - Handles (vib_rng, vib_dense) are opaque, created and freed by the library;
- *    every *_free accepts NULL.
+ *  - Handles (vib_rng, vib_dense, vib_idx, vib_dataset, vib_optim, vib_ema, vib_model)
+ *    are opaque, created and freed by the library; every *_free accepts NULL.
  *  - Threads: the node functions are pure and may be called from any number of
  *    threads at once. Distinct handles may be used from distinct threads; a single
  *    handle must be used by one thread at a time. libvib keeps no global mutable state
@@ -208,6 +208,37 @@ VIB_API int vib_softmax_xent_backward(size_t rows, size_t classes, const float *
                                       float *dlogits);
 
 /* ---------------------------------------------------------------------------------
+ * Full-covariance Gaussian nodes (the paper's Figure 2 uses K = 2)
+ *
+ * A posterior N(mu, L L^T) with L lower triangular and a positive diagonal, stored
+ * packed by rows: for each row of the batch, k(k+1)/2 values L[i][j], j <= i, at index
+ * i(i+1)/2 + j (for k = 2: L00, L10, L11). Math: docs/math.md#full-covariance.
+ * ------------------------------------------------------------------------------- */
+
+/* Packed size k(k+1)/2 of a k x k lower-triangular factor (0 if it overflows). */
+VIB_API size_t vib_chol_size(size_t k);
+
+/* z = mu + L v for each of `rows` rows: mu, v, z [rows x k], l [rows x k(k+1)/2].
+ * Requires finite inputs and L[i][i] > 0. */
+VIB_API int vib_chol_reparam_forward(size_t rows, size_t k, const float *mu, const float *l,
+                                     const float *v, float *z);
+
+/* Backward of vib_chol_reparam_forward: dmu += dz, dl[i][j] += dz[i] v[j] (j <= i). */
+VIB_API int vib_chol_reparam_backward(size_t rows, size_t k, const float *dz, const float *v,
+                                      float *dmu, float *dl);
+
+/* KL( N(mu, L L^T) || N(0, I) ) in nats per row:
+ * kl[r] = 0.5 * (sum_ij L[i][j]^2 + |mu|^2 - k - 2 sum_i log L[i][i]). Accumulated in
+ * double. Requires finite inputs and L[i][i] > 0. */
+VIB_API int vib_kl_chol_std_normal(size_t rows, size_t k, const float *mu, const float *l,
+                                   float *kl);
+
+/* Backward: dmu += dkl[r] mu, dl[i][j] += dkl[r] (L[i][j] - [i == j] / L[i][i]). */
+VIB_API int vib_kl_chol_std_normal_backward(size_t rows, size_t k, const float *mu,
+                                            const float *l, const float *dkl, float *dmu,
+                                            float *dl);
+
+/* ---------------------------------------------------------------------------------
  * Dense (fully connected) layer: y = x W + b for a batch of rows.
  *
  * x is [batch x in], W is [in x out] (row-major: W[i*out + j] joins input i to output
@@ -278,7 +309,9 @@ VIB_API int vib_dense_backward(vib_dense *layer, size_t batch, const float *x,
  * unsupported type, no or too many dimensions, a zero size, sizes whose product
  * overflows, a truncated body or trailing bytes, a corrupt gzip stream) gives
  * VIB_ERR_FORMAT with a message naming the file and what is wrong; a file that cannot
- * be opened or read gives VIB_ERR_IO.
+ * be opened or read gives VIB_ERR_IO. A body over 2^31 bytes (MNIST's largest is 47 MB)
+ * is refused before allocating: VIB_ERR_FORMAT for a plain file shorter than its claim,
+ * VIB_ERR_NOMEM ("too large") otherwise.
  * ------------------------------------------------------------------------------- */
 typedef struct vib_idx vib_idx;
 
@@ -316,7 +349,8 @@ VIB_API int vib_dataset_subset(const vib_dataset *src, size_t first, size_t coun
 
 VIB_API void vib_dataset_free(vib_dataset *data);
 
-/* Items, values per item, and classes (the largest label + 1). Pure getters: 0 for NULL. */
+/* Items, values per item, and classes (the largest label + 1 of the loaded files; a
+ * subset keeps its source's count). Pure getters: 0 for NULL. */
 VIB_API size_t vib_dataset_size(const vib_dataset *data);
 VIB_API size_t vib_dataset_dim(const vib_dataset *data);
 VIB_API size_t vib_dataset_classes(const vib_dataset *data);
@@ -346,8 +380,10 @@ VIB_API int vib_sgd_create(size_t n, float lr, float momentum, vib_optim **out);
 
 VIB_API void vib_optim_free(vib_optim *opt);
 
-/* One update of params[0..n) from grads[0..n). A non-finite gradient gives
- * VIB_ERR_NUMERIC and leaves params and the optimizer state unchanged. */
+/* One update of params[0..n) from grads[0..n) (which must not overlap). A non-finite
+ * gradient, or one so large the state would overflow (|g| > 2^63 for Adam, whose v holds
+ * g^2; |g| > (1 - momentum) FLT_MAX / 2 for SGD), gives VIB_ERR_NUMERIC and leaves params
+ * and the optimizer state unchanged. */
 VIB_API int vib_optim_step(vib_optim *opt, float *params, const float *grads);
 
 /* The learning rate for the following steps (> 0), and the current one. */
@@ -388,6 +424,11 @@ VIB_API const float *vib_ema_values(const vib_ema *ema);
  * in nats. In deterministic mode z = mu and there is no KL (the baseline).
  * All parameters live in ONE flat float array and their gradients in another of the
  * same length, so an optimizer, a checkpoint or an allreduce sees a single buffer.
+ * Limits: at most 64 hidden layers per side, every size at most 2^24, batch >= 1 (a
+ * batch of 0 is VIB_ERR_INVALID_ARG here: a batch mean needs a row), at most 100000
+ * prediction samples. Training and prediction draw from two separate noise streams, so
+ * evaluating between steps does not change what training sees. A model is one handle:
+ * encode and predict use its workspace and noise, so one thread at a time.
  * ------------------------------------------------------------------------------- */
 typedef struct vib_model vib_model;
 
@@ -403,11 +444,30 @@ VIB_API int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_h
                              size_t classes, uint64_t seed, vib_model **out);
 VIB_API void vib_model_free(vib_model *model);
 
+/* Options of vib_model_create_ex, or'd together. */
+enum {
+    /* A full-covariance posterior N(mu, L L^T): the head emits mu and the packed
+     * Cholesky factor L (k(k+1)/2 values per row; the diagonal through
+     * softplus(. + offset), the rest as they are), z = mu + L v, and the KL is the
+     * closed form of vib_kl_chol_std_normal. */
+    VIB_MODEL_FULL_COV = 1
+};
+
+/* vib_model_create with options `flags` (0 gives exactly vib_model_create's model).
+ * Unknown flags are VIB_ERR_INVALID_ARG. */
+VIB_API int vib_model_create_ex(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                                size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                                size_t classes, uint32_t flags, uint64_t seed,
+                                vib_model **out);
+
+/* The options the model was created with. Pure getter: 0 for NULL. */
+VIB_API uint32_t vib_model_flags(const vib_model *model);
+
 /* Settings. beta >= 0 and finite; offset finite; deterministic 0 or 1. */
 VIB_API int vib_model_set_beta(vib_model *model, float beta);
 VIB_API int vib_model_set_sigma_offset(vib_model *model, float offset);
 VIB_API int vib_model_set_deterministic(vib_model *model, int deterministic);
-/* Restart the noise stream (the weights are untouched): same seed, same samples. */
+/* Restart both noise streams (the weights are untouched): same seed, same samples. */
 VIB_API int vib_model_reseed(vib_model *model, uint64_t seed);
 
 /* Pure getters (0 for NULL). */
@@ -419,7 +479,7 @@ VIB_API size_t vib_model_latent_dim(const vib_model *model);
 VIB_API size_t vib_model_classes(const vib_model *model);
 VIB_API size_t vib_model_num_params(const vib_model *model);
 
-/* A one-line description such as "784-1024-1024 | K=256 | decoder 256-10 | beta=0.001",
+/* A one-line description such as "784-1024-1024 | K=256 | decoder 10 | beta=0.001",
  * written NUL-terminated into buf (truncated to len - 1 characters). */
 VIB_API int vib_model_describe(const vib_model *model, char *buf, size_t len);
 
@@ -437,9 +497,16 @@ VIB_API int vib_model_gradients(vib_model *model, size_t batch, const float *x,
                                 const int32_t *labels, double *ce, double *kl,
                                 double *loss);
 
-/* The posterior of each row: mu and sigma [batch x K] (sigma = 0 when deterministic). */
+/* The posterior of each row: mu and sigma [batch x K] (sigma = 0 when deterministic;
+ * with VIB_MODEL_FULL_COV, sigma is the marginal standard deviation sqrt((L L^T)_ii)). */
 VIB_API int vib_model_encode(vib_model *model, size_t batch, const float *x, float *mu,
                              float *sigma);
+
+/* The posterior of each row as mu [batch x K] and its packed Cholesky factor
+ * chol [batch x K(K+1)/2] (vib_chol_size): the full factor with VIB_MODEL_FULL_COV, the
+ * diagonal sigma otherwise (off-diagonal entries 0), all zeros when deterministic. */
+VIB_API int vib_model_encode_chol(vib_model *model, size_t batch, const float *x, float *mu,
+                                  float *chol);
 
 /* Class probabilities prob [batch x classes], averaged over `samples` draws of z from
  * the posterior (the paper uses 12), or computed at z = mu when samples is 0 or the

@@ -29,10 +29,10 @@
 
 #include "internal.h"
 
-/* The largest body we agree to allocate, 16 GiB: far above any real IDX data set
+/* The largest body we agree to allocate, 2 GiB: far above any real IDX data set
  * (MNIST's training images are 47 MB), far below what a forged header can claim, so a
  * few bad bytes never turn into an absurd allocation. */
-#define IDX_MAX_BYTES ((uint64_t)1 << 34)
+#define IDX_MAX_BYTES ((uint64_t)1 << 31)
 
 /* gzread takes an unsigned length and returns an int: read in pieces below INT_MAX. */
 #define READ_CHUNK ((size_t)1 << 30)

@@ -77,6 +77,12 @@ void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, cons
 void vibi_model_arch(const vib_model *m, size_t *n_enc, const size_t **enc, size_t *n_dec,
                      const size_t **dec, uint64_t *seed);
 
+/* The parameter count of an architecture, validated as vib_model_create would, without
+ * allocating anything (errors are reported under vib_model_load's name). */
+int vibi_model_count_params(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                            size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                            size_t classes, uint32_t flags, size_t *num_params);
+
 /* rng.c --------------------------------------------------------------------------- */
 
 /* Uniform double in (0, 1]: 53 random bits, never 0, so log() of it is finite. */

@@ -6,7 +6,7 @@
  *   offset  size        field
  *   0       8           magic "VIBMODEL"
  *   8       4  u32      format version (1)
- *   12      4  u32      flags: bit 0 = deterministic; other bits 0
+ *   12      4  u32      flags: bit 0 = deterministic, bit 1 = full covariance; others 0
  *   16      8  u64      input_dim
  *   24      8  u64      latent_dim (K)
  *   32      8  u64      classes
@@ -21,7 +21,8 @@
  *   ..      4*P f32     the flat parameter array
  *   ..      4  u32      CRC-32 (zlib's) of every byte before it
  *
- * Saving writes the whole image to a temporary file beside the target, fsyncs it,
+ * Saving writes the whole image to a temporary file beside the target (mode 0666 less
+ * the umask), fsyncs it,
  * renames it over the target and fsyncs the directory: a reader sees the old file or
  * the new one, never a mix. Loading checks every field before it builds anything.
  */
@@ -39,7 +40,7 @@
 #include "internal.h"
 
 static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
-enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1 };
+enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
 
 /* ---- little-endian encoding ----------------------------------------------------- */
 
@@ -153,6 +154,10 @@ int vib_model_save(const vib_model *model, const char *path)
     vibi_model_arch(model, &n_enc, &enc, &n_dec, &dec, &seed);
     const size_t P = vib_model_num_params(model);
     const size_t total = (size_t)file_size(n_enc, n_dec, P);
+    const float *params = vib_model_params((vib_model *)model);
+    for (size_t i = 0; i < P; i++) /* vib_model_load refuses such a file: do not write it */
+        if (!isfinite(params[i]))
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: parameter %zu is %g", fn, i, (double)params[i]);
     if (strlen(path) > 4000)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: path is too long", fn);
 
@@ -162,7 +167,8 @@ int vib_model_save(const vib_model *model, const char *path)
     unsigned char *p = buf;
     memcpy(p, MAGIC, 8), p += 8;
     p = put_u32(p, FORMAT_VERSION);
-    p = put_u32(p, vib_model_deterministic(model) ? FLAG_DETERMINISTIC : 0);
+    p = put_u32(p, (vib_model_deterministic(model) ? FLAG_DETERMINISTIC : 0) |
+                       ((vib_model_flags(model) & VIB_MODEL_FULL_COV) ? FLAG_FULL_COV : 0));
     p = put_u64(p, vib_model_input_dim(model));
     p = put_u64(p, vib_model_latent_dim(model));
     p = put_u64(p, vib_model_classes(model));
@@ -176,67 +182,76 @@ int vib_model_save(const vib_model *model, const char *path)
     p = put_f32(p, vib_model_sigma_offset(model));
     p = put_u64(p, seed);
     p = put_u64(p, P);
-    const float *params = vib_model_params((vib_model *)model);
     for (size_t i = 0; i < P; i++)
         p = put_f32(p, params[i]);
     p = put_u32(p, crc_of(buf, (size_t)(p - buf)));
 
-    char tmp[4096 + 16];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    /* The temporary beside the target, created exclusively with mode 0666 so the
+     * process's umask applies as for any new file (mkstemp would force 0600). */
+    char tmp[4096 + 64];
+    int fd = -1;
+    for (unsigned attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        snprintf(tmp, sizeof tmp, "%s.tmp%ld.%u", path, (long)getpid(), attempt);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
     if (fd < 0) {
         int e = errno;
         free(buf);
         return vibi_fail(VIB_ERR_IO, "%s: %s: cannot create a temporary file: %s", fn, path,
                          strerror(e));
     }
-    bool ok = write_all(fd, buf, total) && fsync(fd) == 0;
-    int e = errno;
-    ok = close(fd) == 0 && ok;
+    const char *failed = NULL;
+    int e = 0;
+    if (!write_all(fd, buf, total))
+        failed = "write", e = errno ? errno : EIO;
+    else if (fsync(fd) != 0)
+        failed = "fsync", e = errno;
+    if (close(fd) != 0 && failed == NULL)
+        failed = "close", e = errno;
+    if (failed == NULL && rename(tmp, path) != 0)
+        failed = "rename", e = errno;
     free(buf);
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok)
-            e = errno;
+    if (failed != NULL) {
         unlink(tmp);
-        return vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(e));
+        return vibi_fail(VIB_ERR_IO, "%s: %s: %s failed: %s", fn, path, failed, strerror(e));
     }
-    (void)chmod(path, 0644); /* mkstemp makes 0600; a model file is not a secret */
     sync_dir(path);
     return VIB_OK;
 }
 
 /* ---- load ----------------------------------------------------------------------- */
 
-/* Read the whole file at path into *buf (caller frees); at most `cap` bytes. */
+/* Read the whole file at path into *buf (caller frees). Only regular files of at most
+ * `cap` bytes: the size is known before anything is allocated, so neither a device
+ * like /dev/zero nor a huge file can make the reader grow without bound. */
 static int read_file(const char *fn, const char *path, size_t cap, unsigned char **buf,
                      size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(errno));
-    size_t size = 0, room = 1 << 16;
-    unsigned char *b = malloc(room);
+    struct stat st;
     int rc = VIB_OK;
-    while (b != NULL) {
-        size_t got = fread(b + size, 1, room - size, f);
-        size += got;
-        if (got == 0 || size < room)
-            break;
-        if (room >= cap) {
-            rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: larger than %zu bytes: not a model", fn,
-                           path, cap);
-            break;
-        }
-        unsigned char *nb = realloc(b, room * 2);
-        if (nb == NULL)
-            free(b);
-        b = nb;
-        room *= 2;
+    unsigned char *b = NULL;
+    size_t size = 0;
+    if (fstat(fileno(f), &st) != 0)
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: not a regular file", fn, path);
+    else if ((uint64_t)st.st_size > (uint64_t)cap)
+        rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: %lld bytes is larger than any model", fn, path,
+                       (long long)st.st_size);
+    else if ((b = malloc((size_t)st.st_size + 1)) == NULL)
+        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %lld bytes", fn, path,
+                       (long long)st.st_size);
+    else {
+        /* one byte more than the size: a file that grew meanwhile reads as padded */
+        size = fread(b, 1, (size_t)st.st_size + 1, f);
+        if (ferror(f))
+            rc = vibi_fail(VIB_ERR_IO, "%s: %s: read error", fn, path);
     }
-    if (rc == VIB_OK && b == NULL)
-        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", fn, path, room);
-    if (rc == VIB_OK && ferror(f))
-        rc = vibi_fail(VIB_ERR_IO, "%s: %s: read error", fn, path);
     fclose(f);
     if (rc != VIB_OK) {
         free(b);
@@ -261,7 +276,7 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
     if (version != FORMAT_VERSION)
         return BAD("%s: %s: format version %u, this libvib reads version %d", fn, path,
                    version, FORMAT_VERSION);
-    if (flags & ~(uint32_t)FLAG_DETERMINISTIC)
+    if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
         return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
     uint64_t input = get_u64(b + 16), k = get_u64(b + 24), classes = get_u64(b + 32);
     uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
@@ -294,6 +309,15 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
         classes > max_dim)
         return BAD("%s: %s: sizes %llu, %llu, %llu out of range", fn, path,
                    (unsigned long long)input, (unsigned long long)k, (unsigned long long)classes);
+    const uint32_t model_flags = (flags & FLAG_FULL_COV) ? VIB_MODEL_FULL_COV : 0;
+    size_t arch_params;
+    /* The architecture's size, checked before anything is allocated for it. */
+    if (vibi_model_count_params((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec,
+                                dec, (size_t)classes, model_flags, &arch_params) != VIB_OK)
+        return BAD("%s: %s: impossible architecture (%s)", fn, path, vib_last_error());
+    if (arch_params != P)
+        return BAD("%s: %s: %llu parameters, the architecture has %zu", fn, path,
+                   (unsigned long long)P, arch_params);
     const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
     float beta = get_f32(p), offset = get_f32(p + 4);
     uint64_t seed = get_u64(p + 8);
@@ -301,15 +325,10 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
         return BAD("%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
 #undef BAD
     vib_model *m = NULL;
-    int rc = vib_model_create((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec, dec,
-                              (size_t)classes, seed, &m);
+    int rc = vib_model_create_ex((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec,
+                                 dec, (size_t)classes, model_flags, seed, &m);
     if (rc != VIB_OK)
         return rc;
-    if (vib_model_num_params(m) != P) {
-        vib_model_free(m);
-        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu parameters, the architecture has %zu",
-                         fn, path, (unsigned long long)P, vib_model_num_params(m));
-    }
     float *params = vib_model_params(m);
     const unsigned char *q = b + hdr;
     for (size_t i = 0; i < P; i++) {

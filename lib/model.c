@@ -21,9 +21,14 @@
 /* Noise comes from its own stream, offset from the weights' seed, so restarting the
  * noise with the model's seed does not replay the draws that made the weights. */
 #define NOISE_SEED(seed) ((seed) ^ 0x6a09e667f3bcc909ULL)
+/* Prediction draws from a third stream, so evaluating a model between training steps
+ * (as train_mnist does every epoch) never changes the noise training sees. */
+#define PREDICT_SEED(seed) ((seed) ^ 0xbb67ae8584caa73bULL)
 
 struct vib_model {
     size_t input_dim, k, classes, n_enc, n_dec;
+    uint32_t flags;  /* VIB_MODEL_* options */
+    size_t head_out; /* 2K ([mu | rho]) or K + K(K+1)/2 ([mu | packed L]) */
     size_t *enc_sizes, *dec_sizes;
     size_t n_layers;    /* n_enc + 1 (head) + n_dec + 1 (output) */
     vibi_layer *layers;
@@ -32,7 +37,8 @@ struct vib_model {
     float beta, offset;
     int deterministic;
     uint64_t seed;
-    vib_rng *noise;
+    vib_rng *noise;         /* training's draws */
+    vib_rng *predict_noise; /* prediction's draws */
     /* Workspace for up to cap_rows rows, grown on demand: after the first batch of a
      * given size, steps allocate nothing. */
     size_t cap_rows, max_width;
@@ -57,6 +63,12 @@ static bool layer_is_relu(const vib_model *m, size_t l)
     return l != head_index(m) && l != m->n_layers - 1;
 }
 
+/* The packed-factor index of L[i][j], j <= i. */
+static size_t tri(size_t i, size_t j)
+{
+    return i * (i + 1) / 2 + j;
+}
+
 /* ---- creation ------------------------------------------------------------------- */
 
 /* a += b, false on overflow */
@@ -65,10 +77,10 @@ static bool add_size(size_t *a, size_t b)
     return !__builtin_add_overflow(*a, b, a);
 }
 
-/* Dimensions of layer l's input and output. */
+/* Dimensions of layer l's input and output; the head emits head_out values. */
 static void layer_dims(size_t input_dim, size_t n_enc, const size_t *enc, size_t k,
-                       size_t n_dec, const size_t *dec, size_t classes, size_t l, size_t *in,
-                       size_t *out)
+                       size_t head_out, size_t n_dec, const size_t *dec, size_t classes,
+                       size_t l, size_t *in, size_t *out)
 {
     size_t prev = input_dim;
     for (size_t i = 0; i <= l; i++) {
@@ -76,7 +88,7 @@ static void layer_dims(size_t input_dim, size_t n_enc, const size_t *enc, size_t
         if (i < n_enc)
             o = enc[i];
         else if (i == n_enc)
-            o = 2 * k; /* [mu | rho] */
+            o = head_out;
         else if (i < n_enc + 1 + n_dec)
             o = dec[i - n_enc - 1];
         else
@@ -102,6 +114,7 @@ static void free_model(vib_model *m)
     free(m->grads);
     free(m->ws);
     vib_rng_free(m->noise);
+    vib_rng_free(m->predict_noise);
     free(m);
 }
 
@@ -114,12 +127,20 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
                      size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
                      size_t classes, uint64_t seed, vib_model **out)
 {
-    static const char fn[] = "vib_model_create";
+    return vib_model_create_ex(input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden,
+                               classes, 0, seed, out);
+}
+
+/* Validate an architecture and count its parameters (and its widest layer side):
+ * what vib_model_create checks, usable before anything is allocated. */
+static int model_shape(const char *fn, size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                       size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                       size_t classes, uint32_t flags, size_t *num_params_out,
+                       size_t *max_width_out, size_t *head_out_out)
+{
     /* A size past 2^24 is no layer width anyone trains here; refusing it keeps every
      * product below well inside size_t. */
     const size_t max_dim = (size_t)1 << 24;
-    if (out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
     if (input_dim == 0 || latent_dim == 0 || classes < 2)
         return vibi_fail(VIB_ERR_INVALID_ARG,
                          "%s: need input_dim > 0, latent_dim > 0, classes >= 2 (got %zu, %zu, %zu)",
@@ -131,6 +152,14 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: at most 64 hidden layers per side", fn);
     if (input_dim > max_dim || latent_dim > max_dim || classes > max_dim)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: a size exceeds 2^24", fn);
+    if (flags & ~(uint32_t)VIB_MODEL_FULL_COV)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: unknown flags 0x%x", fn, (unsigned)flags);
+    const bool full = flags & VIB_MODEL_FULL_COV;
+    /* A full factor has K(K+1)/2 entries per row: keep that a sane layer width. */
+    if (full && latent_dim > 4096)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: a full covariance needs K <= 4096, got %zu",
+                         fn, latent_dim);
+    const size_t head_out = latent_dim + (full ? vib_chol_size(latent_dim) : latent_dim);
     for (size_t i = 0; i < n_enc; i++)
         if (enc_hidden[i] == 0 || enc_hidden[i] > max_dim)
             return vibi_fail(VIB_ERR_INVALID_ARG, "%s: enc_hidden[%zu] = %zu is out of range",
@@ -139,13 +168,11 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
         if (dec_hidden[i] == 0 || dec_hidden[i] > max_dim)
             return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dec_hidden[%zu] = %zu is out of range",
                              fn, i, dec_hidden[i]);
-
-    const size_t n_layers = n_enc + n_dec + 2;
     size_t num_params = 0, max_width = 0;
-    for (size_t l = 0; l < n_layers; l++) {
+    for (size_t l = 0; l < n_enc + n_dec + 2; l++) {
         size_t in = 0, o = 0;
-        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden, classes, l, &in,
-                   &o);
+        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, head_out, n_dec, dec_hidden,
+                   classes, l, &in, &o);
         size_t nw;
         if (!vibi_mul_size(in, o, &nw) || !add_size(&num_params, nw) ||
             !add_size(&num_params, o))
@@ -155,11 +182,41 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
     }
     if (num_params > SIZE_MAX / 4 / sizeof(float))
         return vibi_fail(VIB_ERR_NOMEM, "%s: %zu parameters are too many", fn, num_params);
+    *num_params_out = num_params;
+    *max_width_out = max_width;
+    *head_out_out = head_out;
+    return VIB_OK;
+}
+
+int vibi_model_count_params(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                            size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                            size_t classes, uint32_t flags, size_t *num_params)
+{
+    size_t max_width, head_out;
+    return model_shape("vib_model_load", input_dim, n_enc, enc_hidden, latent_dim, n_dec,
+                       dec_hidden, classes, flags, num_params, &max_width, &head_out);
+}
+
+int vib_model_create_ex(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                        size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                        size_t classes, uint32_t flags, uint64_t seed, vib_model **out)
+{
+    static const char fn[] = "vib_model_create";
+    if (out == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    size_t num_params, max_width, head_out;
+    int rc = model_shape(fn, input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden,
+                         classes, flags, &num_params, &max_width, &head_out);
+    if (rc != VIB_OK)
+        return rc;
+    const bool full = flags & VIB_MODEL_FULL_COV;
+    const size_t n_layers = n_enc + n_dec + 2;
 
     vib_model *m = calloc(1, sizeof *m);
     if (m == NULL)
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate the model", fn);
     m->input_dim = input_dim, m->k = latent_dim, m->classes = classes;
+    m->flags = flags, m->head_out = head_out;
     m->n_enc = n_enc, m->n_dec = n_dec, m->n_layers = n_layers;
     m->num_params = num_params, m->max_width = max_width;
     m->beta = 1e-3f, m->offset = -5.0f, m->seed = seed;
@@ -180,14 +237,16 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
     memset(m->grads, 0, num_params * sizeof(float));
 
     vib_rng *init_rng = NULL;
-    int rc = vib_rng_create(seed, &init_rng);
+    rc = vib_rng_create(seed, &init_rng);
     if (rc == VIB_OK)
         rc = vib_rng_create(NOISE_SEED(seed), &m->noise);
+    if (rc == VIB_OK)
+        rc = vib_rng_create(PREDICT_SEED(seed), &m->predict_noise);
     size_t off = 0;
     for (size_t l = 0; rc == VIB_OK && l < n_layers; l++) {
         vibi_layer *L = &m->layers[l];
-        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, n_dec, dec_hidden, classes, l,
-                   &L->in, &L->out);
+        layer_dims(input_dim, n_enc, enc_hidden, latent_dim, head_out, n_dec, dec_hidden,
+                   classes, l, &L->in, &L->out);
         L->w = m->params + off, L->dw = m->grads + off;
         off += L->in * L->out;
         L->b = m->params + off, L->db = m->grads + off;
@@ -198,6 +257,14 @@ int vib_model_create(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
     if (rc != VIB_OK) {
         free_model(m);
         return rc;
+    }
+    if (full) { /* start L diagonal (near-deterministic, like the diagonal head): the
+                 * off-diagonal outputs' weights start at 0 and are learned from there */
+        const vibi_layer *hl = &m->layers[n_enc];
+        for (size_t i = 1; i < latent_dim; i++)
+            for (size_t j = 0; j < i; j++)
+                for (size_t r = 0; r < hl->in; r++)
+                    hl->w[r * hl->out + latent_dim + tri(i, j)] = 0.0f;
     }
     *out = m;
     return VIB_OK;
@@ -253,7 +320,9 @@ int vib_model_set_deterministic(vib_model *model, int deterministic)
 int vib_model_reseed(vib_model *model, uint64_t seed)
 {
     int rc = need_model("vib_model_reseed", model);
-    return rc != VIB_OK ? rc : vib_rng_seed(model->noise, NOISE_SEED(seed));
+    if (rc == VIB_OK)
+        rc = vib_rng_seed(model->noise, NOISE_SEED(seed));
+    return rc != VIB_OK ? rc : vib_rng_seed(model->predict_noise, PREDICT_SEED(seed));
 }
 
 float vib_model_beta(const vib_model *model)
@@ -284,6 +353,11 @@ size_t vib_model_latent_dim(const vib_model *model)
 size_t vib_model_classes(const vib_model *model)
 {
     return model ? model->classes : 0;
+}
+
+uint32_t vib_model_flags(const vib_model *model)
+{
+    return model ? model->flags : 0;
 }
 
 size_t vib_model_num_params(const vib_model *model)
@@ -319,11 +393,17 @@ int vib_model_describe(const vib_model *model, char *buf, size_t len)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: buf is NULL or len is 0", fn);
     char tmp[1024];
     size_t n = 0;
-#define PUT(...) (n += (size_t)snprintf(tmp + n, n < sizeof tmp ? sizeof tmp - n : 0, __VA_ARGS__))
+    /* n never passes sizeof tmp - 1, so tmp + n stays inside the buffer */
+#define PUT(...)                                                                           \
+    do {                                                                                   \
+        int w_ = snprintf(tmp + n, sizeof tmp - n, __VA_ARGS__);                           \
+        n = w_ < 0 ? n : (n + (size_t)w_ < sizeof tmp ? n + (size_t)w_ : sizeof tmp - 1);  \
+    } while (0)
     PUT("%zu", model->input_dim);
     for (size_t i = 0; i < model->n_enc; i++)
         PUT("-%zu", model->enc_sizes[i]);
-    PUT(" | K=%zu | decoder ", model->k);
+    PUT(" | K=%zu%s | decoder ", model->k,
+        (model->flags & VIB_MODEL_FULL_COV) ? " full-cov" : "");
     for (size_t i = 0; i < model->n_dec; i++)
         PUT("%zu-", model->dec_sizes[i]);
     PUT("%zu | ", model->classes);
@@ -432,51 +512,88 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
     }
 }
 
-/* The Gaussian head over `rows` rows: z from [mu | rho] and v, or z = mu when not
- * sampling; returns the summed KL in nats (0 when not sampling). */
+/* The Gaussian head over `rows` rows, from the head's outputs [mu | rho] (diagonal:
+ * sigma = softplus(rho + offset)) or [mu | packed raw L] (full: the diagonal of L through
+ * softplus(. + offset), the rest as it is): z = mu + sigma v or z = mu + L v, or z = mu
+ * when not sampling. Returns the summed KL to N(0, I) in nats (0 when not sampling):
+ * 0.5 sum (mu^2 + sum_j L_ij^2 - 1 - 2 log L_ii), the diagonal case having L = diag sigma. */
 static double latent_forward(const vib_model *m, size_t rows, const float *head,
                              const float *v, float *z, bool sample)
 {
-    const size_t K = m->k;
+    const size_t K = m->k, HO = m->head_out;
+    const bool full = m->flags & VIB_MODEL_FULL_COV;
     double kl = 0.0;
     for (size_t r = 0; r < rows; r++) {
-        const float *mu = head + r * 2 * K, *rho = mu + K;
-        for (size_t j = 0; j < K; j++) {
+        const float *mu = head + r * HO, *raw = mu + K, *vr = v + r * K;
+        for (size_t i = 0; i < K; i++) {
             if (!sample) {
-                z[r * K + j] = mu[j];
+                z[r * K + i] = mu[i];
                 continue;
             }
-            double x = (double)rho[j] + m->offset;
-            double s = vibi_softplus(x), log_s = vibi_log_softplus(x);
-            z[r * K + j] = (float)(mu[j] + s * v[r * K + j]);
-            kl += 0.5 * ((double)mu[j] * mu[j] + s * s - 2.0 * log_s - 1.0);
+            double x = (double)raw[full ? tri(i, i) : i] + m->offset;
+            double s = vibi_softplus(x), acc = mu[i] + s * vr[i];
+            kl += (double)mu[i] * mu[i] + s * s - 1.0 - 2.0 * vibi_log_softplus(x);
+            for (size_t j = 0; full && j < i; j++) {
+                double l = raw[tri(i, j)];
+                acc += l * vr[j];
+                kl += l * l;
+            }
+            z[r * K + i] = (float)acc;
         }
     }
-    return kl;
+    return 0.5 * kl;
 }
 
-/* dL/d[mu | rho] from dL/dz and the KL term with weight kl_weight = beta / batch:
- *   dmu  = dz + kl_weight * mu
- *   drho = (dz v + kl_weight (s - 1/s)) s'   with s' = sigmoid(x), x = rho + offset,
- * where (1/s) s' = d log s / dx is evaluated stably (it tends to 1 as s underflows). */
+/* dL/d(head outputs) from dL/dz and the KL term with weight w = beta / batch:
+ *   dmu_i   = dz_i + w mu_i
+ *   dL_ij   = dz_i v_j + w L_ij                           (full, j < i)
+ *   drho_i  = (dz_i v_i + w (s - 1/s)) s'    s = L_ii = softplus(x), s' = sigmoid(x),
+ * where (1/s) s' = d log s/dx is evaluated stably (it tends to 1 as s underflows). */
 static void latent_backward(const vib_model *m, size_t rows, const float *head,
-                            const float *v, const float *dz, double kl_weight, float *dhead)
+                            const float *v, const float *dz, double w, float *dhead)
 {
-    const size_t K = m->k;
+    const size_t K = m->k, HO = m->head_out;
+    const bool full = m->flags & VIB_MODEL_FULL_COV;
     for (size_t r = 0; r < rows; r++) {
-        const float *mu = head + r * 2 * K, *rho = mu + K;
-        float *dmu = dhead + r * 2 * K, *drho = dmu + K;
-        for (size_t j = 0; j < K; j++) {
-            double g = dz[r * K + j];
-            if (m->deterministic) {
-                dmu[j] = (float)g;
-                drho[j] = 0.0f;
-                continue;
-            }
-            double x = (double)rho[j] + m->offset;
+        const float *mu = head + r * HO, *raw = mu + K, *vr = v + r * K, *g = dz + r * K;
+        float *dmu = dhead + r * HO, *draw = dmu + K;
+        if (m->deterministic) {
+            for (size_t i = 0; i < K; i++)
+                dmu[i] = g[i];
+            memset(draw, 0, (HO - K) * sizeof(float));
+            continue;
+        }
+        for (size_t i = 0; i < K; i++) {
+            dmu[i] = (float)(g[i] + w * mu[i]);
+            size_t d = full ? tri(i, i) : i;
+            double x = (double)raw[d] + m->offset;
             double s = vibi_softplus(x), ds = vibi_sigmoid(x);
-            dmu[j] = (float)(g + kl_weight * mu[j]);
-            drho[j] = (float)(g * v[r * K + j] * ds + kl_weight * (s * ds - vibi_dlog_softplus(x)));
+            draw[d] = (float)((double)g[i] * vr[i] * ds + w * (s * ds - vibi_dlog_softplus(x)));
+            for (size_t j = 0; full && j < i; j++)
+                draw[tri(i, j)] = (float)((double)g[i] * vr[j] + w * raw[tri(i, j)]);
+        }
+    }
+}
+
+/* The posterior's scale for each row, packed as the full factor (K(K+1)/2 per row) when
+ * `packed` or the model is full-covariance, else as sigma (K per row). */
+static void posterior_scale(const vib_model *m, size_t rows, const float *head, bool packed,
+                            float *out)
+{
+    const size_t K = m->k, HO = m->head_out, T = vib_chol_size(K);
+    const bool full = m->flags & VIB_MODEL_FULL_COV;
+    const size_t width = packed || full ? T : K;
+    for (size_t r = 0; r < rows; r++) {
+        const float *raw = head + r * HO + K;
+        float *o = out + r * width;
+        if (width == T)
+            memset(o, 0, T * sizeof(float));
+        for (size_t i = 0; i < K; i++) {
+            size_t d = full ? tri(i, i) : i;
+            float s = (float)vibi_softplus((double)raw[d] + m->offset);
+            o[width == T ? tri(i, i) : i] = s;
+            for (size_t j = 0; full && j < i; j++)
+                o[tri(i, j)] = raw[tri(i, j)];
         }
     }
 }
@@ -536,26 +653,74 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     return VIB_OK;
 }
 
+/* Encoder and head over `batch` rows of x into the workspace: the shared start of
+ * encode, encode_chol and predict. */
+static int run_encoder(vib_model *m, const char *fn, size_t batch, const float *x,
+                       float **act, views *w)
+{
+    int rc = check_batch(fn, m, batch, x);
+    if (rc != VIB_OK)
+        return rc;
+    if ((rc = reserve(m, fn, batch)) != VIB_OK)
+        return rc;
+    *w = carve(m, batch, act);
+    forward_layers(m, 0, head_index(m), batch, x, act);
+    return VIB_OK;
+}
+
+static void copy_mu(const vib_model *m, size_t batch, const float *head, float *mu)
+{
+    for (size_t r = 0; r < batch; r++)
+        memcpy(mu + r * m->k, head + r * m->head_out, m->k * sizeof(float));
+}
+
 int vib_model_encode(vib_model *model, size_t batch, const float *x, float *mu, float *sigma)
 {
     static const char fn[] = "vib_model_encode";
-    int rc = check_batch(fn, model, batch, x);
+    if (model && batch && (mu == NULL || sigma == NULL))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, mu ? "sigma" : "mu");
+    float *act[130];
+    views w;
+    int rc = run_encoder(model, fn, batch, x, act, &w);
     if (rc != VIB_OK)
         return rc;
-    if (mu == NULL || sigma == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, mu ? "sigma" : "mu");
-    if ((rc = reserve(model, fn, batch)) != VIB_OK)
-        return rc;
-    float *act[130];
-    carve(model, batch, act);
     const size_t K = model->k, H = head_index(model);
-    forward_layers(model, 0, H, batch, x, act);
-    for (size_t r = 0; r < batch; r++)
-        for (size_t j = 0; j < K; j++) {
-            mu[r * K + j] = act[H][r * 2 * K + j];
-            double xr = (double)act[H][r * 2 * K + K + j] + model->offset;
-            sigma[r * K + j] = model->deterministic ? 0.0f : (float)vibi_softplus(xr);
-        }
+    copy_mu(model, batch, act[H], mu);
+    if (model->deterministic) {
+        memset(sigma, 0, batch * K * sizeof(float));
+    } else if (model->flags & VIB_MODEL_FULL_COV) {
+        /* the marginal std: sqrt((L L^T)_ii) = the norm of row i of L */
+        const size_t T = vib_chol_size(K);
+        posterior_scale(model, batch, act[H], true, w.ga);
+        for (size_t r = 0; r < batch; r++)
+            for (size_t i = 0; i < K; i++) {
+                double q = 0.0;
+                for (size_t j = 0; j <= i; j++)
+                    q += (double)w.ga[r * T + tri(i, j)] * w.ga[r * T + tri(i, j)];
+                sigma[r * K + i] = (float)sqrt(q);
+            }
+    } else {
+        posterior_scale(model, batch, act[H], false, sigma);
+    }
+    return VIB_OK;
+}
+
+int vib_model_encode_chol(vib_model *model, size_t batch, const float *x, float *mu,
+                          float *chol)
+{
+    static const char fn[] = "vib_model_encode_chol";
+    if (model && batch && (mu == NULL || chol == NULL))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, mu ? "chol" : "mu");
+    float *act[130];
+    views w;
+    int rc = run_encoder(model, fn, batch, x, act, &w);
+    if (rc != VIB_OK)
+        return rc;
+    copy_mu(model, batch, act[head_index(model)], mu);
+    if (model->deterministic)
+        memset(chol, 0, batch * vib_chol_size(model->k) * sizeof(float));
+    else
+        posterior_scale(model, batch, act[head_index(model)], true, chol);
     return VIB_OK;
 }
 
@@ -563,40 +728,45 @@ int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t sam
                       float *prob)
 {
     static const char fn[] = "vib_model_predict";
-    int rc = check_batch(fn, model, batch, x);
-    if (rc != VIB_OK)
-        return rc;
-    if (prob == NULL)
+    if (model && batch && x && prob == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: prob is NULL", fn);
     if (samples > 100000)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples is too many", fn, samples);
-    if ((rc = reserve(model, fn, batch)) != VIB_OK)
-        return rc;
     vib_model *m = model;
     float *act[130];
-    views w = carve(m, batch, act);
+    views w;
+    int rc = run_encoder(m, fn, batch, x, act, &w);
+    if (rc != VIB_OK)
+        return rc;
     const size_t K = m->k, C = m->classes, H = head_index(m), last = m->n_layers - 1;
-    forward_layers(m, 0, H, batch, x, act);
+    const bool full = m->flags & VIB_MODEL_FULL_COV;
 
     /* z = mu for the posterior mean; otherwise average softmax(decoder(z_s)) over the
-     * samples, one batch of draws at a time, in the caller's prob array. sigma is the
-     * same for every draw: compute it once (into dz, unused here). */
+     * samples, one batch of draws at a time, in the caller's prob array. The scale
+     * (sigma, or the packed L) is the same for every draw: compute it once, into ga. */
     const bool at_mean = samples == 0 || m->deterministic;
-    const size_t draws = at_mean ? 1 : samples;
-    float *sigma = w.dz;
-    for (size_t r = 0; r < batch; r++)
-        for (size_t j = 0; j < K; j++)
-            sigma[r * K + j] = (float)vibi_softplus((double)act[H][r * 2 * K + K + j] + m->offset);
+    const size_t draws = at_mean ? 1 : samples, T = vib_chol_size(K);
+    float *scale = w.ga;
+    if (!at_mean)
+        posterior_scale(m, batch, act[H], false, scale);
     for (size_t s = 0; s < draws; s++) {
         if (at_mean) {
-            latent_forward(m, batch, act[H], w.v, w.z, false);
+            copy_mu(m, batch, act[H], w.z);
         } else {
-            if ((rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
+            if ((rc = vib_rng_normal(m->predict_noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
                 return rc;
-            for (size_t r = 0; r < batch; r++)
-                for (size_t j = 0; j < K; j++) /* z = mu + sigma v, as latent_forward does */
-                    w.z[r * K + j] = (float)(act[H][r * 2 * K + j] +
-                                             (double)sigma[r * K + j] * w.v[r * K + j]);
+            for (size_t r = 0; r < batch; r++) {
+                const float *mu = act[H] + r * m->head_out, *v = w.v + r * K;
+                for (size_t i = 0; i < K; i++) { /* z = mu + sigma v, or mu + L v */
+                    double acc = mu[i];
+                    if (full)
+                        for (size_t j = 0; j <= i; j++)
+                            acc += (double)scale[r * T + tri(i, j)] * v[j];
+                    else
+                        acc += (double)scale[r * K + i] * v[i];
+                    w.z[r * K + i] = (float)acc;
+                }
+            }
         }
         forward_layers(m, H + 1, last, batch, w.z, act);
         for (size_t r = 0; r < batch; r++) {

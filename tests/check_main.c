@@ -10,6 +10,7 @@ int main(void)
     srunner_add_suite(sr, make_rng_suite());
     srunner_add_suite(sr, make_gemm_suite());
     srunner_add_suite(sr, make_nodes_suite());
+    srunner_add_suite(sr, make_cov_suite());
     srunner_add_suite(sr, make_dense_suite());
     srunner_add_suite(sr, make_flow_suite());
     srunner_add_suite(sr, make_model_suite());

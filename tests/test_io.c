@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "tests.h"
 
 static char dir[64];
@@ -113,6 +115,17 @@ START_TEST(round_trip_predicts_identically)
     ck_assert_int_eq(vib_model_deterministic(b), 1);
     vib_model_free(a);
     vib_model_free(b);
+    /* a full-covariance model keeps its head */
+    const size_t enc[] = {7};
+    ck_assert_ok(vib_model_create_ex(6, 1, enc, 2, 0, NULL, 4, VIB_MODEL_FULL_COV, 5, &a));
+    ck_assert_ok(vib_model_save(a, path));
+    ck_assert_ok(vib_model_load(path, &b));
+    ck_assert_uint_eq(vib_model_flags(b), VIB_MODEL_FULL_COV);
+    ck_assert_ok(vib_model_predict(a, 3, x, 0, pa));
+    ck_assert_ok(vib_model_predict(b, 3, x, 0, pb));
+    ck_assert_mem_eq(pa, pb, sizeof pa);
+    vib_model_free(a);
+    vib_model_free(b);
 }
 END_TEST
 
@@ -181,6 +194,82 @@ START_TEST(damaged_files_are_refused)
 }
 END_TEST
 
+/* Re-seal an edited image with a fresh CRC, so the checks behind the CRC are reached. */
+static void reseal(unsigned char *b, size_t len)
+{
+    uint32_t crc = (uint32_t)crc32(0L, b, (uInt)(len - 4));
+    for (int i = 0; i < 4; i++)
+        b[len - 4 + i] = (unsigned char)(crc >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+START_TEST(forged_files_behind_a_valid_crc)
+{
+    /* small_model: input 6, encoder [7], K 3, decoder [5], 4 classes: the header is 56
+     * bytes, then 2 hidden sizes, beta, offset, seed, P at 88, parameters from 96 */
+    vib_model *a = small_model();
+    const size_t P = vib_model_num_params(a);
+    ck_assert_ok(vib_model_save(a, path));
+    vib_model_free(a);
+    size_t len;
+    unsigned char *good = slurp(path, &len), *b = malloc(len);
+    ck_assert_uint_eq(len, 96 + 4 * P + 4);
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/forged.vibm", dir);
+
+    /* one parameter fewer, sizes consistent: the architecture disagrees */
+    memcpy(b, good, len);
+    put64(b + 88, P - 1);
+    memmove(b + 96 + 4 * (P - 1), b + 96 + 4 * P, 4);
+    reseal(b, len - 4);
+    spit(bad, b, len - 4);
+    expect_refused(bad, VIB_ERR_FORMAT, "the architecture has");
+    /* an absurd architecture (input 2^24, a hidden layer of 2^24) with P = 0: refused from
+     * the header alone, before anything is allocated for it */
+    unsigned char tiny[100];
+    memcpy(tiny, good, 56);
+    put64(tiny + 16, (uint64_t)1 << 24);
+    put64(tiny + 40, 1);
+    put64(tiny + 48, 0);
+    put64(tiny + 56, (uint64_t)1 << 24);
+    memcpy(tiny + 64, good + 72, 16); /* beta, offset, seed */
+    put64(tiny + 80, 0);
+    reseal(tiny, 92);
+    spit(bad, tiny, 92);
+    expect_refused(bad, VIB_ERR_FORMAT, "the architecture has");
+    /* a hidden size of 0, a NaN parameter, a negative beta */
+    memcpy(b, good, len);
+    put64(b + 56, 0);
+    reseal(b, len);
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "out of range");
+    memcpy(b, good, len);
+    memcpy(b + 96 + 4 * 3, (const unsigned char[4]){0, 0, 0xc0, 0x7f}, 4);
+    reseal(b, len);
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "not finite");
+    memcpy(b, good, len);
+    b[75] = 0xbf; /* beta = -|beta| */
+    reseal(b, len);
+    spit(bad, b, len);
+    expect_refused(bad, VIB_ERR_FORMAT, "beta");
+    /* not a regular file */
+    expect_refused("/dev/zero", VIB_ERR_IO, "not a regular file");
+    /* a model with a non-finite parameter is not written */
+    a = small_model();
+    vib_model_params(a)[2] = NAN;
+    ck_assert_fails(vib_model_save(a, bad), VIB_ERR_NUMERIC);
+    vib_model_free(a);
+    free(good);
+    free(b);
+}
+END_TEST
+
 START_TEST(failed_save_keeps_the_old_file)
 {
     vib_model *a = small_model();
@@ -225,6 +314,7 @@ Suite *make_io_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, round_trip_predicts_identically);
     tcase_add_test(tc, damaged_files_are_refused);
+    tcase_add_test(tc, forged_files_behind_a_valid_crc);
     tcase_add_test(tc, failed_save_keeps_the_old_file);
     suite_add_tcase(s, tc);
     return s;

@@ -35,14 +35,19 @@ static void make_ctx(model_ctx *p, size_t n_dec, const size_t *dec)
         p->y[r] = r % C;
 }
 
-static void check_model_gradient(model_ctx *p)
+static void check_model_gradient_h(model_ctx *p, double h)
 {
     const size_t n = vib_model_num_params(p->m);
     float *g = malloc(n * sizeof *g);
     model_loss(p);
     memcpy(g, vib_model_grads(p->m), n * sizeof *g);
-    check_gradient("dparams", model_loss, p, vib_model_params(p->m), n, g, 1e-2, 1e-2, 2e-4);
+    check_gradient("dparams", model_loss, p, vib_model_params(p->m), n, g, h, 1e-2, 2e-4);
     free(g);
+}
+
+static void check_model_gradient(model_ctx *p)
+{
+    check_model_gradient_h(p, 1e-2);
 }
 
 START_TEST(gradients_match_finite_differences)
@@ -60,6 +65,83 @@ START_TEST(gradients_match_finite_differences)
         check_model_gradient(&p);
         vib_model_free(p.m);
     }
+}
+END_TEST
+
+START_TEST(full_covariance_gradients_match_finite_differences)
+{
+    const size_t enc[] = {6}, dec[] = {4};
+    for (int variant = 0; variant < 2; variant++) {
+        model_ctx p;
+        ck_assert_ok(vib_model_create_ex(IN, 1, enc, K, variant, dec, C, VIB_MODEL_FULL_COV, 3,
+                                         &p.m));
+        ck_assert_uint_eq(vib_model_flags(p.m), VIB_MODEL_FULL_COV);
+        fill_normal(4, B * IN, 0.0f, 1.0f, p.x);
+        for (int r = 0; r < B; r++)
+            p.y[r] = r % C;
+        ck_assert_ok(vib_model_set_sigma_offset(p.m, 0.0f));
+        ck_assert_ok(vib_model_set_beta(p.m, 0.5f));
+        /* the off-diagonal outputs start with zero weights: give them some, so the
+         * factor's off-diagonal entries and their gradients are exercised */
+        float *w = vib_model_params(p.m);
+        for (size_t i = 0; i < vib_model_num_params(p.m); i++)
+            if (w[i] == 0.0f)
+                w[i] = 0.3f * (float)((i * 7) % 5) - 0.6f;
+        /* a smaller step: with these weights a decoder ReLU sits within 1e-2 of its kink */
+        check_model_gradient_h(&p, 2e-3);
+        vib_model_free(p.m);
+    }
+}
+END_TEST
+
+START_TEST(full_covariance_posterior)
+{
+    /* K = 2: encode_chol gives mu and L; encode's sigma is the norm of each row of L;
+     * a fresh full-covariance model starts with a diagonal L; samples from predict
+     * follow N(mu, L L^T) (checked through a one-row model whose decoder reads z). */
+    const size_t enc[] = {6};
+    vib_model *m = NULL;
+    ck_assert_ok(vib_model_create_ex(IN, 1, enc, 2, 0, NULL, C, VIB_MODEL_FULL_COV, 9, &m));
+    float x[B * IN], mu[B * 2], chol[B * 3], mu2[B * 2], sigma[B * 2];
+    fill_normal(8, B * IN, 0.0f, 1.0f, x);
+    ck_assert_ok(vib_model_encode_chol(m, B, x, mu, chol));
+    for (int r = 0; r < B; r++) {
+        ck_assert(chol[r * 3 + 0] > 0.0f && chol[r * 3 + 2] > 0.0f);
+        ck_assert_msg(chol[r * 3 + 1] == 0.0f, "L10 = %g at creation", (double)chol[r * 3 + 1]);
+    }
+    float *w = vib_model_params(m);
+    for (size_t i = 0; i < vib_model_num_params(m); i++)
+        w[i] += 0.05f * (float)((i * 3) % 7) - 0.15f;
+    ck_assert_ok(vib_model_encode_chol(m, B, x, mu, chol));
+    ck_assert_ok(vib_model_encode(m, B, x, mu2, sigma));
+    ck_assert_mem_eq(mu, mu2, sizeof mu);
+    for (int r = 0; r < B; r++) {
+        const float *L = chol + r * 3;
+        ck_assert(L[1] != 0.0f);
+        ck_assert_float_eq_tol(sigma[r * 2 + 0], L[0], 1e-6f);
+        ck_assert_float_eq_tol(sigma[r * 2 + 1], sqrtf(L[1] * L[1] + L[2] * L[2]), 1e-6f);
+    }
+    /* a diagonal model's factor is diag(sigma) */
+    vib_model *d = NULL;
+    ck_assert_ok(vib_model_create(IN, 1, enc, 2, 0, NULL, C, 9, &d));
+    ck_assert_ok(vib_model_encode_chol(d, B, x, mu, chol));
+    ck_assert_ok(vib_model_encode(d, B, x, mu2, sigma));
+    for (int r = 0; r < B; r++) {
+        ck_assert(chol[r * 3 + 0] == sigma[r * 2 + 0] && chol[r * 3 + 1] == 0.0f &&
+                  chol[r * 3 + 2] == sigma[r * 2 + 1]);
+    }
+    ck_assert_ok(vib_model_set_deterministic(d, 1));
+    ck_assert_ok(vib_model_encode_chol(d, B, x, mu, chol));
+    for (int i = 0; i < B * 3; i++)
+        ck_assert(chol[i] == 0.0f);
+    ck_assert_fails(vib_model_encode_chol(d, B, x, NULL, chol), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_model_encode_chol(d, B, x, mu, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_model_create_ex(IN, 1, enc, 2, 0, NULL, C, 4, 9, &d), VIB_ERR_INVALID_ARG);
+    char desc[128];
+    ck_assert_ok(vib_model_describe(m, desc, sizeof desc));
+    ck_assert_ptr_nonnull(strstr(desc, "K=2 full-cov"));
+    vib_model_free(m);
+    vib_model_free(d);
 }
 END_TEST
 
@@ -245,6 +327,77 @@ START_TEST(encode_and_predict)
 }
 END_TEST
 
+START_TEST(reported_kl_and_sample_average)
+{
+    /* The KL that vib_model_gradients reports equals vib_kl_std_normal on the posterior
+     * vib_model_encode returns; predict with S samples is the mean of S one-sample
+     * predictions drawn in the same order. */
+    model_ctx p;
+    make_ctx(&p, 0, NULL);
+    ck_assert_ok(vib_model_set_sigma_offset(p.m, 0.0f));
+    double ce, kl, loss;
+    ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, &ce, &kl, &loss));
+    float mu[B * K], sigma[B * K], klr[B];
+    ck_assert_ok(vib_model_encode(p.m, B, p.x, mu, sigma));
+    ck_assert_ok(vib_kl_std_normal(B, K, mu, sigma, klr));
+    double mean = 0.0;
+    for (int r = 0; r < B; r++)
+        mean += klr[r] / (double)B;
+    ck_assert_double_eq_tol(kl, mean, 1e-5 * (1.0 + mean));
+    ck_assert_double_eq_tol(loss, ce + 1e-3 * kl, 1e-9);
+    enum { S = 5 };
+    float avg[B * C], one[B * C];
+    double acc[B * C] = {0};
+    ck_assert_ok(vib_model_reseed(p.m, 4));
+    ck_assert_ok(vib_model_predict(p.m, B, p.x, S, avg));
+    ck_assert_ok(vib_model_reseed(p.m, 4));
+    for (int s = 0; s < S; s++) {
+        ck_assert_ok(vib_model_predict(p.m, B, p.x, 1, one));
+        for (int i = 0; i < B * C; i++)
+            acc[i] += one[i] / (double)S;
+    }
+    for (int i = 0; i < B * C; i++)
+        ck_assert_double_eq_tol(avg[i], acc[i], 1e-6);
+    /* prediction has its own noise: it does not move training's stream */
+    double loss_a, loss_b;
+    ck_assert_ok(vib_model_reseed(p.m, 9));
+    ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, NULL, NULL, &loss_a));
+    ck_assert_ok(vib_model_reseed(p.m, 9));
+    ck_assert_ok(vib_model_predict(p.m, B, p.x, 7, one));
+    ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, NULL, NULL, &loss_b));
+    ck_assert(loss_a == loss_b);
+    vib_model_free(p.m);
+}
+END_TEST
+
+START_TEST(deep_architectures_match_finite_differences)
+{
+    /* Three hidden layers on each side, a head wider than any layer, no encoder with a
+     * deep decoder: every layer kind of backward_layers and the workspace carving.
+     * Biases are jittered so no ReLU sits exactly at its kink. */
+    const size_t enc3[] = {7, 4, 6}, dec3[] = {5, 3, 4}, wide[] = {2};
+    struct { size_t n_enc; const size_t *enc; size_t k; size_t n_dec; const size_t *dec; } arch[] = {
+        {3, enc3, 3, 3, dec3}, {1, wide, 6, 0, NULL}, {0, NULL, 2, 3, dec3}};
+    for (int a = 0; a < 3; a++) {
+        model_ctx p;
+        ck_assert_ok(vib_model_create(IN, arch[a].n_enc, arch[a].enc, arch[a].k, arch[a].n_dec,
+                                      arch[a].dec, C, 21, &p.m));
+        fill_normal(22, B * IN, 0.0f, 1.0f, p.x);
+        for (int r = 0; r < B; r++)
+            p.y[r] = (r + 1) % C;
+        ck_assert_ok(vib_model_set_sigma_offset(p.m, -1.0f));
+        ck_assert_ok(vib_model_set_beta(p.m, 0.3f));
+        float *w = vib_model_params(p.m);
+        for (size_t i = 0; i < vib_model_num_params(p.m); i++)
+            if (w[i] == 0.0f)
+                w[i] = 0.05f + 0.01f * (float)(i % 7);
+        /* small steps: with seven ReLU layers some unit is always near a kink */
+        check_model_gradient_h(&p, 1e-3);
+        vib_model_free(p.m);
+    }
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     const size_t enc[] = {6}, zero[] = {0};
@@ -316,11 +469,15 @@ Suite *make_model_suite(void)
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, gradients_match_finite_differences);
+    tcase_add_test(tc, full_covariance_gradients_match_finite_differences);
+    tcase_add_test(tc, full_covariance_posterior);
     tcase_add_test(tc, gradient_in_the_sigma_tail);
     tcase_add_test(tc, decoder_gradient_is_independent_of_beta);
     tcase_add_test(tc, initial_logits_are_order_one);
     tcase_add_test(tc, training_reduces_the_error);
     tcase_add_test(tc, encode_and_predict);
+    tcase_add_test(tc, reported_kl_and_sample_average);
+    tcase_add_test(tc, deep_architectures_match_finite_differences);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;

@@ -16,6 +16,7 @@ Suite *make_status_suite(void);
 Suite *make_rng_suite(void);
 Suite *make_gemm_suite(void);
 Suite *make_nodes_suite(void);
+Suite *make_cov_suite(void);
 Suite *make_dense_suite(void);
 Suite *make_flow_suite(void);
 Suite *make_model_suite(void);
