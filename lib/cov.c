@@ -14,14 +14,6 @@
 
 #include "internal.h"
 
-/* Stops at the first non-OK status of a validation chain. */
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        int vibi_rc_ = (expr);                                                             \
-        if (vibi_rc_ != VIB_OK)                                                            \
-            return vibi_rc_;                                                               \
-    } while (0)
-
 /* Index of L[i][i] in a packed factor: row i starts at i(i+1)/2. */
 #define DIAG(i) ((i) * ((i) + 1) / 2 + (i))
 

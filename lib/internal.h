@@ -19,6 +19,14 @@
  * The message should start with the public function's name. */
 int vibi_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Stops at the first non-OK status of a validation chain (inside lib/ only). */
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        int vibi_rc_ = (expr);                                                             \
+        if (vibi_rc_ != VIB_OK)                                                            \
+            return vibi_rc_;                                                               \
+    } while (0)
+
 /* a*b into *out, false on size_t overflow. */
 static inline bool vibi_mul_size(size_t a, size_t b, size_t *out)
 {

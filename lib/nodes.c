@@ -34,14 +34,6 @@ static int check_fits(const char *fn, const char *what, size_t n, const float *a
     return VIB_OK;
 }
 
-/* Stops at the first non-OK status of a validation chain. */
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        int vibi_rc_ = (expr);                                                             \
-        if (vibi_rc_ != VIB_OK)                                                            \
-            return vibi_rc_;                                                               \
-    } while (0)
-
 /* ---- reparameterization: z = mu + sigma * v (docs/math.md#reparameterization) ---- */
 
 int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const float *v,
