@@ -30,20 +30,9 @@
  * Helpers
  * =================================================================================== */
 
-/* Sum_i w_i y_i in double: the probe loss every gradient check differentiates. */
-static double dot_w(const float *w, const float *y, size_t n)
-{
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++)
-        acc += (double)w[i] * (double)y[i];
-    return acc;
-}
-
-static void fill_const(float *x, size_t n, float v)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = v;
-}
+/* The probe loss, value checks and failure checks (dot_w, check_close, check_rel, outbuf,
+ * BAD, WITH, ...) are in tests.h, so that this suite and test_nodes.c judge a node by
+ * the same rules. */
 
 /* Index of L[i][j] (j <= i) in a packed factor. */
 static size_t tri(size_t i, size_t j)
@@ -65,141 +54,6 @@ static void fill_factor(uint64_t seed, size_t rows, size_t k, float off_std, flo
                 *x = j == i ? floor_ + fabsf(*x) : off_std * *x;
             }
 }
-
-/* check_gradient with a step relative to each coordinate: h_i = h_rel * max(1, |x_i|). */
-static void check_gradient_rel(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
-                               const float *analytic, double h_rel, double rtol, double atol)
-{
-    char label[96];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(label, sizeof label, "%s[%zu] (x = %g)", what, i, (double)x[i]);
-        double h = h_rel * fmax(1.0, fabs((double)x[i]));
-        check_gradient(label, f, ctx, x + i, 1, analytic + i, h, rtol, atol);
-    }
-}
-
-/* A backward accumulates: from `prefill` it must leave prefill + g, g being what the same
- * backward wrote into a zeroed buffer, up to one float rounding of the sum. */
-static void check_accumulated(const char *what, const float *result, const float *prefill,
-                              const float *g, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        double want = (double)prefill[i] + (double)g[i];
-        double tol = 2.0 * FLT_EPSILON * (fabs((double)prefill[i]) + fabs((double)g[i]));
-        ck_assert_msg(fabs((double)result[i] - want) <= tol,
-                      "%s[%zu]: prefill %.9g + gradient %.9g gave %.9g (not accumulated)",
-                      what, i, (double)prefill[i], (double)g[i], (double)result[i]);
-    }
-}
-
-static void check_close(const char *what, size_t i, double got, double want, double rtol,
-                        double atol)
-{
-    ck_assert_msg(isfinite(got), "%s[%zu] = %g is not finite", what, i, got);
-    ck_assert_msg(fabs(got - want) <= atol + rtol * fabs(want),
-                  "%s[%zu]: got %.10g, reference %.10g", what, i, got, want);
-}
-
-/* A float result against its closed form in double: float rounding only. */
-static void check_rel(const char *what, size_t i, double got, double want)
-{
-    ck_assert_msg(fabs(got - want) <= 1e-6 * fabs(want) + 1e-30,
-                  "%s[%zu]: %.9g, closed form %.9g", what, i, got, want);
-}
-
-/* ---- failure checking (as in test_nodes.c) ----------------------------------------- */
-#define SENTINEL_BYTE 0x5A /* 0x5A5A5A5A is a finite float (~1.5e16) */
-
-typedef struct {
-    const char *name;
-    void *p;
-    size_t bytes;
-    const void *expect; /* NULL: the sentinel pattern */
-} outbuf;
-
-static void arm_outputs(const outbuf *outs, size_t count)
-{
-    for (size_t b = 0; b < count; b++)
-        if (outs[b].expect == NULL)
-            memset(outs[b].p, SENTINEL_BYTE, outs[b].bytes);
-}
-
-static void expect_untouched(const char *call, const outbuf *outs, size_t count)
-{
-    for (size_t b = 0; b < count; b++) {
-        const unsigned char *p = outs[b].p, *e = outs[b].expect;
-        for (size_t i = 0; i < outs[b].bytes; i++)
-            ck_assert_msg(p[i] == (e != NULL ? e[i] : SENTINEL_BYTE),
-                          "%s failed but wrote %s (byte %zu)", call, outs[b].name, i);
-    }
-}
-
-/* vib_last_error() survives successful calls; plant a marker so a stale detail cannot
- * pass for the call under test. */
-static void plant_marker(void)
-{
-    (void)vibi_fail(VIB_ERR_IO, "%s", "<test marker: no detail raised>");
-}
-
-static int is_ident_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
-}
-
-/* `word` occurs in s as a whole identifier ("l" matches "l[2]", not "dl" or "L"). */
-static int has_word(const char *s, const char *word)
-{
-    size_t len = strlen(word);
-    for (const char *p = strstr(s, word); p != NULL; p = strstr(p + 1, word)) {
-        int left = p == s || !is_ident_char(p[-1]);
-        int right = !is_ident_char(p[len]);
-        if (left && right)
-            return 1;
-    }
-    return 0;
-}
-
-/* The detail starts with "<fn>:" and, when `what` is given, names that argument. */
-static void check_detail(const char *call, const char *fn, const char *what)
-{
-    const char *msg = vib_last_error();
-    size_t len = strlen(fn);
-    ck_assert_msg(strncmp(msg, fn, len) == 0 && msg[len] == ':',
-                  "%s: detail \"%s\" does not start with \"%s:\"", call, msg, fn);
-    if (what != NULL)
-        ck_assert_msg(has_word(msg + len + 1, what), "%s: detail \"%s\" does not name %s",
-                      call, msg, what);
-}
-
-/* `call` fails with `status`, a detail naming `fn` (a local) and `what`, and leaves the
- * local `outs[]` buffers as they were. */
-#define BAD(call, status, what)                                                            \
-    do {                                                                                   \
-        plant_marker();                                                                    \
-        ck_assert_fails(call, status);                                                     \
-        check_detail(#call, fn, what);                                                     \
-        expect_untouched(#call, outs, sizeof outs / sizeof outs[0]);                       \
-    } while (0)
-
-/* Run `stmt` with the float lvalue temporarily set to `value`. */
-#define WITH(lvalue, value, stmt)                                                          \
-    do {                                                                                   \
-        float saved_ = (lvalue);                                                           \
-        (lvalue) = (value);                                                                \
-        stmt;                                                                              \
-        (lvalue) = saved_;                                                                 \
-    } while (0)
-
-#define WITH2(lv1, v1, lv2, v2, stmt)                                                      \
-    do {                                                                                   \
-        float saved1_ = (lv1), saved2_ = (lv2);                                            \
-        (lv1) = (v1);                                                                      \
-        (lv2) = (v2);                                                                      \
-        stmt;                                                                              \
-        (lv1) = saved1_;                                                                   \
-        (lv2) = saved2_;                                                                   \
-    } while (0)
 
 /* =====================================================================================
  * Gradients: central differences of L = sum_i w_i out_i

@@ -31,58 +31,9 @@
  * Helpers
  * =================================================================================== */
 
-/* Sum_i w_i y_i in double: the probe loss every gradient check differentiates. */
-static double dot_w(const float *w, const float *y, size_t n)
-{
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++)
-        acc += (double)w[i] * (double)y[i];
-    return acc;
-}
-
-/* check_gradient with a step relative to each coordinate: h_i = h_rel * max(1, |x_i|),
- * so large coordinates are not stepped below their float resolution. */
-static void check_gradient_rel(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
-                               const float *analytic, double h_rel, double rtol, double atol)
-{
-    char label[96];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(label, sizeof label, "%s[%zu] (x = %g)", what, i, (double)x[i]);
-        double h = h_rel * fmax(1.0, fabs((double)x[i]));
-        /* check_gradient perturbs x[0] of the pointer it gets, i.e. our x[i]. */
-        check_gradient(label, f, ctx, x + i, 1, analytic + i, h, rtol, atol);
-    }
-}
-
-/* A backward accumulates: starting from `prefill` it must leave prefill + g, where g
- * is what the same backward wrote into a zeroed buffer. Equal up to one float
- * rounding of the sum. */
-static void check_accumulated(const char *what, const float *result, const float *prefill,
-                              const float *g, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        double want = (double)prefill[i] + (double)g[i];
-        double tol = 2.0 * FLT_EPSILON * (fabs((double)prefill[i]) + fabs((double)g[i]));
-        ck_assert_msg(fabs((double)result[i] - want) <= tol,
-                      "%s[%zu]: prefill %.9g + gradient %.9g gave %.9g (not accumulated)",
-                      what, i, (double)prefill[i], (double)g[i], (double)result[i]);
-    }
-}
-
-/* Relative closeness for forward checks against a double reference. */
-static void check_close(const char *what, size_t i, double got, double want, double rtol,
-                        double atol)
-{
-    ck_assert_msg(isfinite(got), "%s[%zu] = %g is not finite", what, i, got);
-    ck_assert_msg(fabs(got - want) <= atol + rtol * fabs(want),
-                  "%s[%zu]: got %.10g, reference %.10g", what, i, got, want);
-}
-
-static void fill_const(float *x, size_t n, float v)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = v;
-}
+/* The probe loss, value checks and failure checks (dot_w, check_close, check_rel, outbuf,
+ * BAD, WITH, ...) are in tests.h, so that this suite and test_cov.c judge a node by
+ * the same rules. */
 
 /* Draws mapped to |N(0, std^2)| + floor: strictly positive, away from 0 (for sigmas). */
 static void fill_positive(uint64_t seed, size_t n, float floor_, float std, float *out)
@@ -105,116 +56,8 @@ static int32_t *fill_labels(uint64_t seed, size_t rows, size_t classes, int32_t 
     return labels;
 }
 
-/* ---- failure checking ----------------------------------------------------------------
- * An output buffer registered in an `outbuf` list holds known contents before the
- * failing calls and must still hold them after each ("failure is clean"): a byte
- * pattern set by arm_outputs, or, where the test needs particular values in the buffer
- * (gradients accumulated near FLT_MAX), a copy of them in `expect`. */
-#define SENTINEL_BYTE 0x5A /* 0x5A5A5A5A is a finite float (~1.5e16) and a finite double */
-
-typedef struct {
-    const char *name;
-    void *p;
-    size_t bytes;
-    const void *expect; /* NULL: the sentinel pattern */
-} outbuf;
-
-static void arm_outputs(const outbuf *outs, size_t count)
-{
-    for (size_t b = 0; b < count; b++)
-        if (outs[b].expect == NULL)
-            memset(outs[b].p, SENTINEL_BYTE, outs[b].bytes);
-}
-
-static void expect_untouched(const char *call, const outbuf *outs, size_t count)
-{
-    for (size_t b = 0; b < count; b++) {
-        const unsigned char *p = outs[b].p, *e = outs[b].expect;
-        for (size_t i = 0; i < outs[b].bytes; i++)
-            ck_assert_msg(p[i] == (e != NULL ? e[i] : SENTINEL_BYTE),
-                          "%s failed but wrote %s (byte %zu)", call, outs[b].name, i);
-    }
-}
-
-/* vib_last_error() is not cleared by successful calls, so a stale detail could pass
- * for the call under test; overwrite it with a marker first. */
-#define ERROR_MARKER "<test marker: no detail raised>"
-static void plant_marker(void)
-{
-    (void)vibi_fail(VIB_ERR_IO, "%s", ERROR_MARKER);
-}
-
-static int is_ident_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
-}
-
-/* `word` occurs in s as a whole identifier ("mu" matches "mu[2]", not "mu_p"). */
-static int has_word(const char *s, const char *word)
-{
-    size_t len = strlen(word);
-    for (const char *p = strstr(s, word); p != NULL; p = strstr(p + 1, word)) {
-        int left = p == s || !is_ident_char(p[-1]);
-        int right = !is_ident_char(p[len]);
-        if (left && right)
-            return 1;
-    }
-    return 0;
-}
-
-/* The detail must start with "<fn>:" (the documented form, e.g. "vib_reparam_forward:
- * sigma[3] = -1 is not positive") and, when `what` is given, name the offending
- * argument, which shows the failure came from the intended check. */
-static void check_detail(const char *call, const char *fn, const char *what)
-{
-    const char *msg = vib_last_error();
-    size_t len = strlen(fn);
-    ck_assert_msg(strncmp(msg, fn, len) == 0 && msg[len] == ':',
-                  "%s: detail \"%s\" does not start with \"%s:\"", call, msg, fn);
-    if (what != NULL)
-        ck_assert_msg(has_word(msg + len + 1, what), "%s: detail \"%s\" does not name %s",
-                      call, msg, what);
-}
-
-/* Expect `call` to fail with `status`, a detail naming function `fn` (a local of the
- * test) and argument `what`, and no write to the test's local `outs[]` buffers. */
-#define BAD(call, status, what)                                                            \
-    do {                                                                                   \
-        plant_marker();                                                                    \
-        ck_assert_fails(call, status);                                                     \
-        check_detail(#call, fn, what);                                                     \
-        expect_untouched(#call, outs, sizeof outs / sizeof outs[0]);                       \
-    } while (0)
-
-/* Run `stmt` with the float lvalue temporarily set to `value`. */
-#define WITH(lvalue, value, stmt)                                                          \
-    do {                                                                                   \
-        float saved_ = (lvalue);                                                           \
-        (lvalue) = (value);                                                                \
-        stmt;                                                                              \
-        (lvalue) = saved_;                                                                 \
-    } while (0)
-
-/* The same for two float lvalues at once. */
-#define WITH2(lv1, v1, lv2, v2, stmt)                                                      \
-    do {                                                                                   \
-        float saved1_ = (lv1), saved2_ = (lv2);                                            \
-        (lv1) = (v1);                                                                      \
-        (lv2) = (v2);                                                                      \
-        stmt;                                                                              \
-        (lv1) = saved1_;                                                                   \
-        (lv2) = saved2_;                                                                   \
-    } while (0)
-
-/* The same for an int32_t label. */
-#define WITH_LABEL(lvalue, value, stmt)                                                    \
-    do {                                                                                   \
-        int32_t saved_ = (lvalue);                                                         \
-        (lvalue) = (value);                                                                \
-        stmt;                                                                              \
-        (lvalue) = saved_;                                                                 \
-    } while (0)
+/* WITH (tests.h) for an int32_t label. */
+#define WITH_LABEL(lvalue, value, stmt) WITH_TYPED(int32_t, lvalue, value, stmt)
 
 /* ---- float64 references ------------------------------------------------------------ */
 
@@ -1581,12 +1424,6 @@ END_TEST
  * Backward against its closed form in double: finite differences only resolve about
  * 1e-3, so this pins every backward to float rounding (a 0.1% error fails here).
  * =================================================================================== */
-
-static void check_rel(const char *what, size_t i, double got, double want)
-{
-    ck_assert_msg(fabs(got - want) <= 1e-6 * fabs(want) + 1e-30,
-                  "%s[%zu]: %.9g, closed form %.9g", what, i, got, want);
-}
 
 START_TEST(backward_closed_form)
 {

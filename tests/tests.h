@@ -1,6 +1,8 @@
 /*
- * tests.h - what the Check suites share: the suite constructors the runner calls and
- * the finite-difference helpers every gradient check uses.
+ * tests.h - what the Check suites share: the suite constructors the runner calls, the
+ * finite-difference helpers every gradient check uses, and the value and failure checks
+ * of the node suites (test_nodes.c, test_cov.c), kept in one place so that both judge
+ * a node by the same rules.
  */
 #ifndef VIB_TESTS_H
 #define VIB_TESTS_H
@@ -52,6 +54,100 @@ void fill_normal(uint64_t seed, size_t n, float mean, float std, float *out);
     do {                                                                                   \
         int rc_ = (call);                                                                  \
         ck_assert_msg(rc_ == VIB_OK, "%s returned %d: %s", #call, rc_, vib_last_error());  \
+    } while (0)
+
+/* Sum_i w_i y_i in double: the probe loss every gradient check differentiates (a random
+ * w drives each backward with dout = w). */
+double dot_w(const float *w, const float *y, size_t n);
+
+/* x[0..n) = v: the constant prefills, weights and parameters tests build by hand. */
+void fill_const(float *x, size_t n, float v);
+
+/* check_gradient with a step relative to each coordinate: h_i = h_rel * max(1, |x_i|),
+ * so large coordinates are not stepped below their float resolution. */
+void check_gradient_rel(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
+                        const float *analytic, double h_rel, double rtol, double atol);
+
+/* A backward accumulates: starting from `prefill` it must leave prefill + g, where g is
+ * what the same backward wrote into a zeroed buffer. Equal up to one float rounding of
+ * the sum. */
+void check_accumulated(const char *what, const float *result, const float *prefill,
+                       const float *g, size_t n);
+
+/* A forward value against a double reference: finite, and within atol + rtol |want|. */
+void check_close(const char *what, size_t i, double got, double want, double rtol,
+                 double atol);
+
+/* A float result against its closed form in double, to float rounding (1e-6 relative):
+ * finite differences only resolve about 1e-3, so this is what pins a backward down. */
+void check_rel(const char *what, size_t i, double got, double want);
+
+/* ---- failure checking --------------------------------------------------------------
+ * An output buffer registered in an `outbuf` list holds known contents before the
+ * failing calls and must still hold them after each ("failure is clean"): a byte pattern
+ * set by arm_outputs, or, where the test needs particular values in the buffer
+ * (gradients accumulated near FLT_MAX), a copy of them in `expect`. */
+#define SENTINEL_BYTE 0x5A /* 0x5A5A5A5A is a finite float (~1.5e16) and a finite double */
+
+typedef struct {
+    const char *name;
+    void *p;
+    size_t bytes;
+    const void *expect; /* NULL: the sentinel pattern */
+} outbuf;
+
+/* Fill every buffer without an `expect` copy with SENTINEL_BYTE. */
+void arm_outputs(const outbuf *outs, size_t count);
+
+/* Fail the running test if `call` changed any byte of the buffers. */
+void expect_untouched(const char *call, const outbuf *outs, size_t count);
+
+/* vib_last_error() is not cleared by successful calls, so a stale detail could pass for
+ * the call under test; overwrite it with a marker first. */
+void plant_marker(void);
+
+/* `word` occurs in s as a whole identifier ("mu" matches "mu[2]", not "mu_p"; "l" not
+ * "dl" or "L"), so a detail naming a longer argument does not pass for a shorter one. */
+int has_word(const char *s, const char *word);
+
+/* The detail must start with "<fn>:" (the documented form, e.g. "vib_reparam_forward:
+ * sigma[3] = -1 is not positive") and, when `what` is given, name the offending
+ * argument, which shows the failure came from the intended check. */
+void check_detail(const char *call, const char *fn, const char *what);
+
+/* Expect `call` to fail with `status`, a detail naming function `fn` (a local of the
+ * test) and argument `what`, and no write to the test's local `outs[]` buffers.
+ * (Function-like, so test_idx.c's table named BAD is not expanded.) */
+#define BAD(call, status, what)                                                            \
+    do {                                                                                   \
+        plant_marker();                                                                    \
+        ck_assert_fails(call, status);                                                     \
+        check_detail(#call, fn, what);                                                     \
+        expect_untouched(#call, outs, sizeof outs / sizeof outs[0]);                       \
+    } while (0)
+
+/* Run `stmt` with the lvalue of type `type` temporarily set to `value`, so each
+ * poisoned call starts from otherwise valid inputs. */
+#define WITH_TYPED(type, lvalue, value, stmt)                                              \
+    do {                                                                                   \
+        type saved_ = (lvalue);                                                            \
+        (lvalue) = (value);                                                                \
+        stmt;                                                                              \
+        (lvalue) = saved_;                                                                 \
+    } while (0)
+
+/* The same for a float, what nearly every poisoned input is. */
+#define WITH(lvalue, value, stmt) WITH_TYPED(float, lvalue, value, stmt)
+
+/* The same for two float lvalues at once. */
+#define WITH2(lv1, v1, lv2, v2, stmt)                                                      \
+    do {                                                                                   \
+        float saved1_ = (lv1), saved2_ = (lv2);                                            \
+        (lv1) = (v1);                                                                      \
+        (lv2) = (v2);                                                                      \
+        stmt;                                                                              \
+        (lv1) = saved1_;                                                                   \
+        (lv2) = saved2_;                                                                   \
     } while (0)
 
 #endif

@@ -1,5 +1,9 @@
-/* testutil.c - finite-difference and fill helpers shared by the suites. */
+/* testutil.c - finite-difference, fill, value and failure-checking helpers shared by the
+ * suites (see tests.h for what each is for). */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "tests.h"
 
@@ -34,4 +38,108 @@ void fill_normal(uint64_t seed, size_t n, float mean, float std, float *out)
     ck_assert_ok(vib_rng_create(seed, &rng));
     ck_assert_ok(vib_rng_normal(rng, n, mean, std, out));
     vib_rng_free(rng);
+}
+
+double dot_w(const float *w, const float *y, size_t n)
+{
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++)
+        acc += (double)w[i] * (double)y[i];
+    return acc;
+}
+
+void fill_const(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+void check_gradient_rel(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
+                        const float *analytic, double h_rel, double rtol, double atol)
+{
+    char label[96];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(label, sizeof label, "%s[%zu] (x = %g)", what, i, (double)x[i]);
+        double h = h_rel * fmax(1.0, fabs((double)x[i]));
+        /* check_gradient perturbs x[0] of the pointer it gets, i.e. our x[i]. */
+        check_gradient(label, f, ctx, x + i, 1, analytic + i, h, rtol, atol);
+    }
+}
+
+void check_accumulated(const char *what, const float *result, const float *prefill,
+                       const float *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double want = (double)prefill[i] + (double)g[i];
+        double tol = 2.0 * FLT_EPSILON * (fabs((double)prefill[i]) + fabs((double)g[i]));
+        ck_assert_msg(fabs((double)result[i] - want) <= tol,
+                      "%s[%zu]: prefill %.9g + gradient %.9g gave %.9g (not accumulated)",
+                      what, i, (double)prefill[i], (double)g[i], (double)result[i]);
+    }
+}
+
+void check_close(const char *what, size_t i, double got, double want, double rtol,
+                 double atol)
+{
+    ck_assert_msg(isfinite(got), "%s[%zu] = %g is not finite", what, i, got);
+    ck_assert_msg(fabs(got - want) <= atol + rtol * fabs(want),
+                  "%s[%zu]: got %.10g, reference %.10g", what, i, got, want);
+}
+
+void check_rel(const char *what, size_t i, double got, double want)
+{
+    ck_assert_msg(fabs(got - want) <= 1e-6 * fabs(want) + 1e-30,
+                  "%s[%zu]: %.9g, closed form %.9g", what, i, got, want);
+}
+
+void arm_outputs(const outbuf *outs, size_t count)
+{
+    for (size_t b = 0; b < count; b++)
+        if (outs[b].expect == NULL)
+            memset(outs[b].p, SENTINEL_BYTE, outs[b].bytes);
+}
+
+void expect_untouched(const char *call, const outbuf *outs, size_t count)
+{
+    for (size_t b = 0; b < count; b++) {
+        const unsigned char *p = outs[b].p, *e = outs[b].expect;
+        for (size_t i = 0; i < outs[b].bytes; i++)
+            ck_assert_msg(p[i] == (e != NULL ? e[i] : SENTINEL_BYTE),
+                          "%s failed but wrote %s (byte %zu)", call, outs[b].name, i);
+    }
+}
+
+void plant_marker(void)
+{
+    (void)vibi_fail(VIB_ERR_IO, "%s", "<test marker: no detail raised>");
+}
+
+/* has_word's notion of an identifier character: what the argument names in a detail use. */
+static int is_ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_';
+}
+
+int has_word(const char *s, const char *word)
+{
+    size_t len = strlen(word);
+    for (const char *p = strstr(s, word); p != NULL; p = strstr(p + 1, word)) {
+        int left = p == s || !is_ident_char(p[-1]);
+        int right = !is_ident_char(p[len]);
+        if (left && right)
+            return 1;
+    }
+    return 0;
+}
+
+void check_detail(const char *call, const char *fn, const char *what)
+{
+    const char *msg = vib_last_error();
+    size_t len = strlen(fn);
+    ck_assert_msg(strncmp(msg, fn, len) == 0 && msg[len] == ':',
+                  "%s: detail \"%s\" does not start with \"%s:\"", call, msg, fn);
+    if (what != NULL)
+        ck_assert_msg(has_word(msg + len + 1, what), "%s: detail \"%s\" does not name %s",
+                      call, msg, what);
 }
