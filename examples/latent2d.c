@@ -1,0 +1,571 @@
+/*
+ * latent2d - two-dimensional VIB latent spaces of three MNIST digits for several betas
+ * (the problem set's question 3 (d) and its Figure 4; the paper's Figure 2).
+ *
+ *   latent2d [options]               (latent2d --help lists them)
+ *
+ * For each beta (default 1e-6, 1e-3, 1) a VIB classifier with K = 2 is trained on the
+ * training images of the chosen digits (default 0, 1, 2; labels remapped to 0..C-1),
+ * always from the same initial weights, and the test images of those digits are encoded.
+ * The posterior means are scattered, one marker and colour per digit, each plot on its
+ * own autoscaled axes with the range of the means in its title: small beta lets the
+ * encoder spread the classes far apart, beta = 1 squeezes them onto the origin.
+ *
+ *   results/latent2d_beta<b>.png   one plot per beta (with --cov full: plus the 95%
+ *                                  ellipses of 5 test points per digit)
+ *   results/latent2d.png           all betas side by side, like the problem set's Figure 4
+ *   results/latent2d_beta<b>.dat   the plotted points (gnuplot blocks, one per digit)
+ *
+ * One stdout line per beta:
+ *   result beta=<b> test_error_pct=<e> spread=<s>
+ * where spread is the mean over the two axes of the standard deviation of the test
+ * images' posterior means.
+ *
+ * The recipe: inputs in [0, 1], a 784-512-512 encoder, K = 2, a linear decoder, batch
+ * 100, Adam (lr 1e-3) decayed by 0.97 every 2 epochs, 8 epochs, 12 posterior samples for
+ * the test error. --cov full gives the encoder a full-covariance Gaussian head
+ * (vib_model_create_ex with VIB_MODEL_FULL_COV): N(mu, L L^T).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vib.h"
+
+enum { MAX_BETAS = 16, K = 2, ELLIPSES_PER_CLASS = 5, ELLIPSE_POINTS = 73 };
+
+/* chi-square with 2 degrees of freedom, 95% quantile: -2 ln 0.05 */
+#define CHI2_2_95 5.991464547107979
+#define TWO_PI 6.283185307179586
+
+typedef struct {
+    const char *data, *out;
+    size_t epochs, threads, n_digits, n_betas, enc[8], n_enc;
+    int digits[10];
+    double betas[MAX_BETAS];
+    uint64_t seed;
+    int full;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: latent2d [options]\n"
+            "  --data DIR        MNIST directory (default data/mnist; `make data` fetches it)\n"
+            "  --digits LIST     2 to 10 distinct digits, e.g. 0,1,2 (default 0,1,2)\n"
+            "  --betas LIST      KL weights, comma-separated numbers >= 0 (default 1e-6,1e-3,1)\n"
+            "  --epochs N        training epochs per beta (default 8)\n"
+            "  --hidden LIST     encoder hidden sizes (default 512,512)\n"
+            "  --cov diag|full   the posterior's covariance (default diag); full also draws\n"
+            "                    the 95%% ellipses of %d test points per digit\n"
+            "  --seed N          seed of the weights, the noise and the shuffling (default 1)\n"
+            "  --threads N       BLIS threads (default: BLIS_NUM_THREADS, else all cores)\n"
+            "  --out PREFIX      output prefix (default results/latent2d: PREFIX.png,\n"
+            "                    PREFIX_beta<b>.png and PREFIX_beta<b>.dat)\n",
+            ELLIPSES_PER_CLASS);
+}
+
+/* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "latent2d: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
+        die("%s needs an integer in [%zu, %zu], got '%s'", opt, lo, hi, s);
+    return (size_t)v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi))
+        die("%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+/* Split a comma-separated list into at most `max` tokens of buf (which it modifies). */
+static size_t split(const char *opt, const char *s, char *buf, size_t len, char **tok,
+                    size_t max)
+{
+    if (strlen(s) >= len)
+        die("%s: list too long: '%s'", opt, s);
+    strcpy(buf, s);
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == max)
+            die("%s: at most %zu values, got '%s'", opt, max, s);
+        tok[n++] = t;
+    }
+    if (n == 0)
+        die("%s: empty list '%s'", opt, s);
+    return n;
+}
+
+static void parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){.data = "data/mnist", .out = "results/latent2d", .epochs = 8,
+                   .n_digits = 3, .digits = {0, 1, 2}, .n_betas = 3,
+                   .betas = {1e-6, 1e-3, 1.0}, .enc = {512, 512}, .n_enc = 2, .seed = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        static const char *const valued[] = {"--data", "--digits", "--betas", "--epochs",
+                                             "--hidden", "--cov", "--seed", "--threads",
+                                             "--out"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            known = known || strcmp(a, valued[k]) == 0;
+        if (!known)
+            die("unknown option '%s' (see --help)", a);
+        if (i + 1 >= argc)
+            die("%s needs a value", a);
+        const char *v = argv[++i];
+        char buf[512], *tok[64];
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) {
+            if (v[0] == '\0' || strlen(v) > 4000)
+                die("--out needs a prefix of 1 to 4000 characters");
+            o->out = v;
+        }
+        else if (!strcmp(a, "--epochs")) o->epochs = parse_size(a, v, 1, 100000);
+        else if (!strcmp(a, "--seed")) o->seed = parse_size(a, v, 0, SIZE_MAX);
+        else if (!strcmp(a, "--threads")) o->threads = parse_size(a, v, 1, 1024);
+        else if (!strcmp(a, "--cov")) {
+            if (strcmp(v, "diag") && strcmp(v, "full"))
+                die("--cov takes diag or full, got '%s'", v);
+            o->full = strcmp(v, "full") == 0;
+        } else if (!strcmp(a, "--hidden")) {
+            o->n_enc = split(a, v, buf, sizeof buf, tok, 8);
+            for (size_t k = 0; k < o->n_enc; k++)
+                o->enc[k] = parse_size(a, tok[k], 1, 1 << 16);
+        } else if (!strcmp(a, "--betas")) {
+            o->n_betas = split(a, v, buf, sizeof buf, tok, MAX_BETAS);
+            for (size_t k = 0; k < o->n_betas; k++) {
+                o->betas[k] = parse_double(a, tok[k], 0.0, 1e6);
+                for (size_t j = 0; j < k; j++)
+                    if (o->betas[j] == o->betas[k])
+                        die("--betas: %g appears twice in '%s'", o->betas[k], v);
+            }
+        } else if (!strcmp(a, "--digits")) {
+            o->n_digits = split(a, v, buf, sizeof buf, tok, 10);
+            for (size_t k = 0; k < o->n_digits; k++) {
+                o->digits[k] = (int)parse_size(a, tok[k], 0, 9);
+                for (size_t j = 0; j < k; j++)
+                    if (o->digits[j] == o->digits[k])
+                        die("--digits: %d appears twice in '%s'", o->digits[k], v);
+            }
+            if (o->n_digits < 2)
+                die("--digits needs at least 2 digits, got '%s'", v);
+        }
+    }
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Fail with libvib's own detail. */
+static void check(int rc, const char *what)
+{
+    if (rc != VIB_OK) {
+        fprintf(stderr, "latent2d: %s: %s (%s)\n", what, vib_last_error(),
+                vib_status_string(rc));
+        exit(1);
+    }
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "latent2d: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static void mkdir_for(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
+
+/* The images of the chosen digits, copied out of `d`, labels remapped to their index in
+ * the digit list. */
+typedef struct {
+    size_t n, dim;
+    float *x;
+    int32_t *y;
+} subset;
+
+static subset select_digits(const vib_dataset *d, const options *o)
+{
+    const size_t n = vib_dataset_size(d), dim = vib_dataset_dim(d);
+    const int32_t *lab = vib_dataset_labels(d);
+    int map[256];
+    for (int k = 0; k < 256; k++)
+        map[k] = -1;
+    for (size_t k = 0; k < o->n_digits; k++)
+        map[o->digits[k]] = (int)k;
+    subset s = {0, dim, NULL, NULL};
+    for (size_t i = 0; i < n; i++)
+        s.n += map[lab[i] & 255] >= 0;
+    s.x = xmalloc(s.n * dim * sizeof *s.x);
+    s.y = xmalloc(s.n * sizeof *s.y);
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (map[lab[i] & 255] >= 0) {
+            memcpy(s.x + j * dim, vib_dataset_images(d) + i * dim, dim * sizeof(float));
+            s.y[j++] = map[lab[i] & 255];
+        }
+    return s;
+}
+
+static vib_model *train(const options *o, const subset *tr, double beta)
+{
+    enum { B = 100 };
+    const size_t dim = tr->dim, n = tr->n;
+    vib_model *m = NULL;
+    check(vib_model_create_ex(dim, o->n_enc, o->enc, K, 0, NULL, o->n_digits,
+                              o->full ? VIB_MODEL_FULL_COV : 0, o->seed, &m),
+          "create the model");
+    check(vib_model_set_beta(m, (float)beta), "set beta");
+    check(vib_model_reseed(m, o->seed), "seed the noise");
+    vib_optim *opt = NULL;
+    vib_rng *shuffle = NULL;
+    check(vib_adam_create(vib_model_num_params(m), 1e-3f, 0.9f, 0.999f, 1e-8f, &opt), "Adam");
+    check(vib_rng_create(o->seed ^ 0x5deece66dULL, &shuffle), "rng");
+    const size_t steps = (n + B - 1) / B;
+    size_t *order = xmalloc(n * sizeof *order);
+    float *xb = xmalloc(B * dim * sizeof *xb);
+    int32_t *yb = xmalloc(B * sizeof *yb);
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    uint64_t step = 0;
+    for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
+        const double t0 = now();
+        for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+            uint64_t u;
+            check(vib_rng_u64(shuffle, &u), "shuffle");
+            size_t j = (size_t)(u % (i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+        double sum_ce = 0.0, sum_kl = 0.0;
+        for (size_t s = 0; s < steps; s++, step++) {
+            const size_t first = s * B, rows = n - first < B ? n - first : B;
+            for (size_t r = 0; r < rows; r++) {
+                memcpy(xb + r * dim, tr->x + order[first + r] * dim, dim * sizeof(float));
+                yb[r] = tr->y[order[first + r]];
+            }
+            float lr;
+            check(vib_lr_staircase(1e-3f, 0.97f, 2 * steps, step, &lr), "schedule");
+            check(vib_optim_set_lr(opt, lr), "set lr");
+            double ce, kl;
+            check(vib_model_gradients(m, rows, xb, yb, &ce, &kl, NULL), "gradients");
+            check(vib_optim_step(opt, vib_model_params(m), vib_model_grads(m)), "Adam step");
+            sum_ce += ce * (double)rows, sum_kl += kl * (double)rows;
+        }
+        fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.3f bits\n",
+                beta, epoch, o->epochs, now() - t0, sum_ce / (double)n,
+                sum_kl / (double)n / log(2.0));
+    }
+    free(order), free(xb), free(yb);
+    vib_rng_free(shuffle);
+    vib_optim_free(opt);
+    return m;
+}
+
+/* Test error (%) with 12 posterior samples. */
+static double test_error(vib_model *m, const subset *te)
+{
+    enum { CHUNK = 500 };
+    const size_t C = vib_model_classes(m);
+    float *prob = xmalloc(CHUNK * C * sizeof *prob);
+    size_t wrong = 0;
+    for (size_t i = 0; i < te->n; i += CHUNK) {
+        const size_t rows = te->n - i < CHUNK ? te->n - i : CHUNK;
+        check(vib_model_predict(m, rows, te->x + i * te->dim, 12, prob), "predict");
+        for (size_t r = 0; r < rows; r++) {
+            size_t best = 0;
+            for (size_t c = 1; c < C; c++)
+                best = prob[r * C + c] > prob[r * C + best] ? c : best;
+            wrong += (int32_t)best != te->y[i + r];
+        }
+    }
+    free(prob);
+    return 100.0 * (double)wrong / (double)te->n;
+}
+
+typedef struct {
+    double lo[K], hi[K], spread;
+} extent;
+
+/* Encode the test images; write the means (one gnuplot block per class) and, with a
+ * full covariance, the 95% ellipses of the first ELLIPSES_PER_CLASS test images of
+ * each class (one more block per class) to `path`. */
+static extent write_latents(vib_model *m, const subset *te, const options *o, const char *path)
+{
+    const size_t n = te->n, C = o->n_digits, T = vib_chol_size(K);
+    float *mu = xmalloc(n * K * sizeof *mu), *chol = xmalloc(n * T * sizeof *chol);
+    enum { CHUNK = 1000 };
+    for (size_t i = 0; i < n; i += CHUNK) {
+        const size_t rows = n - i < CHUNK ? n - i : CHUNK;
+        check(vib_model_encode_chol(m, rows, te->x + i * te->dim, mu + i * K, chol + i * T),
+              "encode");
+    }
+    extent e;
+    double sd[K];
+    for (size_t k = 0; k < K; k++) {
+        double s = 0.0, s2 = 0.0;
+        e.lo[k] = INFINITY, e.hi[k] = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            double v = mu[i * K + k];
+            s += v, s2 += v * v;
+            e.lo[k] = fmin(e.lo[k], v), e.hi[k] = fmax(e.hi[k], v);
+        }
+        double mean = s / (double)n;
+        sd[k] = sqrt(fmax(0.0, s2 / (double)n - mean * mean));
+    }
+    e.spread = 0.5 * (sd[0] + sd[1]);
+
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "latent2d: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    fprintf(f, "# latent2d: posterior means of the test images, one block per digit%s\n",
+            o->full ? ", then the 95% ellipses of a few of them, one block per digit" : "");
+    for (size_t c = 0; c < C; c++) {
+        fprintf(f, "%s# digit %d: z1 z2\n", c ? "\n\n" : "", o->digits[c]);
+        for (size_t i = 0; i < n; i++)
+            if ((size_t)te->y[i] == c)
+                fprintf(f, "%.6g %.6g\n", (double)mu[i * K], (double)mu[i * K + 1]);
+    }
+    if (o->full) {
+        /* z = mu + L v with |v|^2 <= chi2_2(0.95) covers 95% of N(mu, L L^T):
+         * the ellipse mu + sqrt(5.991) L [cos t, sin t] */
+        const double r = sqrt(CHI2_2_95);
+        for (size_t c = 0; c < C; c++) {
+            fprintf(f, "\n\n# digit %d: 95%% ellipses\n", o->digits[c]);
+            for (size_t i = 0, drawn = 0; i < n && drawn < ELLIPSES_PER_CLASS; i++) {
+                if ((size_t)te->y[i] != c)
+                    continue;
+                const float *l = chol + i * T; /* packed L00, L10, L11 */
+                for (int p = 0; p < ELLIPSE_POINTS; p++) {
+                    double t = TWO_PI * p / (ELLIPSE_POINTS - 1), ct = cos(t), st = sin(t);
+                    fprintf(f, "%.6g %.6g\n", mu[i * K] + r * l[0] * ct,
+                            mu[i * K + 1] + r * (l[1] * ct + l[2] * st));
+                }
+                fprintf(f, "\n");
+                drawn++;
+            }
+        }
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "latent2d: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    free(mu), free(chol);
+    return e;
+}
+
+/* ---- plotting through examples/latent2d.gp ---------------------------------------- */
+
+/* Append `v` to buf as a gnuplot single-quoted string ('' stands for '). */
+static void append_quoted(char *buf, size_t len, const char *v)
+{
+    size_t n = strlen(buf);
+    if (n + 1 < len)
+        buf[n++] = '\'';
+    for (; *v && n + 2 < len; v++) {
+        if (*v == '\'')
+            buf[n++] = '\'';
+        buf[n++] = *v;
+    }
+    if (n + 1 < len)
+        buf[n++] = '\'';
+    buf[n < len ? n : len - 1] = '\0';
+}
+
+/* gnuplot -e "n=..; out='..'; names='..'; ellipses=..; dat1='..'; ttl1=\"..\"; .." script,
+ * run without a shell so no path is ever interpreted (as train_mnist does); the paths
+ * travel as gnuplot strings with their quotes doubled. */
+static void plot(const options *o, size_t n, char dats[][4096], char titles[][256],
+                 const char *out, int ellipses)
+{
+    const char *script = "examples/latent2d.gp";
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr, "latent2d: %s not found (run from the source tree): no %s\n", script,
+                out);
+        return;
+    }
+    /* every path doubled at worst, plus titles and names: this always fits */
+    static char e[MAX_BETAS * (2 * 4096 + 256 + 64) + 2 * 4096 + 1024];
+    char tmp[128];
+    snprintf(e, sizeof e, "n=%zu; ellipses=%d; names='", n, ellipses);
+    for (size_t c = 0; c < o->n_digits; c++) {
+        snprintf(tmp, sizeof tmp, "%s%d", c ? " " : "", o->digits[c]);
+        strcat(e, tmp);
+    }
+    strcat(e, "'; out=");
+    append_quoted(e, sizeof e, out);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(tmp, sizeof tmp, "; dat%zu=", i + 1);
+        strcat(e, tmp);
+        append_quoted(e, sizeof e, dats[i]);
+        snprintf(tmp, sizeof tmp, "; ttl%zu=\"", i + 1);
+        strcat(e, tmp);
+        strcat(e, titles[i]); /* ours: numbers and fixed text, no quotes */
+        strcat(e, "\"");
+    }
+    fflush(stdout); /* keep our lines in order with gnuplot's */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDERR_FILENO);
+        execlp("gnuplot", "gnuplot", "-e", e, script, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+        fprintf(stderr, "latent2d: could not run gnuplot: no %s\n", out);
+    else if (WEXITSTATUS(status) == 127)
+        fprintf(stderr, "latent2d: gnuplot not found: no %s (apt-get install gnuplot-nox)\n", out);
+    else if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "latent2d: gnuplot failed: no %s\n", out);
+    else
+        printf("plot: %s\n", out);
+    fflush(stdout);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    options o;
+    parse_args(argc, argv, &o);
+    if (o.threads > 0) { /* BLIS reads this once, at its first use */
+        char t[32];
+        snprintf(t, sizeof t, "%zu", o.threads);
+        setenv("BLIS_NUM_THREADS", t, 1);
+    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
+        char t[32];
+        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+        setenv("BLIS_NUM_THREADS", t, 1);
+    }
+
+    vib_dataset *train_all = NULL, *test_all = NULL;
+    int st = vib_dataset_load_mnist(o.data, "train", 0.0f, 1.0f, &train_all);
+    if (st == VIB_OK)
+        st = vib_dataset_load_mnist(o.data, "t10k", 0.0f, 1.0f, &test_all);
+    if (st != VIB_OK) {
+        fprintf(stderr, "latent2d: %s\n", vib_last_error());
+        if (st == VIB_ERR_IO)
+            fprintf(stderr, "latent2d: fetch MNIST with `make data`, or pass --data DIR\n");
+        return 1;
+    }
+    if (vib_dataset_dim(test_all) != vib_dataset_dim(train_all)) {
+        fprintf(stderr, "latent2d: train images have %zu values, test images %zu\n",
+                vib_dataset_dim(train_all), vib_dataset_dim(test_all));
+        return 1;
+    }
+    subset tr = select_digits(train_all, &o), te = select_digits(test_all, &o);
+    vib_dataset_free(train_all);
+    vib_dataset_free(test_all);
+    for (size_t c = 0; c < o.n_digits; c++) {
+        size_t k = 0;
+        for (size_t i = 0; i < te.n; i++)
+            k += (size_t)te.y[i] == c;
+        if (k == 0) {
+            fprintf(stderr, "latent2d: %s has no test images of digit %d\n", o.data,
+                    o.digits[c]);
+            return 1;
+        }
+    }
+
+    char digits[64] = "", hidden[128] = "";
+    for (size_t c = 0; c < o.n_digits; c++)
+        snprintf(digits + strlen(digits), sizeof digits - strlen(digits), "%s%d", c ? "," : "",
+                 o.digits[c]);
+    for (size_t k = 0; k < o.n_enc; k++)
+        snprintf(hidden + strlen(hidden), sizeof hidden - strlen(hidden), "-%zu", o.enc[k]);
+    printf("libvib %s | digits %s: %zu train, %zu test images | encoder %zu%s, K = 2 (%s "
+           "covariance), linear decoder | Adam lr 1e-3, batch 100, %zu epochs\n",
+           vib_version_string(), digits, tr.n, te.n, tr.dim, hidden,
+           o.full ? "full" : "diagonal", o.epochs);
+    fflush(stdout);
+
+    static char dats[MAX_BETAS][4096], titles[MAX_BETAS][256];
+    const double t_start = now();
+    for (size_t b = 0; b < o.n_betas; b++) {
+        const double beta = o.betas[b];
+        vib_model *m = train(&o, &tr, beta);
+        const double err = test_error(m, &te);
+        snprintf(dats[b], sizeof dats[b], "%s_beta%g.dat", o.out, beta);
+        mkdir_for(dats[b]);
+        const extent e = write_latents(m, &te, &o, dats[b]);
+        vib_model_free(m);
+        printf("result beta=%g test_error_pct=%.2f spread=%.4g\n", beta, err, e.spread);
+        fflush(stdout);
+        /* two lines: gnuplot turns \\n into a newline inside its double-quoted strings */
+        snprintf(titles[b], sizeof titles[b],
+                 "beta = %g   (test error %.2f%%)\\nz_1 in [%.3g, %.3g], z_2 in [%.3g, %.3g]",
+                 beta, err, e.lo[0], e.hi[0], e.lo[1], e.hi[1]);
+        char png[4096 + 16];
+        snprintf(png, sizeof png, "%s_beta%g.png", o.out, beta);
+        plot(&o, 1, &dats[b], &titles[b], png, o.full);
+    }
+    char png[4096];
+    snprintf(png, sizeof png, "%s.png", o.out);
+    plot(&o, o.n_betas, dats, titles, png, 0);
+    printf("%zu betas in %.0f seconds\n", o.n_betas, now() - t_start);
+    free(tr.x), free(tr.y), free(te.x), free(te.y);
+    return 0;
+}
