@@ -121,7 +121,7 @@ build/libvib-san.a: $(SAN_OBJS)
 
 examples: $(EXAMPLES)
 
-examples/%: examples/%.c examples/vib_chain.h include/vib.h lib/libvib.so
+examples/%: examples/%.c examples/vib_chain.h examples/example_util.h include/vib.h lib/libvib.so
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(LDFLAGS) $< -o $@ -lvib -lm
 
 # ---- tests --------------------------------------------------------------------------

@@ -30,20 +30,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "vib.h"
+#define EXAMPLE_NAME "beta_sweep"
+#include "example_util.h"
 
 enum { MAX_BETAS = 64, N_TRAIN = 50000, N_VAL = 10000 };
 
@@ -82,39 +76,6 @@ static void usage(FILE *f)
 }
 
 /* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "beta_sweep: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
-}
-
-static size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
-        die("%s needs an integer in [%zu, %zu], got '%s'", opt, lo, hi, s);
-    return (size_t)v;
-}
-
-static double parse_double(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= lo && v <= hi))
-        die("%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
-    return v;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -185,14 +146,7 @@ static void parse_args(int argc, char **argv, options *o)
         static const char *const valued[] = {"--data", "--csv", "--error-plot", "--plane-plot",
                                              "--epochs", "--samples", "--threads",
                                              "--train-limit", "--seed", "--betas"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known = known || strcmp(a, valued[k]) == 0;
-        if (!known)
-            die("unknown option '%s' (see --help)", a);
-        if (i + 1 >= argc)
-            die("%s needs a value", a);
-        const char *v = argv[++i];
+        const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         if ((!strcmp(a, "--csv") || !strcmp(a, "--error-plot") || !strcmp(a, "--plane-plot")) &&
             v[0] == '\0')
             die("%s needs a file name", a);
@@ -211,86 +165,21 @@ static void parse_args(int argc, char **argv, options *o)
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+/* "  beta <b> epoch <e>/<E> [###   ]  40%  <seconds>s" */
+typedef struct {
+    const char *label;
+    double t0;
+} sweep_progress;
 
-/* Fail with libvib's own detail. */
-static void check(int rc, const char *what)
+static void progress(void *ctx, size_t done, size_t total)
 {
-    if (rc != VIB_OK) {
-        fprintf(stderr, "beta_sweep: %s: %s (%s)\n", what, vib_last_error(),
-                vib_status_string(rc));
-        exit(1);
-    }
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "beta_sweep: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void mkdir_for(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
+    const sweep_progress *p = ctx;
+    double t;
+    if (!progress_due(done, total, &t))
         return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    mkdir(dir, 0755);
-}
-
-static void progress(const char *label, size_t done, size_t total, double t0)
-{
-    static double last;
-    double t = now();
-    if (!isatty(STDERR_FILENO) || (done < total && t - last < 0.25))
-        return;
-    last = t;
-    const int width = 30;
-    int fill = (int)((double)width * (double)done / (double)total);
-    fprintf(stderr, "\r  %s [%.*s%*s] %3.0f%%  %4.0fs ", label, fill,
-            "##############################", width - fill, "",
-            100.0 * (double)done / (double)total, t - t0);
-    if (done == total)
-        fprintf(stderr, "\r%*s\r", 78, "");
-    fflush(stderr);
-}
-
-/* H(Y) in bits of the labels' empirical distribution. */
-static double label_entropy_bits(const vib_dataset *data)
-{
-    const size_t n = vib_dataset_size(data);
-    double count[256] = {0}, h = 0.0;
-    for (size_t i = 0; i < n; i++)
-        count[vib_dataset_labels(data)[i] & 255] += 1.0;
-    for (int k = 0; k < 256; k++)
-        if (count[k] > 0)
-            h -= count[k] / (double)n * log2(count[k] / (double)n);
-    return h;
-}
-
-static size_t argmax(const float *p, size_t c)
-{
-    size_t best = 0;
-    for (size_t k = 1; k < c; k++)
-        best = p[k] > p[best] ? k : best;
-    return best;
+    char tail[32];
+    snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
+    progress_draw(p->label, done, total, tail, 78);
 }
 
 typedef struct {
@@ -371,56 +260,23 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
     float *params = vib_model_params(m);
     vib_optim *opt = NULL;
     vib_ema *ema = NULL;
-    vib_rng *shuffle = NULL;
     check(vib_adam_create(P, (float)rc->lr, (float)rc->beta1, 0.999f, 1e-8f, &opt), "Adam");
     check(vib_ema_create(P, (float)rc->ema, params, &ema), "EMA");
-    check(vib_rng_create(o->seed ^ 0x5deece66dULL, &shuffle), "rng");
-
-    const size_t B = rc->batch, steps = (n + B - 1) / B;
-    const uint64_t decay_steps = (uint64_t)fmax(1.0, rc->decay_epochs * (double)steps);
-    size_t *order = xmalloc(n * sizeof *order);
-    float *xb = xmalloc(B * dim * sizeof *xb);
-    int32_t *yb = xmalloc(B * sizeof *yb);
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    uint64_t step = 0;
+    minibatch mb;
+    minibatch_init(&mb, m, opt, ema, vib_dataset_images(tr), vib_dataset_labels(tr), n, dim,
+                   rc->batch, o->seed, rc->lr, rc->lr_decay, rc->decay_epochs);
     for (size_t epoch = 1; epoch <= rc->epochs; epoch++) {
-        const double t0 = now();
-        for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-            uint64_t u;
-            check(vib_rng_u64(shuffle, &u), "shuffle");
-            size_t j = (size_t)(u % (i + 1)), t = order[i];
-            order[i] = order[j], order[j] = t;
-        }
         char label[64];
         snprintf(label, sizeof label, "beta %-6g epoch %zu/%zu", beta, epoch, rc->epochs);
-        double sum_ce = 0.0, sum_kl = 0.0;
-        for (size_t s = 0; s < steps; s++, step++) {
-            const size_t first = s * B, rows = n - first < B ? n - first : B;
-            for (size_t r = 0; r < rows; r++) {
-                memcpy(xb + r * dim, vib_dataset_images(tr) + order[first + r] * dim,
-                       dim * sizeof(float));
-                yb[r] = vib_dataset_labels(tr)[order[first + r]];
-            }
-            float lr;
-            check(vib_lr_staircase((float)rc->lr, (float)rc->lr_decay, decay_steps, step, &lr),
-                  "schedule");
-            check(vib_optim_set_lr(opt, lr), "set lr");
-            double ce, kl;
-            check(vib_model_gradients(m, rows, xb, yb, &ce, &kl, NULL), "gradients");
-            check(vib_optim_step(opt, params, vib_model_grads(m)), "Adam step");
-            check(vib_ema_update(ema, params), "EMA update");
-            sum_ce += ce * (double)rows, sum_kl += kl * (double)rows;
-            progress(label, s + 1, steps, t0);
-        }
-        *ce_out = sum_ce / (double)n;
-        *kl_out = sum_kl / (double)n / log(2.0);
+        sweep_progress bar = {label, now()};
+        const epoch_sums sum = minibatch_epoch(&mb, progress, &bar);
+        *ce_out = sum.ce / (double)n;
+        *kl_out = sum.kl / (double)n / log(2.0);
         fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.2f bits\n",
-                beta, epoch, rc->epochs, now() - t0, *ce_out, *kl_out);
+                beta, epoch, rc->epochs, now() - bar.t0, *ce_out, *kl_out);
     }
     memcpy(params, vib_ema_values(ema), P * sizeof(float)); /* evaluate the average */
-    free(order), free(xb), free(yb);
-    vib_rng_free(shuffle);
+    minibatch_free(&mb);
     vib_ema_free(ema);
     vib_optim_free(opt);
     return m;
@@ -430,33 +286,14 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
  * path is ever interpreted (as train_mnist does). */
 static void plot(const options *o, double h_y, size_t n_test)
 {
-    const char *script = "examples/beta_sweep.gp";
-    if (access(script, R_OK) != 0) {
-        fprintf(stderr, "beta_sweep: %s not found (run from the source tree): no plots\n", script);
-        return;
-    }
     char hy[32], nv[32], nt[32];
     snprintf(hy, sizeof hy, "%.6f", h_y);
     snprintf(nv, sizeof nv, "%d", N_VAL);
     snprintf(nt, sizeof nt, "%zu", n_test);
+    char *argv[] = {"gnuplot", "-c", "examples/beta_sweep.gp", (char *)o->csv,
+                    (char *)o->error_plot, (char *)o->plane_plot, hy, nv, nt, NULL};
     fflush(stdout); /* keep our lines in order with gnuplot's */
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDERR_FILENO);
-        execlp("gnuplot", "gnuplot", "-c", script, o->csv, o->error_plot, o->plane_plot, hy, nv,
-               nt, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-        fprintf(stderr, "beta_sweep: could not run gnuplot: no plots\n");
-    else if (WEXITSTATUS(status) == 127)
-        fprintf(stderr, "beta_sweep: gnuplot not found: no plots (apt-get install gnuplot-nox)\n");
-    else if (WEXITSTATUS(status) != 0)
-        fprintf(stderr, "beta_sweep: gnuplot failed: no plots\n");
-    else
+    if (run_gnuplot(argv[2], argv, "plots"))
         printf("plots: %s %s\n", o->error_plot, o->plane_plot);
 }
 
@@ -466,15 +303,7 @@ int main(int argc, char **argv)
 {
     options o;
     parse_args(argc, argv, &o);
-    if (o.threads > 0) { /* BLIS reads this once, at its first use */
-        char t[32];
-        snprintf(t, sizeof t, "%zu", o.threads);
-        setenv("BLIS_NUM_THREADS", t, 1);
-    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
-        char t[32];
-        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-        setenv("BLIS_NUM_THREADS", t, 1);
-    }
+    set_blis_threads(o.threads);
 
     recipe rc = {.enc = {256, 256}, .latent = 32, .batch = 100, .epochs = 25, .lr = 1e-3,
                  .beta1 = 0.9, .lr_decay = 0.97, .decay_epochs = 2, .ema = 0.999};
@@ -487,15 +316,7 @@ int main(int argc, char **argv)
 
     const float lo = rc.pm1 ? -1.0f : 0.0f;
     vib_dataset *all = NULL, *test = NULL, *train_set = NULL, *val = NULL;
-    int st = vib_dataset_load_mnist(o.data, "train", lo, 1.0f, &all);
-    if (st == VIB_OK)
-        st = vib_dataset_load_mnist(o.data, "t10k", lo, 1.0f, &test);
-    if (st != VIB_OK) {
-        fprintf(stderr, "beta_sweep: %s\n", vib_last_error());
-        if (st == VIB_ERR_IO)
-            fprintf(stderr, "beta_sweep: fetch MNIST with `make data`, or pass --data DIR\n");
-        return 1;
-    }
+    load_mnist(o.data, lo, &all, &test);
     if (vib_dataset_size(all) < N_TRAIN + N_VAL || vib_dataset_dim(test) != vib_dataset_dim(all)) {
         fprintf(stderr, "beta_sweep: %s: need %d training images and test images of the same "
                         "size (got %zu of %zu values, test %zu values)\n", o.data,
@@ -507,7 +328,7 @@ int main(int argc, char **argv)
     check(vib_dataset_subset(all, N_TRAIN, N_VAL, &val), "validation split");
     vib_dataset_free(all);
     const size_t n_train = o.train_limit ? o.train_limit : N_TRAIN;
-    const double h_y = label_entropy_bits(val);
+    const double h_y = label_entropy_bits(val, vib_dataset_size(val));
 
     printf("libvib %s | encoder 784-%zu-%zu, K = %zu, linear decoder | inputs in [%g, 1] | "
            "batch %zu, Adam lr %g beta1 %g, decay %g every %g epochs, EMA %g | %zu epochs\n",

@@ -28,19 +28,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "vib.h"
+#define EXAMPLE_NAME "latent2d"
+#include "example_util.h"
 
 enum { MAX_BETAS = 16, K = 2, ELLIPSES_PER_CLASS = 5, ELLIPSE_POINTS = 73 };
 
@@ -77,39 +71,6 @@ static void usage(FILE *f)
 
 /* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "latent2d: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
-}
-
-static size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
-        die("%s needs an integer in [%zu, %zu], got '%s'", opt, lo, hi, s);
-    return (size_t)v;
-}
-
-static double parse_double(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= lo && v <= hi))
-        die("%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
-    return v;
-}
-
 /* Split a comma-separated list into at most `max` tokens of buf (which it modifies). */
 static size_t split(const char *opt, const char *s, char *buf, size_t len, char **tok,
                     size_t max)
@@ -143,14 +104,7 @@ static void parse_args(int argc, char **argv, options *o)
         static const char *const valued[] = {"--data", "--digits", "--betas", "--epochs",
                                              "--hidden", "--cov", "--seed", "--threads",
                                              "--out"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known = known || strcmp(a, valued[k]) == 0;
-        if (!known)
-            die("unknown option '%s' (see --help)", a);
-        if (i + 1 >= argc)
-            die("%s needs a value", a);
-        const char *v = argv[++i];
+        const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         char buf[512], *tok[64];
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--out")) {
@@ -193,50 +147,6 @@ static void parse_args(int argc, char **argv, options *o)
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Fail with libvib's own detail. */
-static void check(int rc, const char *what)
-{
-    if (rc != VIB_OK) {
-        fprintf(stderr, "latent2d: %s: %s (%s)\n", what, vib_last_error(),
-                vib_status_string(rc));
-        exit(1);
-    }
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "latent2d: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void mkdir_for(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    mkdir(dir, 0755);
-}
-
 /* The images of the chosen digits, copied out of `d`, labels remapped to their index in
  * the digit list. */
 typedef struct {
@@ -278,45 +188,17 @@ static vib_model *train(const options *o, const subset *tr, double beta)
     check(vib_model_set_beta(m, (float)beta), "set beta");
     check(vib_model_reseed(m, o->seed), "seed the noise");
     vib_optim *opt = NULL;
-    vib_rng *shuffle = NULL;
     check(vib_adam_create(vib_model_num_params(m), 1e-3f, 0.9f, 0.999f, 1e-8f, &opt), "Adam");
-    check(vib_rng_create(o->seed ^ 0x5deece66dULL, &shuffle), "rng");
-    const size_t steps = (n + B - 1) / B;
-    size_t *order = xmalloc(n * sizeof *order);
-    float *xb = xmalloc(B * dim * sizeof *xb);
-    int32_t *yb = xmalloc(B * sizeof *yb);
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    uint64_t step = 0;
+    minibatch mb; /* lr 1e-3 decayed by 0.97 every 2 epochs, no EMA */
+    minibatch_init(&mb, m, opt, NULL, tr->x, tr->y, n, dim, B, o->seed, 1e-3, 0.97, 2.0);
     for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
         const double t0 = now();
-        for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-            uint64_t u;
-            check(vib_rng_u64(shuffle, &u), "shuffle");
-            size_t j = (size_t)(u % (i + 1)), t = order[i];
-            order[i] = order[j], order[j] = t;
-        }
-        double sum_ce = 0.0, sum_kl = 0.0;
-        for (size_t s = 0; s < steps; s++, step++) {
-            const size_t first = s * B, rows = n - first < B ? n - first : B;
-            for (size_t r = 0; r < rows; r++) {
-                memcpy(xb + r * dim, tr->x + order[first + r] * dim, dim * sizeof(float));
-                yb[r] = tr->y[order[first + r]];
-            }
-            float lr;
-            check(vib_lr_staircase(1e-3f, 0.97f, 2 * steps, step, &lr), "schedule");
-            check(vib_optim_set_lr(opt, lr), "set lr");
-            double ce, kl;
-            check(vib_model_gradients(m, rows, xb, yb, &ce, &kl, NULL), "gradients");
-            check(vib_optim_step(opt, vib_model_params(m), vib_model_grads(m)), "Adam step");
-            sum_ce += ce * (double)rows, sum_kl += kl * (double)rows;
-        }
+        const epoch_sums sum = minibatch_epoch(&mb, NULL, NULL);
         fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.3f bits\n",
-                beta, epoch, o->epochs, now() - t0, sum_ce / (double)n,
-                sum_kl / (double)n / log(2.0));
+                beta, epoch, o->epochs, now() - t0, sum.ce / (double)n,
+                sum.kl / (double)n / log(2.0));
     }
-    free(order), free(xb), free(yb);
-    vib_rng_free(shuffle);
+    minibatch_free(&mb);
     vib_optim_free(opt);
     return m;
 }
@@ -331,12 +213,8 @@ static double test_error(vib_model *m, const subset *te)
     for (size_t i = 0; i < te->n; i += CHUNK) {
         const size_t rows = te->n - i < CHUNK ? te->n - i : CHUNK;
         check(vib_model_predict(m, rows, te->x + i * te->dim, 12, prob), "predict");
-        for (size_t r = 0; r < rows; r++) {
-            size_t best = 0;
-            for (size_t c = 1; c < C; c++)
-                best = prob[r * C + c] > prob[r * C + best] ? c : best;
-            wrong += (int32_t)best != te->y[i + r];
-        }
+        for (size_t r = 0; r < rows; r++)
+            wrong += (int32_t)argmax(prob + r * C, C) != te->y[i + r];
     }
     free(prob);
     return 100.0 * (double)wrong / (double)te->n;
@@ -439,12 +317,6 @@ static void append_quoted(char *buf, size_t len, const char *v)
 static void plot(const options *o, size_t n, char dats[][4096], char titles[][256],
                  const char *out, int ellipses)
 {
-    const char *script = "examples/latent2d.gp";
-    if (access(script, R_OK) != 0) {
-        fprintf(stderr, "latent2d: %s not found (run from the source tree): no %s\n", script,
-                out);
-        return;
-    }
     /* every path doubled at worst, plus titles and names: this always fits */
     static char e[MAX_BETAS * (2 * 4096 + 256 + 64) + 2 * 4096 + 1024];
     char tmp[128];
@@ -464,23 +336,9 @@ static void plot(const options *o, size_t n, char dats[][4096], char titles[][25
         strcat(e, titles[i]); /* ours: numbers and fixed text, no quotes */
         strcat(e, "\"");
     }
+    char *argv[] = {"gnuplot", "-e", e, "examples/latent2d.gp", NULL};
     fflush(stdout); /* keep our lines in order with gnuplot's */
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDERR_FILENO);
-        execlp("gnuplot", "gnuplot", "-e", e, script, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-        fprintf(stderr, "latent2d: could not run gnuplot: no %s\n", out);
-    else if (WEXITSTATUS(status) == 127)
-        fprintf(stderr, "latent2d: gnuplot not found: no %s (apt-get install gnuplot-nox)\n", out);
-    else if (WEXITSTATUS(status) != 0)
-        fprintf(stderr, "latent2d: gnuplot failed: no %s\n", out);
-    else
+    if (run_gnuplot(argv[3], argv, out))
         printf("plot: %s\n", out);
     fflush(stdout);
 }
@@ -491,26 +349,10 @@ int main(int argc, char **argv)
 {
     options o;
     parse_args(argc, argv, &o);
-    if (o.threads > 0) { /* BLIS reads this once, at its first use */
-        char t[32];
-        snprintf(t, sizeof t, "%zu", o.threads);
-        setenv("BLIS_NUM_THREADS", t, 1);
-    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
-        char t[32];
-        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-        setenv("BLIS_NUM_THREADS", t, 1);
-    }
+    set_blis_threads(o.threads);
 
     vib_dataset *train_all = NULL, *test_all = NULL;
-    int st = vib_dataset_load_mnist(o.data, "train", 0.0f, 1.0f, &train_all);
-    if (st == VIB_OK)
-        st = vib_dataset_load_mnist(o.data, "t10k", 0.0f, 1.0f, &test_all);
-    if (st != VIB_OK) {
-        fprintf(stderr, "latent2d: %s\n", vib_last_error());
-        if (st == VIB_ERR_IO)
-            fprintf(stderr, "latent2d: fetch MNIST with `make data`, or pass --data DIR\n");
-        return 1;
-    }
+    load_mnist(o.data, 0.0f, &train_all, &test_all);
     if (vib_dataset_dim(test_all) != vib_dataset_dim(train_all)) {
         fprintf(stderr, "latent2d: train images have %zu values, test images %zu\n",
                 vib_dataset_dim(train_all), vib_dataset_dim(test_all));

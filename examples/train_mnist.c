@@ -16,19 +16,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
-#include <stdbool.h>
 #include <math.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "vib.h"
+#define EXAMPLE_NAME "train_mnist"
+#include "example_util.h"
 
 typedef struct {
     const char *data, *save, *load, *csv, *plot;
@@ -71,45 +67,7 @@ static void usage(FILE *f)
 
 /* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "train_mnist: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
-}
-
-static size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi) {
-        char range[64];
-        snprintf(range, sizeof range, "an integer in [%zu, %zu]", lo, hi);
-        fprintf(stderr, "train_mnist: %s needs %s, got '%s'\n", opt, range, s);
-        exit(2);
-    }
-    return (size_t)v;
-}
-
-static double parse_double(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "train_mnist: %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, s);
-        exit(2);
-    }
-    return v;
-}
-
+/* "none" or up to `max` comma-separated sizes; an empty entry is an error. */
 static size_t parse_list(const char *opt, const char *s, size_t *out, size_t max)
 {
     size_t n = 0;
@@ -162,14 +120,7 @@ static void parse_args(int argc, char **argv, options *o)
             "--data", "--save", "--load", "--csv", "--plot", "--epochs", "--latent", "--batch",
             "--samples", "--threads", "--train-limit", "--seed", "--beta", "--lr", "--beta1",
             "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known = known || strcmp(a, valued[k]) == 0;
-        if (!known)
-            die("unknown option '%s' (see --help)", a);
-        if (i + 1 >= argc)
-            die("%s needs a value", a);
-        const char *v = argv[++i];
+        const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--load")) o->load = v;
@@ -200,58 +151,24 @@ static void parse_args(int argc, char **argv, options *o)
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Fail with libvib's own detail. */
-static void check(int rc, const char *what)
-{
-    if (rc != VIB_OK) {
-        fprintf(stderr, "train_mnist: %s: %s (%s)\n", what, vib_last_error(),
-                vib_status_string(rc));
-        exit(1);
-    }
-}
-
-static void mkdir_for(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    mkdir(dir, 0755);
-}
-
 /* The bar covers the current epoch; the ETA, the rest of the run at this epoch's pace. */
-static void progress(size_t done, size_t total, size_t epoch, size_t epochs, double t0)
+typedef struct {
+    size_t epoch, epochs;
+    double t0;
+} epoch_progress;
+
+static void progress(void *ctx, size_t done, size_t total)
 {
-    static double last;
-    double t = now();
-    if (!isatty(STDERR_FILENO) || (done < total && t - last < 0.25))
+    const epoch_progress *p = ctx;
+    double t;
+    if (!progress_due(done, total, &t))
         return;
-    last = t;
-    const int width = 30;
-    int fill = (int)((double)width * (double)done / (double)total);
-    double per_step = done ? (t - t0) / (double)done : 0.0;
-    double eta = per_step * ((double)(total - done) + (double)total * (double)(epochs - epoch));
-    fprintf(stderr, "\r  epoch %zu/%zu [%.*s%*s] %3.0f%%  ETA %5.0fs ", epoch, epochs, fill,
-            "##############################", width - fill, "",
-            100.0 * (double)done / (double)total, eta);
-    if (done == total)
-        fprintf(stderr, "\r%*s\r", 70, "");
-    fflush(stderr);
+    double per_step = done ? (t - p->t0) / (double)done : 0.0;
+    double eta = per_step * ((double)(total - done) + (double)total * (double)(p->epochs - p->epoch));
+    char label[64], tail[32];
+    snprintf(label, sizeof label, "epoch %zu/%zu", p->epoch, p->epochs);
+    snprintf(tail, sizeof tail, "ETA %5.0fs", eta);
+    progress_draw(label, done, total, tail, 70);
 }
 
 /* Test error (%) with `samples` draws (0: at the posterior mean). */
@@ -260,65 +177,25 @@ static double test_error(vib_model *m, const vib_dataset *test, size_t samples)
     enum { CHUNK = 500 };
     const size_t n = vib_dataset_size(test), d = vib_dataset_dim(test);
     const size_t c = vib_model_classes(m);
-    float *prob = malloc(CHUNK * c * sizeof *prob);
-    if (prob == NULL) {
-        fprintf(stderr, "train_mnist: out of memory\n");
-        exit(1);
-    }
+    float *prob = xmalloc(CHUNK * c * sizeof *prob);
     size_t wrong = 0;
     for (size_t i = 0; i < n; i += CHUNK) {
         size_t rows = n - i < CHUNK ? n - i : CHUNK;
         check(vib_model_predict(m, rows, vib_dataset_images(test) + i * d, samples, prob),
               "predict");
-        for (size_t r = 0; r < rows; r++) {
-            size_t best = 0;
-            for (size_t k = 1; k < c; k++)
-                best = prob[r * c + k] > prob[r * c + best] ? k : best;
-            wrong += (int32_t)best != vib_dataset_labels(test)[i + r];
-        }
+        for (size_t r = 0; r < rows; r++)
+            wrong += (int32_t)argmax(prob + r * c, c) != vib_dataset_labels(test)[i + r];
     }
     free(prob);
     return 100.0 * (double)wrong / (double)n;
 }
 
-/* H(Y) in bits of the labels' empirical distribution. */
-static double label_entropy_bits(const vib_dataset *data, size_t n)
-{
-    double count[256] = {0}, h = 0.0;
-    for (size_t i = 0; i < n; i++)
-        count[vib_dataset_labels(data)[i] & 255] += 1.0;
-    for (int k = 0; k < 256; k++)
-        if (count[k] > 0)
-            h -= count[k] / (double)n * log2(count[k] / (double)n);
-    return h;
-}
-
-/* gnuplot -c script csv png, run without a shell so no path is ever interpreted. */
+/* gnuplot -c script csv png. */
 static void plot(const options *o)
 {
-    const char *script = "examples/learning_curve.gp";
-    if (access(script, R_OK) != 0) {
-        fprintf(stderr, "train_mnist: %s not found (run from the source tree): no %s\n", script,
-                o->plot);
-        return;
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDERR_FILENO);
-        execlp("gnuplot", "gnuplot", "-c", script, o->csv, o->plot, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-        fprintf(stderr, "train_mnist: could not run gnuplot: no %s\n", o->plot);
-    else if (WEXITSTATUS(status) == 127)
-        fprintf(stderr, "train_mnist: gnuplot not found: no %s (apt-get install gnuplot-nox)\n",
-                o->plot);
-    else if (WEXITSTATUS(status) != 0)
-        fprintf(stderr, "train_mnist: gnuplot failed: no %s\n", o->plot);
-    else
+    char *argv[] = {"gnuplot", "-c", "examples/learning_curve.gp", (char *)o->csv,
+                    (char *)o->plot, NULL};
+    if (run_gnuplot(argv[2], argv, o->plot))
         printf("learning curve: %s\n", o->plot);
 }
 
@@ -330,27 +207,11 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &o);
     if (o.epochs == 0 && o.load == NULL)
         die("--epochs 0 only makes sense with --load FILE");
-    if (o.threads > 0) { /* BLIS reads this once, at its first use */
-        char t[32];
-        snprintf(t, sizeof t, "%zu", o.threads);
-        setenv("BLIS_NUM_THREADS", t, 1);
-    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
-        char t[32];
-        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-        setenv("BLIS_NUM_THREADS", t, 1);
-    }
+    set_blis_threads(o.threads);
 
     const float lo = o.pm1 ? -1.0f : 0.0f;
     vib_dataset *train = NULL, *test = NULL;
-    int rc = vib_dataset_load_mnist(o.data, "train", lo, 1.0f, &train);
-    if (rc == VIB_OK)
-        rc = vib_dataset_load_mnist(o.data, "t10k", lo, 1.0f, &test);
-    if (rc != VIB_OK) {
-        fprintf(stderr, "train_mnist: %s\n", vib_last_error());
-        if (rc == VIB_ERR_IO)
-            fprintf(stderr, "train_mnist: fetch MNIST with `make data`, or pass --data DIR\n");
-        return 1;
-    }
+    load_mnist(o.data, lo, &train, &test);
     size_t n_train = vib_dataset_size(train);
     if (o.train_limit && o.train_limit < n_train)
         n_train = o.train_limit;
@@ -388,8 +249,10 @@ int main(int argc, char **argv)
     check(vib_adam_create(P, (float)o.lr, (float)o.beta1, (float)o.beta2, 1e-8f, &opt), "Adam");
     if (o.ema > 0.0)
         check(vib_ema_create(P, (float)o.ema, params, &ema), "EMA");
-    vib_rng *shuffle = NULL;
-    check(vib_rng_create(o.seed ^ 0x5deece66dULL, &shuffle), "rng");
+    minibatch mb;
+    minibatch_init(&mb, m, opt, ema, vib_dataset_images(train), vib_dataset_labels(train),
+                   n_train, dim, o.batch, o.seed, o.lr, o.lr_decay, o.decay_epochs);
+    mb.floor_lr = mb.want_loss = true;
 
     char desc[256];
     check(vib_model_describe(m, desc, sizeof desc), "describe");
@@ -423,54 +286,16 @@ int main(int argc, char **argv)
                      "test_error_s_pct\n");
     }
 
-    const size_t steps_per_epoch = (n_train + o.batch - 1) / o.batch;
-    const uint64_t decay_steps = (uint64_t)fmax(1.0, o.decay_epochs * (double)steps_per_epoch);
     const double h_y = label_entropy_bits(train, n_train);
-    size_t *order = malloc(n_train * sizeof *order);
-    float *xb = malloc(o.batch * dim * sizeof *xb), *saved = malloc(P * sizeof *saved);
-    int32_t *yb = malloc(o.batch * sizeof *yb);
-    if (!order || !xb || !yb || !saved) {
-        fprintf(stderr, "train_mnist: out of memory\n");
-        return 1;
-    }
-    for (size_t i = 0; i < n_train; i++)
-        order[i] = i;
+    float *saved = xmalloc(P * sizeof *saved);
 
     const double t_start = now();
-    uint64_t step = 0;
     double err1 = 0.0, errs = 0.0;
     for (size_t epoch = 1; epoch <= o.epochs; epoch++) {
-        const double t0 = now();
-        for (size_t i = n_train - 1; i > 0; i--) { /* Fisher-Yates */
-            uint64_t u;
-            vib_rng_u64(shuffle, &u);
-            size_t j = (size_t)(u % (i + 1)), t = order[i];
-            order[i] = order[j], order[j] = t;
-        }
-        double sum_loss = 0.0, sum_ce = 0.0, sum_kl = 0.0, lr = o.lr;
-        for (size_t s = 0; s < steps_per_epoch; s++, step++) {
-            size_t first = s * o.batch, rows = n_train - first < o.batch ? n_train - first : o.batch;
-            for (size_t r = 0; r < rows; r++) {
-                memcpy(xb + r * dim, vib_dataset_images(train) + order[first + r] * dim,
-                       dim * sizeof(float));
-                yb[r] = vib_dataset_labels(train)[order[first + r]];
-            }
-            float lr_now;
-            check(vib_lr_staircase((float)o.lr, (float)o.lr_decay, decay_steps, step, &lr_now),
-                  "schedule");
-            /* decay can underflow a tiny rate to 0, which no optimizer accepts */
-            lr_now = lr_now > 1e-30f ? lr_now : 1e-30f;
-            lr = lr_now;
-            check(vib_optim_set_lr(opt, lr_now), "set lr");
-            double ce, kl, loss;
-            check(vib_model_gradients(m, rows, xb, yb, &ce, &kl, &loss), "gradients");
-            check(vib_optim_step(opt, params, vib_model_grads(m)), "Adam step");
-            if (ema)
-                check(vib_ema_update(ema, params), "EMA update");
-            sum_loss += loss * (double)rows, sum_ce += ce * (double)rows, sum_kl += kl * (double)rows;
-            progress(s + 1, steps_per_epoch, epoch, o.epochs, t0);
-        }
-        const double train_s = now() - t0;
+        epoch_progress bar = {epoch, o.epochs, now()};
+        const epoch_sums sum = minibatch_epoch(&mb, progress, &bar);
+        const double sum_loss = sum.loss, sum_ce = sum.ce, lr = sum.lr;
+        const double train_s = now() - bar.t0;
         if (ema) { /* evaluate the averaged weights, then carry on with the raw ones */
             memcpy(saved, params, P * sizeof(float));
             memcpy(params, vib_ema_values(ema), P * sizeof(float));
@@ -479,7 +304,7 @@ int main(int argc, char **argv)
         errs = test_error(m, test, o.samples);
         if (ema)
             memcpy(params, saved, P * sizeof(float));
-        const double n = (double)n_train, ce = sum_ce / n, kl_bits = sum_kl / n / log(2.0);
+        const double n = (double)n_train, ce = sum_ce / n, kl_bits = sum.kl / n / log(2.0);
         const double izy = h_y - ce / log(2.0);
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
                "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n",
@@ -508,8 +333,8 @@ int main(int argc, char **argv)
     }
     printf("result test_error_pct=%.2f epochs=%zu beta=%g seconds=%.1f\n", errs, o.epochs,
            vib_model_deterministic(m) ? 0.0 : (double)vib_model_beta(m), now() - t_start);
-    free(order), free(xb), free(yb), free(saved);
-    vib_rng_free(shuffle);
+    free(saved);
+    minibatch_free(&mb);
     vib_ema_free(ema);
     vib_optim_free(opt);
     vib_model_free(m);

@@ -1,0 +1,345 @@
+/*
+ * example_util.h - the helpers train_mnist, beta_sweep and latent2d share: checked option
+ * values, failing on a libvib status, timing, output directories, the progress bar,
+ * gnuplot without a shell, the BLIS thread count, loading MNIST and the minibatch epoch
+ * (shuffle, staircase rate, Adam, EMA). Kept in one place so the three programs cannot
+ * drift apart; header-only with static functions (as examples/vib_chain.h), public API only.
+ *
+ * Define EXAMPLE_NAME (the program's name, a string literal) before including: every
+ * message starts with it.
+ */
+#ifndef EXAMPLE_UTIL_H
+#define EXAMPLE_UTIL_H
+
+#ifndef EXAMPLE_NAME
+#error "define EXAMPLE_NAME before including example_util.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vib.h"
+
+/* Not every program uses every helper; this keeps -Wunused-function quiet for those. */
+#define EXAMPLE_UTIL_FN static __attribute__((unused))
+
+/* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
+
+EXAMPLE_UTIL_FN void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* A usage error: the message on stderr, exit status 2. */
+EXAMPLE_UTIL_FN void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, EXAMPLE_NAME ": ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+EXAMPLE_UTIL_FN size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    /* strtoull would quietly wrap "-1" around, hence the explicit '-' test */
+    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
+        die("%s needs an integer in [%zu, %zu], got '%s'", opt, lo, hi, s);
+    return (size_t)v;
+}
+
+EXAMPLE_UTIL_FN double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi)) /* also rejects NaN */
+        die("%s needs a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+/* argv[*i] must be one of the n options in `valued`, all of which take a value: return
+ * that value and step *i past it, or die naming the unknown option or the missing value. */
+EXAMPLE_UTIL_FN const char *option_value(int argc, char **argv, int *i,
+                                         const char *const *valued, size_t n)
+{
+    const char *a = argv[*i];
+    bool known = false;
+    for (size_t k = 0; k < n; k++)
+        known = known || strcmp(a, valued[k]) == 0;
+    if (!known)
+        die("unknown option '%s' (see --help)", a);
+    if (*i + 1 >= argc)
+        die("%s needs a value", a);
+    return argv[++*i];
+}
+
+/* ---- failing, memory, time, files ------------------------------------------------- */
+
+/* Fail with libvib's own detail. */
+EXAMPLE_UTIL_FN void check(int rc, const char *what)
+{
+    if (rc != VIB_OK) {
+        fprintf(stderr, EXAMPLE_NAME ": %s: %s (%s)\n", what, vib_last_error(),
+                vib_status_string(rc));
+        exit(1);
+    }
+}
+
+EXAMPLE_UTIL_FN void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, EXAMPLE_NAME ": out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+EXAMPLE_UTIL_FN double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Create the directories above `path` (mkdir -p of its dirname); failures surface later,
+ * when the file itself is opened. */
+EXAMPLE_UTIL_FN void mkdir_for(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
+}
+
+/* BLIS reads BLIS_NUM_THREADS once, at its first use, so call this before any libvib
+ * work: --threads N wins, else the environment, else all online cores. */
+EXAMPLE_UTIL_FN void set_blis_threads(size_t threads)
+{
+    if (threads > 0) {
+        char t[32];
+        snprintf(t, sizeof t, "%zu", threads);
+        setenv("BLIS_NUM_THREADS", t, 1);
+    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
+        char t[32];
+        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+        setenv("BLIS_NUM_THREADS", t, 1);
+    }
+}
+
+/* The MNIST training and test sets of `dir` with pixels scaled to [lo, 1]; on failure
+ * say why (and how to fetch the data) and exit 1. */
+EXAMPLE_UTIL_FN void load_mnist(const char *dir, float lo, vib_dataset **train, vib_dataset **test)
+{
+    int st = vib_dataset_load_mnist(dir, "train", lo, 1.0f, train);
+    if (st == VIB_OK)
+        st = vib_dataset_load_mnist(dir, "t10k", lo, 1.0f, test);
+    if (st != VIB_OK) {
+        fprintf(stderr, EXAMPLE_NAME ": %s\n", vib_last_error());
+        if (st == VIB_ERR_IO)
+            fprintf(stderr, EXAMPLE_NAME ": fetch MNIST with `make data`, or pass --data DIR\n");
+        exit(1);
+    }
+}
+
+/* ---- small statistics ------------------------------------------------------------- */
+
+/* H(Y) in bits of the empirical distribution of the first n labels. */
+EXAMPLE_UTIL_FN double label_entropy_bits(const vib_dataset *data, size_t n)
+{
+    double count[256] = {0}, h = 0.0;
+    for (size_t i = 0; i < n; i++)
+        count[vib_dataset_labels(data)[i] & 255] += 1.0;
+    for (int k = 0; k < 256; k++)
+        if (count[k] > 0)
+            h -= count[k] / (double)n * log2(count[k] / (double)n);
+    return h;
+}
+
+/* The first index of the largest of p[0..c). */
+EXAMPLE_UTIL_FN size_t argmax(const float *p, size_t c)
+{
+    size_t best = 0;
+    for (size_t k = 1; k < c; k++)
+        best = p[k] > p[best] ? k : best;
+    return best;
+}
+
+/* ---- progress bar (stderr, only on a terminal) ------------------------------------ */
+
+/* Whether to redraw now: on a terminal, at most 4 times a second, and always at the end
+ * (done == total). *t is the time of the test. */
+EXAMPLE_UTIL_FN bool progress_due(size_t done, size_t total, double *t)
+{
+    static double last;
+    *t = now();
+    if (!isatty(STDERR_FILENO) || (done < total && *t - last < 0.25))
+        return false;
+    last = *t;
+    return true;
+}
+
+/* "  <label> [####      ]  40%  <tail> ", erased (clear columns) once done == total. */
+EXAMPLE_UTIL_FN void progress_draw(const char *label, size_t done, size_t total,
+                                   const char *tail, int clear)
+{
+    const int width = 30;
+    int fill = (int)((double)width * (double)done / (double)total);
+    fprintf(stderr, "\r  %s [%.*s%*s] %3.0f%%  %s ", label, fill,
+            "##############################", width - fill, "",
+            100.0 * (double)done / (double)total, tail);
+    if (done == total)
+        fprintf(stderr, "\r%*s\r", clear, "");
+    fflush(stderr);
+}
+
+/* ---- gnuplot ---------------------------------------------------------------------- */
+
+/* Run gnuplot with argv (argv[0] "gnuplot", NULL-terminated) directly, without a shell, so
+ * no path is ever interpreted; its stderr goes to /dev/null. `script` must be readable
+ * (the programs run from the source tree). On any failure say so, ending with "no
+ * <what>", and return false. Callers flush stdout first where the order of lines matters. */
+EXAMPLE_UTIL_FN bool run_gnuplot(const char *script, char *const argv[], const char *what)
+{
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr, EXAMPLE_NAME ": %s not found (run from the source tree): no %s\n",
+                script, what);
+        return false;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDERR_FILENO);
+        execvp("gnuplot", argv);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+        fprintf(stderr, EXAMPLE_NAME ": could not run gnuplot: no %s\n", what);
+    else if (WEXITSTATUS(status) == 127)
+        fprintf(stderr, EXAMPLE_NAME ": gnuplot not found: no %s (apt-get install gnuplot-nox)\n",
+                what);
+    else if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, EXAMPLE_NAME ": gnuplot failed: no %s\n", what);
+    else
+        return true;
+    return false;
+}
+
+/* ---- the minibatch training loop -------------------------------------------------- */
+
+/* One model's training state: its data (rows of x, labels y), the optimizer, an optional
+ * EMA of the weights, the shuffling and the staircase learning rate. */
+typedef struct {
+    vib_model *m;
+    vib_optim *opt;
+    vib_ema *ema; /* NULL: none */
+    vib_rng *shuffle;
+    const float *x;
+    const int32_t *y;
+    size_t n, dim, batch, steps; /* steps per epoch */
+    float lr, decay;             /* rate lr * decay^floor(step / decay_steps) */
+    uint64_t decay_steps, step;
+    bool floor_lr;  /* keep the rate >= 1e-30 (decay can underflow it to 0) */
+    bool want_loss; /* also sum the loss (else epoch_sums.loss stays 0) */
+    size_t *order;
+    float *xb;
+    int32_t *yb;
+} minibatch;
+
+/* Set up training of m (with opt and ema, which the caller creates and frees) on the n
+ * rows of x and y: the shuffling rng seeded from `seed`, the rate decayed by `decay`
+ * every `decay_epochs` epochs. */
+EXAMPLE_UTIL_FN void minibatch_init(minibatch *mb, vib_model *m, vib_optim *opt, vib_ema *ema,
+                                    const float *x, const int32_t *y, size_t n, size_t dim,
+                                    size_t batch, uint64_t seed, double lr, double decay,
+                                    double decay_epochs)
+{
+    *mb = (minibatch){.m = m, .opt = opt, .ema = ema, .x = x, .y = y, .n = n, .dim = dim,
+                      .batch = batch, .lr = (float)lr, .decay = (float)decay};
+    check(vib_rng_create(seed ^ 0x5deece66dULL, &mb->shuffle), "rng");
+    mb->steps = (n + batch - 1) / batch;
+    mb->decay_steps = (uint64_t)fmax(1.0, decay_epochs * (double)mb->steps);
+    mb->order = xmalloc(n * sizeof *mb->order);
+    mb->xb = xmalloc(batch * dim * sizeof *mb->xb);
+    mb->yb = xmalloc(batch * sizeof *mb->yb);
+    for (size_t i = 0; i < n; i++)
+        mb->order[i] = i;
+}
+
+EXAMPLE_UTIL_FN void minibatch_free(minibatch *mb)
+{
+    free(mb->order), free(mb->xb), free(mb->yb);
+    vib_rng_free(mb->shuffle);
+    memset(mb, 0, sizeof *mb);
+}
+
+/* Sums over one epoch's rows (each batch's mean times its rows) and the last rate used. */
+typedef struct {
+    double ce, kl, loss;
+    float lr;
+} epoch_sums;
+
+/* One epoch: a Fisher-Yates shuffle of the row order, then one Adam step (and EMA update)
+ * per minibatch. progress(ctx, done, total), if not NULL, follows the steps. */
+EXAMPLE_UTIL_FN epoch_sums minibatch_epoch(minibatch *mb,
+                                           void (*progress)(void *, size_t, size_t), void *ctx)
+{
+    const size_t n = mb->n, dim = mb->dim, B = mb->batch;
+    for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        uint64_t u;
+        check(vib_rng_u64(mb->shuffle, &u), "shuffle");
+        size_t j = (size_t)(u % (i + 1)), t = mb->order[i];
+        mb->order[i] = mb->order[j], mb->order[j] = t;
+    }
+    epoch_sums sum = {0};
+    float *params = vib_model_params(mb->m);
+    for (size_t s = 0; s < mb->steps; s++, mb->step++) {
+        const size_t first = s * B, rows = n - first < B ? n - first : B;
+        for (size_t r = 0; r < rows; r++) {
+            memcpy(mb->xb + r * dim, mb->x + mb->order[first + r] * dim, dim * sizeof(float));
+            mb->yb[r] = mb->y[mb->order[first + r]];
+        }
+        float lr;
+        check(vib_lr_staircase(mb->lr, mb->decay, mb->decay_steps, mb->step, &lr), "schedule");
+        if (mb->floor_lr) /* no optimizer accepts a rate of 0 */
+            lr = lr > 1e-30f ? lr : 1e-30f;
+        sum.lr = lr;
+        check(vib_optim_set_lr(mb->opt, lr), "set lr");
+        double ce, kl, loss = 0.0;
+        check(vib_model_gradients(mb->m, rows, mb->xb, mb->yb, &ce, &kl,
+                                  mb->want_loss ? &loss : NULL), "gradients");
+        check(vib_optim_step(mb->opt, params, vib_model_grads(mb->m)), "Adam step");
+        if (mb->ema)
+            check(vib_ema_update(mb->ema, params), "EMA update");
+        sum.loss += loss * (double)rows, sum.ce += ce * (double)rows, sum.kl += kl * (double)rows;
+        if (progress)
+            progress(ctx, s + 1, mb->steps);
+    }
+    return sum;
+}
+
+#endif
