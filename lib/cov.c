@@ -90,6 +90,16 @@ static double chol_row_dot(size_t i, double mu_i, const float *l, const float *v
     return acc;
 }
 
+/* The checks every node makes of a posterior N(mu, L L^T): finite mu, finite L and a
+ * positive diagonal, in that order. */
+static int check_posterior(const char *fn, size_t rows, size_t k, size_t n, size_t p,
+                           const float *mu, const float *l)
+{
+    TRY(vibi_check_finite(fn, "mu", n, mu));
+    TRY(vibi_check_finite(fn, "l", p, l));
+    return check_diag(fn, rows, k, l);
+}
+
 int vib_chol_reparam_forward(size_t rows, size_t k, const float *mu, const float *l,
                              const float *v, float *z)
 {
@@ -102,9 +112,7 @@ int vib_chol_reparam_forward(size_t rows, size_t k, const float *mu, const float
     TRY(vibi_check_ptr(fn, "l", l));
     TRY(vibi_check_ptr(fn, "v", v));
     TRY(vibi_check_ptr(fn, "z", z));
-    TRY(vibi_check_finite(fn, "mu", n, mu));
-    TRY(vibi_check_finite(fn, "l", p, l));
-    TRY(check_diag(fn, rows, k, l));
+    TRY(check_posterior(fn, rows, k, n, p, mu, l));
     TRY(vibi_check_finite(fn, "v", n, v));
     const size_t ck = p / rows;
     /* Every z fits in a float before any is written. */
@@ -206,9 +214,7 @@ int vib_kl_chol_std_normal(size_t rows, size_t k, const float *mu, const float *
     }
     TRY(vibi_check_ptr(fn, "mu", mu));
     TRY(vibi_check_ptr(fn, "l", l));
-    TRY(vibi_check_finite(fn, "mu", n, mu));
-    TRY(vibi_check_finite(fn, "l", p, l));
-    TRY(check_diag(fn, rows, k, l));
+    TRY(check_posterior(fn, rows, k, n, p, mu, l));
     const size_t ck = p / rows;
     /* Every row fits in a float before any is written (|mu| or |L_ij| near 2^64). */
     for (size_t r = 0; r < rows; r++)
@@ -232,9 +238,7 @@ int vib_kl_chol_std_normal_backward(size_t rows, size_t k, const float *mu, cons
     TRY(vibi_check_ptr(fn, "dkl", dkl));
     TRY(vibi_check_ptr(fn, "dmu", dmu));
     TRY(vibi_check_ptr(fn, "dl", dl));
-    TRY(vibi_check_finite(fn, "mu", n, mu));
-    TRY(vibi_check_finite(fn, "l", p, l));
-    TRY(check_diag(fn, rows, k, l));
+    TRY(check_posterior(fn, rows, k, n, p, mu, l));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
     const size_t ck = p / rows;
     /* Each accumulation must stay finite: |dmu + dkl mu| <= |dmu| + |dkl mu|, and
