@@ -17,23 +17,24 @@
 
 #include "vib_chain.h"
 
+/* Squared norm of a layer's gradients, dW and db together. */
+static double grad_sq(vib_dense *layer)
+{
+    size_t nw = vib_dense_in(layer) * vib_dense_out(layer), nb = vib_dense_out(layer);
+    const float *gw = vib_dense_weights_grad(layer), *gb = vib_dense_bias_grad(layer);
+    double s = 0.0;
+    for (size_t i = 0; i < nw; i++)
+        s += (double)gw[i] * gw[i];
+    for (size_t i = 0; i < nb; i++)
+        s += (double)gb[i] * gb[i];
+    return s;
+}
+
 /* Gradient norms of the encoder (encoder layer and both heads) and of the decoder. */
 static void grad_norms(vib_chain *c, double *enc, double *dec)
 {
-    vib_dense *encoder[] = {c->enc, c->mu_head, c->rho_head};
-    double e = 0.0, d = 0.0;
-    for (int l = 0; l < 3; l++) {
-        size_t nw = vib_dense_in(encoder[l]) * vib_dense_out(encoder[l]);
-        const float *gw = vib_dense_weights_grad(encoder[l]), *gb = vib_dense_bias_grad(encoder[l]);
-        for (size_t i = 0; i < nw; i++) e += (double)gw[i] * gw[i];
-        for (size_t i = 0; i < vib_dense_out(encoder[l]); i++) e += (double)gb[i] * gb[i];
-    }
-    size_t nw = vib_dense_in(c->dec) * vib_dense_out(c->dec);
-    const float *gw = vib_dense_weights_grad(c->dec), *gb = vib_dense_bias_grad(c->dec);
-    for (size_t i = 0; i < nw; i++) d += (double)gw[i] * gw[i];
-    for (size_t i = 0; i < vib_dense_out(c->dec); i++) d += (double)gb[i] * gb[i];
-    *enc = sqrt(e);
-    *dec = sqrt(d);
+    *enc = sqrt(grad_sq(c->enc) + grad_sq(c->mu_head) + grad_sq(c->rho_head));
+    *dec = sqrt(grad_sq(c->dec));
 }
 
 static const char *mark(double norm)
