@@ -38,27 +38,28 @@ ifeq ($(shell pkg-config --exists blis 2>/dev/null && echo yes),yes)
   BLIS_CFLAGS    := $(shell pkg-config --cflags blis)
   BLIS_LIBS      := $(shell pkg-config --libs blis)
   PC_REQUIRES    := blis
-  PC_LIBS_PRIV   := -lz -lm
+  PC_LIBS_PRIV   := -lgomp -lpthread -lz -lm
 else
   MULTIARCH      := $(shell $(CC) -print-multiarch 2>/dev/null)
   BLIS_HEADER    := $(realpath /usr/include/$(MULTIARCH)/blis.h)
   BLIS_INCDIR    := $(if $(BLIS_HEADER),$(dir $(BLIS_HEADER)),$(firstword $(wildcard /usr/include/$(MULTIARCH)/blis-*/)))
   BLIS_CFLAGS    := $(if $(BLIS_INCDIR),-isystem $(BLIS_INCDIR))
   BLIS_LIBS      := -lblis
-  # Debian's OpenMP build of libblis needs libgomp when linked statically.
-  BLIS_THREADLIB := $(if $(findstring openmp,$(BLIS_INCDIR)),-lgomp)
   PC_REQUIRES    :=
-  PC_LIBS_PRIV   := -lblis $(BLIS_THREADLIB) -lpthread -lz -lm
+  # libvib's own threaded passes use OpenMP (libgomp), which a static link must name.
+  PC_LIBS_PRIV   := -lblis -lgomp -lpthread -lz -lm
 endif
 
-# What libvib itself links: BLIS for products, zlib for gzip'd data and CRC32, libm.
-LIB_LIBS     = $(BLIS_LIBS) -lz -lm
+# What libvib itself links: BLIS for products, OpenMP (libgomp) for its threaded
+# elementwise passes, zlib for gzip'd data and CRC32, libm.
+OMP_FLAGS    := -fopenmp
+LIB_LIBS     = $(BLIS_LIBS) $(OMP_FLAGS) -lz -lm
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 SRCS     := $(wildcard lib/*.c)
-HDRS     := include/vib.h lib/internal.h
+HDRS     := include/vib.h lib/internal.h $(wildcard lib/vmath.h)
 SH_OBJS  := $(SRCS:lib/%.c=build/shared/%.o)
 ST_OBJS  := $(SRCS:lib/%.c=build/static/%.o)
 SAN_OBJS := $(SRCS:lib/%.c=build/san/%.o)
@@ -66,7 +67,10 @@ SAN_OBJS := $(SRCS:lib/%.c=build/san/%.o)
 SONAME   := libvib.so.$(MAJOR)
 SHLIB    := lib/libvib.so.$(VERSION)
 STLIB    := lib/libvib.a
-LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY
+# -fno-math-errno: libvib never reads errno after a math call, and without it GCC will
+# not vectorize a loop that calls sqrtf.
+LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY \
+            $(OMP_FLAGS) -fno-math-errno
 
 TEST_SRCS := $(wildcard tests/*.c)
 EXAMPLES  := examples/gradient_flow examples/train_mnist examples/beta_sweep examples/latent2d

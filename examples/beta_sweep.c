@@ -68,7 +68,7 @@ static void usage(FILE *f)
             "                      Adam lr 1e-4 beta1 0.5, 200 epochs (hours on two cores)\n"
             "  --samples S         posterior samples at evaluation (default 12)\n"
             "  --seed N            seed of the weights, the noise and the shuffling (default 1)\n"
-            "  --threads N         BLIS threads (default: BLIS_NUM_THREADS, else all cores)\n"
+            "  --threads N         threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --train-limit N     train on the first N of the 50,000 training images only\n"
             "  --csv FILE          results table (default results/beta_sweep.csv)\n"
             "  --error-plot FILE   error against beta (default results/beta_sweep_error.png)\n"
@@ -303,7 +303,7 @@ int main(int argc, char **argv)
 {
     options o;
     parse_args(argc, argv, &o);
-    set_blis_threads(o.threads);
+    set_threads(o.threads);
 
     recipe rc = {.enc = {256, 256}, .latent = 32, .batch = 100, .epochs = 25, .lr = 1e-3,
                  .beta1 = 0.9, .lr_decay = 0.97, .decay_epochs = 2, .ema = 0.999};

@@ -134,19 +134,18 @@ EXAMPLE_UTIL_FN void mkdir_for(const char *path)
     mkdir(dir, 0755);
 }
 
-/* BLIS reads BLIS_NUM_THREADS once, at its first use, so call this before any libvib
- * work: --threads N wins, else the environment, else all online cores. */
-EXAMPLE_UTIL_FN void set_blis_threads(size_t threads)
+/* --threads N (N > 0) sets libvib's thread count; 0 keeps the library's default
+ * (BLIS_NUM_THREADS, else the CPUs this process may use). Then print the backend line
+ * (kernels and threads) so every log says what it ran on. */
+EXAMPLE_UTIL_FN void set_threads(size_t threads)
 {
-    if (threads > 0) {
-        char t[32];
-        snprintf(t, sizeof t, "%zu", threads);
-        setenv("BLIS_NUM_THREADS", t, 1);
-    } else if (getenv("BLIS_NUM_THREADS") == NULL && getenv("OMP_NUM_THREADS") == NULL) {
-        char t[32];
-        snprintf(t, sizeof t, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-        setenv("BLIS_NUM_THREADS", t, 1);
-    }
+    if (threads > VIB_MAX_THREADS)
+        die("--threads %zu is more than %d", threads, VIB_MAX_THREADS);
+    if (threads > 0)
+        check(vib_set_num_threads((int)threads), "vib_set_num_threads");
+    char info[256];
+    vib_backend_info(info, sizeof info);
+    printf("backend: %s\n", info);
 }
 
 /* The MNIST training and test sets of `dir` with pixels scaled to [lo, 1]; on failure

@@ -63,7 +63,7 @@ static void usage(FILE *f)
             "  --cov diag|full   the posterior's covariance (default diag); full also draws\n"
             "                    the 95%% ellipses of %d test points per digit\n"
             "  --seed N          seed of the weights, the noise and the shuffling (default 1)\n"
-            "  --threads N       BLIS threads (default: BLIS_NUM_THREADS, else all cores)\n"
+            "  --threads N       threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --out PREFIX      output prefix (default results/latent2d: PREFIX.png,\n"
             "                    PREFIX_beta<b>.png and PREFIX_beta<b>.dat)\n",
             ELLIPSES_PER_CLASS);
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
 {
     options o;
     parse_args(argc, argv, &o);
-    set_blis_threads(o.threads);
+    set_threads(o.threads);
 
     vib_dataset *train_all = NULL, *test_all = NULL;
     load_mnist(o.data, 0.0f, &train_all, &test_all);

@@ -54,7 +54,7 @@ static void usage(FILE *f)
             "                        with decay D (default 0.999; 0 turns it off)\n"
             "  --samples S           posterior samples at test time (default 12)\n"
             "  --seed N              seed of the weights, the noise and the shuffling (default 1)\n"
-            "  --threads N           BLIS threads (default: BLIS_NUM_THREADS, else all cores)\n"
+            "  --threads N           threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --train-limit N       train on the first N training images only\n"
             "  --inputs unit|pm1     pixel scaling to [0, 1] (default) or [-1, 1]\n"
             "  --deterministic       the baseline: z = mu, no KL\n"
@@ -207,7 +207,7 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &o);
     if (o.epochs == 0 && o.load == NULL)
         die("--epochs 0 only makes sense with --load FILE");
-    set_blis_threads(o.threads);
+    set_threads(o.threads);
 
     const float lo = o.pm1 ? -1.0f : 0.0f;
     vib_dataset *train = NULL, *test = NULL;

@@ -25,8 +25,8 @@
  *    are opaque, created and freed by the library; every *_free accepts NULL.
  *  - Threads: the node functions are pure and may be called from any number of
  *    threads at once. Distinct handles may be used from distinct threads; a single
- *    handle must be used by one thread at a time. libvib keeps no global mutable state
- *    of its own (BLIS initializes itself once, thread-safely, on first use).
+ *    handle must be used by one thread at a time. The only process-wide settings are
+ *    the thread count and the BLIS kernel choice (see "Backend" below).
  *
  * ABI: only opaque handles, fixed-width or size_t integers and pointers cross this
  * interface; no structs by value, no varargs, no callbacks. Status codes never change
@@ -93,6 +93,38 @@ VIB_API const char *vib_status_string(int status);
  * not see each other's errors. Successful calls do not clear it: read it only after a
  * call returned an error. "" if no error has been raised in this thread. Never NULL. */
 VIB_API const char *vib_last_error(void);
+
+/* ---------------------------------------------------------------------------------
+ * Backend: BLIS kernels and threads
+ *
+ * Every matrix product runs in BLIS. When the library is loaded and BLIS_ARCH_TYPE is
+ * not set, libvib picks BLIS's kernel set from the CPU's features (AVX-512 F/DQ/BW/VL
+ * enabled by the OS: skx; else AVX2 with FMA: haswell; else BLIS decides), only among
+ * the sets the BLIS build contains, and never one the CPU cannot run. Set
+ * BLIS_ARCH_TYPE yourself to choose, or VIB_BLIS_ARCH=blis to leave BLIS's own
+ * detection alone (docs/performance.md).
+ *
+ * One process-wide thread count serves every product and every threaded elementwise
+ * pass (the optimizer step, the averages). The default is BLIS_NUM_THREADS if that is a
+ * positive integer, else the number of CPUs the process may run on. Results are
+ * bit-identical for the same inputs and the same thread count.
+ * ------------------------------------------------------------------------------- */
+#define VIB_MAX_THREADS 1024
+
+/* Threads for the calls that follow, from any thread: 1..VIB_MAX_THREADS, or 0 to go
+ * back to the default. Calls already running keep the count they started with. */
+VIB_API int vib_set_num_threads(int n);
+
+/* The count the next call will use (>= 1). */
+VIB_API int vib_num_threads(void);
+
+/* A one-line description of the backend, e.g.
+ * "BLIS 0.9.0, kernels skx (chosen by libvib: AVX-512 F/DQ/BW/VL enabled by the OS),
+ *  2 threads (available CPUs)", written like snprintf: at most len - 1 characters and a
+ * terminating 0 into buf. Returns the length of the whole line (so a call with buf NULL
+ * and len 0 gives the size to allocate, minus one), or VIB_ERR_INVALID_ARG if buf is
+ * NULL with len > 0. */
+VIB_API int vib_backend_info(char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------------
  * Random numbers

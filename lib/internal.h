@@ -51,6 +51,11 @@ double vibi_dlog_softplus(double x); /* d log softplus / dx = sigmoid/softplus, 
  * in [0, classes). */
 double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *prob);
 
+/* backend.c ----------------------------------------------------------------------- */
+
+/* The thread count for this call (vib_num_threads): products and threaded passes. */
+int vibi_threads(void);
+
 /* gemm.c -------------------------------------------------------------------------- */
 
 /* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.
