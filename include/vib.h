@@ -131,9 +131,9 @@ VIB_API int vib_backend_info(char *buf, size_t len);
  *
  * A seeded generator per handle: xoshiro256** (Blackman and Vigna, 2018) with its
  * 256-bit state expanded from the 64-bit seed by splitmix64. Uniform floats take the
- * top 24 bits of a draw; normal floats come from the Box-Muller transform computed in
- * double, both values of each pair used in order. The same seed gives the same stream
- * on every run; no global state is involved.
+ * top 24 bits of a draw; normal floats come from the ziggurat method (Marsaglia and
+ * Tsang, 2000) computed in double, with nothing carried between calls. The same seed
+ * gives the same stream on every run; no global state is involved.
  * ------------------------------------------------------------------------------- */
 typedef struct vib_rng vib_rng;
 
@@ -444,6 +444,15 @@ VIB_API int vib_ema_update(vib_ema *ema, const float *params);
 
 /* The averaged values (n floats), owned by the handle. NULL for NULL. */
 VIB_API const float *vib_ema_values(const vib_ema *ema);
+
+/* vib_optim_step, then vib_ema_update of the new parameters, in ONE pass over the
+ * arrays (the step is memory-bound: this reads and writes each array once instead of
+ * twice), with bit-identical results. ema may be NULL (then this is vib_optim_step); it
+ * must hold as many values as the optimizer and must not overlap params or grads. The
+ * gradients are checked as vib_optim_step checks them; on any error neither the
+ * parameters, the optimizer nor the average change. */
+VIB_API int vib_optim_step_ema(vib_optim *opt, float *params, const float *grads,
+                               vib_ema *ema);
 
 /* ---------------------------------------------------------------------------------
  * The VIB classifier

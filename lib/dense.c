@@ -41,28 +41,56 @@ int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng)
     return rc;
 }
 
+/* y = max(y + b, 0) (relu) or y + b, row by row: the bias and the activation in one
+ * pass over the product's output. */
+VIB_CLONES static void bias_act(size_t rows, size_t cols, const float *restrict b,
+                                float *restrict y, bool relu)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * cols;
+        if (relu) {
+#pragma omp simd
+            for (size_t j = 0; j < cols; j++) {
+                const float v = yr[j] + b[j];
+                yr[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (size_t j = 0; j < cols; j++)
+                yr[j] += b[j];
+        }
+    }
+}
+
+VIB_CLONES void vibi_colsum(size_t rows, size_t cols, const float *restrict d,
+                            float *restrict sum, bool accumulate)
+{
+    if (!accumulate)
+        memset(sum, 0, cols * sizeof(float));
+    for (size_t r = 0; r < rows; r++) { /* rows in order: the same sum every time */
+        const float *dr = d + r * cols;
+#pragma omp simd
+        for (size_t j = 0; j < cols; j++)
+            sum[j] += dr[j];
+    }
+}
+
 void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu)
 {
     const size_t in = l->in, out = l->out;
-    /* y = b broadcast over rows, then y += x W in one product. */
-    for (size_t r = 0; r < batch; r++)
-        memcpy(y + r * out, l->b, out * sizeof(float));
-    vibi_sgemm(false, false, batch, out, in, 1.0f, x, in, l->w, out, 1.0f, y, out);
-    if (relu)
-        for (size_t i = 0; i < batch * out; i++)
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    vibi_sgemm(false, false, batch, out, in, 1.0f, x, in, l->w, out, 0.0f, y, out);
+    bias_act(batch, out, l->b, y, relu);
 }
 
 void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
-                         float *dx)
+                         float *dx, bool accumulate)
 {
     const size_t in = l->in, out = l->out;
-    /* dW += x^T dy   ([in x batch] [batch x out]) */
-    vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, 1.0f, l->dw, out);
-    /* db += column sums of dy */
-    for (size_t r = 0; r < batch; r++)
-        for (size_t j = 0; j < out; j++)
-            l->db[j] += dy[r * out + j];
+    /* dW (+)= x^T dy   ([in x batch] [batch x out]); beta = 0 overwrites without reading */
+    vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, accumulate ? 1.0f : 0.0f,
+               l->dw, out);
+    /* db (+)= column sums of dy */
+    vibi_colsum(batch, out, dy, l->db, accumulate);
     /* dx = dy W^T   ([batch x out] [out x in]) */
     if (dx != NULL)
         vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, l->w, out, 0.0f, dx, in);
@@ -196,6 +224,6 @@ int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const flo
     rc = vibi_check_finite(fn, "dy", batch * layer->l.out, dy);
     if (rc != VIB_OK)
         return rc;
-    vibi_layer_backward(&layer->l, batch, x, dy, dx);
+    vibi_layer_backward(&layer->l, batch, x, dy, dx, true);
     return VIB_OK;
 }

@@ -6,6 +6,17 @@
 
 #include "internal.h"
 
+/* Below this many multiply-adds (a 64 x 64 x 64 product) a product takes a few
+ * microseconds on one core, about what waking a second thread costs, and far less than
+ * waiting for one that the scheduler has not given a core: run it on the calling thread.
+ * The choice depends on the shape only, so results stay reproducible. */
+#define SMALL_MACS ((size_t)1 << 18)
+
+static bool small_product(size_t m, size_t n, size_t k)
+{
+    return m * n < SMALL_MACS && m * n * k < SMALL_MACS; /* no overflow: m n checked first */
+}
+
 void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc)
@@ -20,7 +31,7 @@ void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
      * global setting (which the host program may use) is never changed. With a fixed
      * count BLIS partitions the product the same way every time: the same bits. */
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(vibi_threads(), &rntm);
+    bli_rntm_set_num_threads(small_product(m, n, k) ? 1 : vibi_threads(), &rntm);
     /* BLIS's typed API takes non-const pointers but does not write A, B, alpha or beta. */
     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha,
                  (float *)a, rsa, csa, (float *)b, rsb, csb, &beta, c, (inc_t)ldc, 1, NULL,

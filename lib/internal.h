@@ -27,6 +27,15 @@ int vibi_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2,
             return vibi_rc_;                                                               \
     } while (0)
 
+/* A hot loop compiled three times, for AVX-512 (x86-64-v4), AVX2 (v3) and the baseline,
+ * the version run chosen by the CPU when the library loads (GCC's target_clones, an
+ * ifunc). The library itself is built for the baseline, so it runs anywhere. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define VIB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VIB_CLONES
+#endif
+
 /* a*b into *out, false on size_t overflow. */
 static inline bool vibi_mul_size(size_t a, size_t b, size_t *out)
 {
@@ -81,9 +90,13 @@ int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng);
 /* y = x W + b over `batch` rows, then max(y, 0) if relu. Unchecked. */
 void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu);
 
-/* dW += x^T dy, db += column sums of dy, and dx = dy W^T if dx is not NULL. Unchecked. */
+/* dW = x^T dy and db = column sums of dy (or += both if accumulate), and dx = dy W^T if
+ * dx is not NULL. Unchecked. */
 void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
-                         float *dx);
+                         float *dx, bool accumulate);
+
+/* sum[j] (+)= sum over r of d[r][j], rows added in order. */
+void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accumulate);
 
 /* model.c: what io.c needs to save a model ---------------------------------------- */
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "vmath.h"
 
 #define ALIGN 64
 
@@ -490,24 +491,49 @@ static void forward_layers(const vib_model *m, size_t first, size_t last, size_t
     }
 }
 
-/* Backward through layers [first, last] given dL/d(output of last) in `d`. Layer l reads
- * act[l - 1] (first_input for the first), a ReLU output for every layer but the first,
- * so the gradient is masked where that output was 0. The gradients in between
+/* dx = dx where the ReLU output a > 0, else 0, and db = the column sums of the result:
+ * the gradient at a ReLU layer's output, and that layer's bias gradient, in one pass. */
+VIB_CLONES static void relu_mask_colsum(size_t rows, size_t cols, const float *restrict a,
+                                        float *restrict dx, float *restrict db)
+{
+    memset(db, 0, cols * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        const float *ar = a + r * cols;
+        float *dr = dx + r * cols;
+#pragma omp simd
+        for (size_t j = 0; j < cols; j++) {
+            const float g = ar[j] > 0.0f ? dr[j] : 0.0f;
+            dr[j] = g;
+            db[j] += g;
+        }
+    }
+}
+
+/* Backward through layers [first, last] given dL/d(output of last) in `d`, WRITING
+ * every weight and bias gradient of those layers (nothing needs zeroing first). Layer l
+ * reads act[l - 1] (first_input for the first), a ReLU output for every layer but the
+ * first, so the gradient passed down is masked where that output was 0, in the pass
+ * that also sums it into the layer below's bias gradient. The gradients in between
  * alternate between ga and gb (d may start in either, or elsewhere); dx_first receives
  * dL/d(input of first) if not NULL. */
 static void backward_layers(const vib_model *m, size_t first, size_t last, size_t rows,
                             const float *first_input, float **act, const float *d,
                             float *ga, float *gb, float *dx_first)
 {
+    vibi_colsum(rows, m->layers[last].out, d, m->layers[last].db, false);
     for (size_t l = last + 1; l-- > first;) {
         const vibi_layer *L = &m->layers[l];
         const float *in = l == first ? first_input : act[l - 1];
+        /* dW = in^T d, beta = 0: written, not accumulated */
+        vibi_sgemm(true, false, L->in, L->out, rows, 1.0f, in, L->in, d, L->out, 0.0f, L->dw,
+                   L->out);
         float *dx = l == first ? dx_first : (d == ga ? gb : ga);
-        vibi_layer_backward(L, rows, in, d, dx);
+        if (dx != NULL) /* dx = d W^T */
+            vibi_sgemm(false, true, rows, L->in, L->out, 1.0f, d, L->out, L->w, L->out, 0.0f,
+                       dx, L->in);
         if (l == first)
             break;
-        for (size_t i = 0; i < rows * L->in; i++) /* ReLU: pass where its output was > 0 */
-            dx[i] = in[i] > 0.0f ? dx[i] : 0.0f;
+        relu_mask_colsum(rows, L->in, in, dx, m->layers[l - 1].db);
         d = dx;
     }
 }
@@ -517,11 +543,36 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
  * softplus(. + offset), the rest as it is): z = mu + sigma v or z = mu + L v, or z = mu
  * when not sampling. Returns the summed KL to N(0, I) in nats (0 when not sampling):
  * 0.5 sum (mu^2 + sum_j L_ij^2 - 1 - 2 log L_ii), the diagonal case having L = diag sigma. */
+/* The diagonal head's forward over `rows` rows in float, vectorized: z = mu + sigma v
+ * with sigma = softplus(rho + offset), and the KL terms mu^2 + sigma^2 - 1 - 2 log sigma
+ * summed per row (log sigma from log softplus, finite when sigma underflows). */
+VIB_CLONES static double latent_forward_diag(size_t rows, size_t K, size_t HO, float offset,
+                                             const float *head, const float *v, float *z)
+{
+    double kl = 0.0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict mu = head + r * HO, *restrict rho = mu + K;
+        const float *restrict vr = v + r * K;
+        float *restrict zr = z + r * K;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (size_t i = 0; i < K; i++) {
+            const float x = rho[i] + offset, s = vibi_vsoftplusf(x);
+            zr[i] = mu[i] + s * vr[i];
+            acc += mu[i] * mu[i] + s * s - 1.0f - 2.0f * vibi_vlog_softplusf(x);
+        }
+        kl += (double)acc;
+    }
+    return 0.5 * kl;
+}
+
 static double latent_forward(const vib_model *m, size_t rows, const float *head,
                              const float *v, float *z, bool sample)
 {
     const size_t K = m->k, HO = m->head_out;
     const bool full = m->flags & VIB_MODEL_FULL_COV;
+    if (sample && !full)
+        return latent_forward_diag(rows, K, HO, m->offset, head, v, z);
     double kl = 0.0;
     for (size_t r = 0; r < rows; r++) {
         const float *mu = head + r * HO, *raw = mu + K, *vr = v + r * K;
@@ -549,11 +600,35 @@ static double latent_forward(const vib_model *m, size_t rows, const float *head,
  *   dL_ij   = dz_i v_j + w L_ij                           (full, j < i)
  *   drho_i  = (dz_i v_i + w (s - 1/s)) s'    s = L_ii = softplus(x), s' = sigmoid(x),
  * where (1/s) s' = d log s/dx is evaluated stably (it tends to 1 as s underflows). */
+/* latent_backward for the diagonal head in float, vectorized:
+ *   dmu = dz + w mu,  drho = s' (dz v + w (s - 1/s)) with s' (1/s) = d log s/dx stable. */
+VIB_CLONES static void latent_backward_diag(size_t rows, size_t K, size_t HO, float offset,
+                                            const float *head, const float *v,
+                                            const float *dz, float w, float *dhead)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict mu = head + r * HO, *restrict rho = mu + K;
+        const float *restrict vr = v + r * K, *restrict g = dz + r * K;
+        float *restrict dmu = dhead + r * HO, *restrict drho = dmu + K;
+#pragma omp simd
+        for (size_t i = 0; i < K; i++) {
+            const float x = rho[i] + offset;
+            const float s = vibi_vsoftplusf(x), ds = vibi_vsigmoidf(x);
+            dmu[i] = g[i] + w * mu[i];
+            drho[i] = g[i] * vr[i] * ds + w * (s * ds - vibi_vdlog_softplusf(x));
+        }
+    }
+}
+
 static void latent_backward(const vib_model *m, size_t rows, const float *head,
                             const float *v, const float *dz, double w, float *dhead)
 {
     const size_t K = m->k, HO = m->head_out;
     const bool full = m->flags & VIB_MODEL_FULL_COV;
+    if (!full && !m->deterministic) {
+        latent_backward_diag(rows, K, HO, m->offset, head, v, dz, (float)w, dhead);
+        return;
+    }
     for (size_t r = 0; r < rows; r++) {
         const float *mu = head + r * HO, *raw = mu + K, *vr = v + r * K, *g = dz + r * K;
         float *dmu = dhead + r * HO, *draw = dmu + K;
@@ -577,12 +652,43 @@ static void latent_backward(const vib_model *m, size_t rows, const float *head,
 
 /* The posterior's scale for each row, packed as the full factor (K(K+1)/2 per row) when
  * `packed` or the model is full-covariance, else as sigma (K per row). */
+/* sigma = softplus(rho + offset) for the diagonal head, [rows x K], vectorized. */
+VIB_CLONES static void sigma_diag(size_t rows, size_t K, size_t HO, float offset,
+                                  const float *head, float *sigma)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict rho = head + r * HO + K;
+        float *restrict o = sigma + r * K;
+#pragma omp simd
+        for (size_t i = 0; i < K; i++)
+            o[i] = vibi_vsoftplusf(rho[i] + offset);
+    }
+}
+
+/* z = mu + sigma v over [rows x K], mu read from the head's rows. */
+VIB_CLONES static void sample_diag(size_t rows, size_t K, size_t HO, const float *head,
+                                   const float *sigma, const float *v, float *z)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict mu = head + r * HO, *restrict s = sigma + r * K;
+        const float *restrict vr = v + r * K;
+        float *restrict zr = z + r * K;
+#pragma omp simd
+        for (size_t i = 0; i < K; i++)
+            zr[i] = mu[i] + s[i] * vr[i];
+    }
+}
+
 static void posterior_scale(const vib_model *m, size_t rows, const float *head, bool packed,
                             float *out)
 {
     const size_t K = m->k, HO = m->head_out, T = vib_chol_size(K);
     const bool full = m->flags & VIB_MODEL_FULL_COV;
     const size_t width = packed || full ? T : K;
+    if (width == K) {
+        sigma_diag(rows, K, HO, m->offset, head, out);
+        return;
+    }
     for (size_t r = 0; r < rows; r++) {
         const float *raw = head + r * HO + K;
         float *o = out + r * width;
@@ -590,7 +696,9 @@ static void posterior_scale(const vib_model *m, size_t rows, const float *head, 
             memset(o, 0, T * sizeof(float));
         for (size_t i = 0; i < K; i++) {
             size_t d = full ? tri(i, i) : i;
-            float s = (float)vibi_softplus((double)raw[d] + m->offset);
+            /* the diagonal head's sigma in the float arithmetic of its sampling path */
+            float s = full ? (float)vibi_softplus((double)raw[d] + m->offset)
+                           : vibi_vsoftplusf(raw[d] + m->offset);
             o[width == T ? tri(i, i) : i] = s;
             for (size_t j = 0; full && j < i; j++)
                 o[tri(i, j)] = raw[tri(i, j)];
@@ -640,8 +748,7 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
         return vibi_fail(VIB_ERR_NUMERIC, "%s: the loss is not finite (CE %g, KL %g): diverged?",
                          fn, mean_ce, mean_kl);
 
-    /* backward: decoder, the head, encoder */
-    memset(m->grads, 0, m->num_params * sizeof(float));
+    /* backward: decoder, the head, encoder; every gradient is written, none added to */
     backward_layers(m, H + 1, last, batch, w.z, act, dlogits, w.ga, w.gb, w.dz);
     float *dhead = w.gb;
     latent_backward(m, batch, act[H], w.v, w.dz, (double)m->beta * inv_b, dhead);
@@ -755,18 +862,18 @@ int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t sam
         } else {
             if ((rc = vib_rng_normal(m->predict_noise, batch * K, 0.0f, 1.0f, w.v)) != VIB_OK)
                 return rc;
-            for (size_t r = 0; r < batch; r++) {
-                const float *mu = act[H] + r * m->head_out, *v = w.v + r * K;
-                for (size_t i = 0; i < K; i++) { /* z = mu + sigma v, or mu + L v */
-                    double acc = mu[i];
-                    if (full)
+            if (!full) /* z = mu + sigma v */
+                sample_diag(batch, K, m->head_out, act[H], scale, w.v, w.z);
+            else /* z = mu + L v */
+                for (size_t r = 0; r < batch; r++) {
+                    const float *mu = act[H] + r * m->head_out, *v = w.v + r * K;
+                    for (size_t i = 0; i < K; i++) {
+                        double acc = mu[i];
                         for (size_t j = 0; j <= i; j++)
                             acc += (double)scale[r * T + tri(i, j)] * v[j];
-                    else
-                        acc += (double)scale[r * K + i] * v[i];
-                    w.z[r * K + i] = (float)acc;
+                        w.z[r * K + i] = (float)acc;
+                    }
                 }
-            }
         }
         forward_layers(m, H + 1, last, batch, w.z, act);
         for (size_t r = 0; r < batch; r++) {

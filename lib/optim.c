@@ -13,9 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
+#include <omp.h>
 
 #include "internal.h"
 
@@ -72,6 +70,24 @@ static int check_setting(const char *fn, const char *what, float x, bool in_doma
         if (vibi_rc_ != VIB_OK)                                                            \
             return vibi_rc_;                                                               \
     } while (0)
+
+struct vib_ema {
+    size_t n;
+    float decay;
+    uint64_t updates; /* t of the next update */
+    float *avg;       /* follows the struct in the same allocation, 64-byte aligned */
+};
+
+/* avg = d avg + (1-d) p, in double and rounded once: a convex combination of two floats
+ * cannot overflow, and a constant input is an exact fixed point (avg = p stays p). The
+ * approach to a constant stalls where d e rounds back to e, within 1/(2 (1-d)) ulps:
+ * the resolution of a float average, the same for any rounding order. */
+static inline void ema_block(size_t n, float *restrict avg, const float *restrict p, double d,
+                             double omd)
+{
+    for (size_t i = 0; i < n; i++)
+        avg[i] = (float)(d * (double)avg[i] + omd * (double)p[i]);
+}
 
 /* ---- optimizers ---------------------------------------------------------------------- */
 
@@ -181,14 +197,22 @@ static inline unsigned block_bad(size_t n, const float *restrict g, float gmax)
     return bad;
 }
 
-/* The index of the first gradient a step refuses, or n if there is none. */
+/* Arrays shorter than this many blocks are not worth waking threads for. */
+#define PAR_BLOCKS 512
+
+/* The index of the first gradient a step refuses, or n if there is none. The blocks are
+ * scanned in parallel; the smallest failing block wins, so the answer does not depend
+ * on the thread count. */
 static size_t first_bad(size_t n, const float *g, float gmax)
 {
-    size_t i = 0;
-    for (; i + BLOCK <= n; i += BLOCK)
-        if (block_bad(BLOCK, g + i, gmax))
-            break;
-    for (; i < n; i++) /* the failing block, or the tail */
+    const size_t blocks = n / BLOCK;
+    size_t bad_block = blocks;
+#pragma omp parallel for schedule(static) reduction(min : bad_block) \
+    num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS)
+    for (size_t b = 0; b < blocks; b++)
+        if (b < bad_block && block_bad(BLOCK, g + b * BLOCK, gmax))
+            bad_block = b;
+    for (size_t i = bad_block * BLOCK; i < n; i++) /* the failing block, or the tail */
         if (!(fabsf(g[i]) <= gmax))
             return i;
     return n;
@@ -222,22 +246,15 @@ static inline void adam_scalar(size_t n, float *restrict p, float *restrict m,
     }
 }
 
-/* x = sqrt(x) over one block. sqrtf may set errno (on a negative argument), and GCC
- * guards each call with a branch to the library for that case: a loop containing
- * sqrtf does not vectorize without -fno-math-errno, and even a function-level
- * optimize("no-math-errno") does not lift that in GCC 12. The scalar loop made an Adam
- * step 3x slower (6.9 ms against 2.3 ms at 2.38M parameters on one core), so on x86
- * the square roots are taken four at a time with SSE, whose sqrtps is correctly
- * rounded like sqrtf: the results are the same bits. */
+/* x = sqrt(x) over one block. sqrtf sets errno on a negative argument, and unless
+ * errno is ignored GCC guards each call with a branch to the library that stops the
+ * loop from vectorizing; the library is built with -fno-math-errno (it never reads
+ * errno), so this is one vector square root per lane group, correctly rounded like
+ * sqrtf: the same bits. */
 static inline void sqrt_block(float *x)
 {
-#if defined(__SSE__)
-    for (size_t i = 0; i < BLOCK; i += 4)
-        _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
-#else
     for (size_t i = 0; i < BLOCK; i++)
         x[i] = sqrtf(x[i]);
-#endif
 }
 
 /* adam_scalar over BLOCK elements, split around the square roots so both halves are
@@ -270,10 +287,11 @@ static inline void sgd_block(size_t n, float *restrict p, float *restrict u,
     }
 }
 
-static void adam_step(vib_optim *o, float *params, const float *grads)
+/* The step's coefficients: Adam's for the step about to be taken, t = steps + 1. */
+static adam_coef adam_coefs(const vib_optim *o)
 {
-    /* The step about to be taken is t = steps + 1. The bias corrections are computed in
-     * double once per step: 1 - b^t loses float's relative precision as b^t -> 1.
+    /* The bias corrections are computed in double once per step: 1 - b^t loses float's
+     * relative precision as b^t -> 1.
      *
      * This is the paper's form, the one the header documents: eps is added to
      * sqrt(vhat), the bias-corrected second moment. TensorFlow's AdamOptimizer instead
@@ -283,7 +301,7 @@ static void adam_step(vib_optim *o, float *params, const float *grads)
      * two agree when eps << sqrt(vhat) and differ early in training, when 1 - b2^t is
      * small and that eps hat is large. */
     const double t = (double)o->steps + 1.0;
-    const adam_coef k = {
+    return (adam_coef){
         .b1 = o->beta1,
         .omb1 = (float)(1.0 - (double)o->beta1),
         .b2 = o->beta2,
@@ -293,54 +311,123 @@ static void adam_step(vib_optim *o, float *params, const float *grads)
         .lr = o->lr,
         .eps = o->eps,
     };
-    const size_t n = o->n;
-    float *m = o->s1, *v = o->s2;
-    size_t i = 0;
-    for (; i + BLOCK <= n; i += BLOCK)
-        adam_block(params + i, m + i, v + i, grads + i, k);
-    adam_scalar(n - i, params + i, m + i, v + i, grads + i, k);
 }
 
-static void sgd_step(vib_optim *o, float *params, const float *grads)
+/* The average's weight for its update t (TensorFlow's ExponentialMovingAverage with
+ * num_updates = t): d = min(decay, (1 + t) / (10 + t)), so d is 0.1, 0.18, 0.25, ... at
+ * first and the average forgets the initial weights quickly, then settles at decay. */
+static double ema_weight(const vib_ema *e)
 {
-    const size_t n = o->n;
-    float *u = o->s1;
-    size_t i = 0;
-    for (; i + BLOCK <= n; i += BLOCK)
-        sgd_block(BLOCK, params + i, u + i, grads + i, o->momentum, o->lr);
-    sgd_block(n - i, params + i, u + i, grads + i, o->momentum, o->lr);
+    const double t = (double)e->updates;
+    const double warm = (1.0 + t) / (10.0 + t);
+    return warm < (double)e->decay ? warm : (double)e->decay;
+}
+
+/* One update of elements [i, i + len), then, if avg is not NULL, the average of the
+ * parameters just written: one pass that reads and writes each array once while its
+ * block is in the L1 cache. */
+static inline void update_range(const vib_optim *o, adam_coef k, size_t i, size_t len,
+                                float *params, const float *grads, float *avg, double d)
+{
+    float *p = params + i;
+    if (o->kind == KIND_ADAM) {
+        if (len == BLOCK)
+            adam_block(p, o->s1 + i, o->s2 + i, grads + i, k);
+        else
+            adam_scalar(len, p, o->s1 + i, o->s2 + i, grads + i, k);
+    } else {
+        sgd_block(len, p, o->s1 + i, grads + i, o->momentum, o->lr);
+    }
+    if (avg != NULL)
+        ema_block(len, avg + i, p, d, 1.0 - d);
+}
+
+/* Blocks [b0, b1), compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
+ * time by the CPU (VIB_CLONES). Without FMA contraction (ISO C mode) every version
+ * rounds each operation alike: the same bits on any CPU. */
+VIB_CLONES static void update_blocks(const vib_optim *o, adam_coef k, size_t b0, size_t b1,
+                                     float *params, const float *grads, float *avg, double d)
+{
+    for (size_t b = b0; b < b1; b++)
+        update_range(o, k, b * BLOCK, BLOCK, params, grads, avg, d);
+}
+
+/* The whole update: the blocks split evenly across the threads, then the tail. Each
+ * element depends on itself only, so the result is the same for any thread count. */
+static void update_all(const vib_optim *o, float *params, const float *grads, vib_ema *ema)
+{
+    const adam_coef k = o->kind == KIND_ADAM ? adam_coefs(o) : (adam_coef){0};
+    const double d = ema ? ema_weight(ema) : 0.0;
+    float *avg = ema ? ema->avg : NULL;
+    const size_t n = o->n, blocks = n / BLOCK;
+#pragma omp parallel num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS)
+    {
+        const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        update_blocks(o, k, blocks * t / nt, blocks * (t + 1) / nt, params, grads, avg, d);
+    }
+    update_range(o, k, blocks * BLOCK, n - blocks * BLOCK, params, grads, avg, d);
+}
+
+/* Everything a step checks before it writes, so a refused step leaves params, the
+ * moments, the average and the counts exactly as they were. */
+static int check_step(const char *fn, const vib_optim *opt, const float *params,
+                      const float *grads)
+{
+    const size_t n = opt->n;
+    TRY(vibi_check_ptr(fn, "params", params));
+    TRY(vibi_check_ptr(fn, "grads", grads));
+    if (overlaps(params, grads, n))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: params and grads overlap", fn);
+    size_t bad = first_bad(n, grads, opt->gmax);
+    if (bad < n) {
+        if (!isfinite(grads[bad]))
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: grads[%zu] = %g is not finite", fn, bad,
+                             (double)grads[bad]);
+        return vibi_fail(VIB_ERR_NUMERIC,
+                         "%s: grads[%zu] = %g exceeds %g, beyond which the %s would "
+                         "overflow float",
+                         fn, bad, (double)grads[bad], (double)opt->gmax,
+                         opt->kind == KIND_ADAM ? "second moment" : "momentum");
+    }
+    return VIB_OK;
 }
 
 int vib_optim_step(vib_optim *opt, float *params, const float *grads)
 {
     static const char fn[] = "vib_optim_step";
     TRY(vibi_check_ptr(fn, "opt", opt));
-    const size_t n = opt->n;
-    if (n > 0) {
-        TRY(vibi_check_ptr(fn, "params", params));
-        TRY(vibi_check_ptr(fn, "grads", grads));
-        if (overlaps(params, grads, n))
-            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: params and grads overlap", fn);
-        /* Everything is checked before the fused pass writes, so a refused step leaves
-         * params, the moments and the step count exactly as they were. */
-        size_t bad = first_bad(n, grads, opt->gmax);
-        if (bad < n) {
-            if (!isfinite(grads[bad]))
-                return vibi_fail(VIB_ERR_NUMERIC, "%s: grads[%zu] = %g is not finite", fn,
-                                 bad, (double)grads[bad]);
-            return vibi_fail(VIB_ERR_NUMERIC,
-                             "%s: grads[%zu] = %g exceeds %g, beyond which the %s would "
-                             "overflow float",
-                             fn, bad, (double)grads[bad], (double)opt->gmax,
-                             opt->kind == KIND_ADAM ? "second moment" : "momentum");
-        }
-        if (opt->kind == KIND_ADAM)
-            adam_step(opt, params, grads);
-        else
-            sgd_step(opt, params, grads);
+    if (opt->n > 0) {
+        TRY(check_step(fn, opt, params, grads));
+        update_all(opt, params, grads, NULL);
     }
     /* An empty step still counts, so Adam's t stays in step with the caller's. */
     opt->steps++;
+    return VIB_OK;
+}
+
+int vib_optim_step_ema(vib_optim *opt, float *params, const float *grads, vib_ema *ema)
+{
+    static const char fn[] = "vib_optim_step_ema";
+    TRY(vibi_check_ptr(fn, "opt", opt));
+    if (ema == NULL)
+        return vib_optim_step(opt, params, grads);
+    const size_t n = opt->n;
+    if (ema->n != n)
+        return vibi_fail(VIB_ERR_INVALID_ARG,
+                         "%s: the average holds %zu values, the optimizer %zu", fn, ema->n,
+                         n);
+    if (n > 0) {
+        TRY(check_step(fn, opt, params, grads));
+        if (overlaps(ema->avg, params, n) || overlaps(ema->avg, grads, n))
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: params or grads overlap the average",
+                             fn);
+        /* The parameters need no finiteness check before averaging: they were finite
+         * (the caller's, checked by the step's bound on g) and a step moves each by at
+         * most about lr (see adam_scalar). */
+        update_all(opt, params, grads, ema);
+    }
+    opt->steps++;
+    ema->updates++;
     return VIB_OK;
 }
 
@@ -383,13 +470,6 @@ int vib_lr_staircase(float lr0, float rate, uint64_t decay_steps, uint64_t step,
 
 /* ---- exponential moving average ------------------------------------------------------- */
 
-struct vib_ema {
-    size_t n;
-    float decay;
-    uint64_t updates; /* t of the next update */
-    float *avg;       /* follows the struct in the same allocation, 64-byte aligned */
-};
-
 int vib_ema_create(size_t n, float decay, const float *init, vib_ema **out)
 {
     static const char fn[] = "vib_ema_create";
@@ -423,17 +503,6 @@ void vib_ema_free(vib_ema *ema)
     free(ema);
 }
 
-/* avg = d avg + (1-d) p, in double and rounded once: a convex combination of two floats
- * cannot overflow, and a constant input is an exact fixed point (avg = p stays p). The
- * approach to a constant stalls where d e rounds back to e, within 1/(2 (1-d)) ulps:
- * the resolution of a float average, the same for any rounding order. */
-static inline void ema_block(size_t n, float *restrict avg, const float *restrict p, double d,
-                             double omd)
-{
-    for (size_t i = 0; i < n; i++)
-        avg[i] = (float)(d * (double)avg[i] + omd * (double)p[i]);
-}
-
 int vib_ema_update(vib_ema *ema, const float *params)
 {
     static const char fn[] = "vib_ema_update";
@@ -445,13 +514,7 @@ int vib_ema_update(vib_ema *ema, const float *params)
             return vibi_fail(VIB_ERR_INVALID_ARG, "%s: params overlap the average", fn);
         TRY(vibi_check_finite(fn, "params", n, params));
     }
-    /* TensorFlow's ExponentialMovingAverage with num_updates = t:
-     * d = min(decay, (1 + t) / (10 + t)), so d is 0.1, 0.18, 0.25, ... at first and the
-     * average forgets the initial weights quickly, then settles at `decay`. */
-    const double t = (double)ema->updates;
-    const double warm = (1.0 + t) / (10.0 + t);
-    const double d = warm < (double)ema->decay ? warm : (double)ema->decay;
-    const double omd = 1.0 - d;
+    const double d = ema_weight(ema), omd = 1.0 - d;
     size_t i = 0;
     for (; i + BLOCK <= n; i += BLOCK)
         ema_block(BLOCK, ema->avg + i, params + i, d, omd);

@@ -575,6 +575,110 @@ START_TEST(calls_reject_bad_arguments)
 }
 END_TEST
 
+/* The fused step: bit for bit vib_optim_step then vib_ema_update, for Adam and SGD, at
+ * N (a block and a tail) and at a size whose blocks are split across threads, with 1
+ * and 2 threads. */
+START_TEST(step_ema_equals_step_then_update)
+{
+    static const size_t sizes[] = {N, 70001};
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_assert_ok(vib_set_num_threads(threads));
+        for (size_t si = 0; si < 2; si++) {
+            const size_t n = sizes[si];
+            for (int kind = 0; kind < 2; kind++) {
+                float *p1 = malloc(n * sizeof(float)), *p2 = malloc(n * sizeof(float));
+                float *g = malloc(n * sizeof(float));
+                fill_normal(5, n, 0.0f, 1.0f, p1);
+                memcpy(p2, p1, n * sizeof(float));
+                vib_optim *o1 = NULL, *o2 = NULL;
+                vib_ema *e1 = NULL, *e2 = NULL;
+                if (kind == 0) {
+                    ck_assert_ok(vib_adam_create(n, 1e-2f, 0.5f, 0.999f, 1e-8f, &o1));
+                    ck_assert_ok(vib_adam_create(n, 1e-2f, 0.5f, 0.999f, 1e-8f, &o2));
+                } else {
+                    ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, &o1));
+                    ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, &o2));
+                }
+                ck_assert_ok(vib_ema_create(n, 0.9f, p1, &e1));
+                ck_assert_ok(vib_ema_create(n, 0.9f, p2, &e2));
+                for (int t = 0; t < 5; t++) {
+                    fill_normal(50 + (uint64_t)t, n, 0.0f, 1.0f, g);
+                    ck_assert_ok(vib_optim_step(o1, p1, g));
+                    ck_assert_ok(vib_ema_update(e1, p1));
+                    ck_assert_ok(vib_optim_step_ema(o2, p2, g, e2));
+                }
+                ck_assert_msg(memcmp(p1, p2, n * sizeof(float)) == 0,
+                              "params differ (kind %d, n %zu, %d threads)", kind, n, threads);
+                ck_assert_msg(memcmp(vib_ema_values(e1), vib_ema_values(e2),
+                                     n * sizeof(float)) == 0,
+                              "averages differ (kind %d, n %zu, %d threads)", kind, n, threads);
+                ck_assert(memcmp(vib_ema_values(e1), p1, n * sizeof(float)) != 0);
+                ck_assert_uint_eq(vib_optim_steps(o2), 5);
+                vib_optim_free(o1);
+                vib_optim_free(o2);
+                vib_ema_free(e1);
+                vib_ema_free(e2);
+                free(p1);
+                free(p2);
+                free(g);
+            }
+        }
+    }
+    ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
+/* A refused fused step changes neither the parameters, the optimizer nor the average:
+ * a NaN deep in a threaded array, a size mismatch, overlapping buffers. NULL for the
+ * average is a plain step. */
+START_TEST(step_ema_refusals_change_nothing)
+{
+    ck_assert_ok(vib_set_num_threads(2));
+    const size_t n = 70001;
+    float *p = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    float *p0 = malloc(n * sizeof(float)), *a0 = malloc(n * sizeof(float));
+    fill_normal(8, n, 0.0f, 1.0f, p);
+    fill_normal(9, n, 0.0f, 1.0f, g);
+    vib_optim *o = NULL;
+    vib_ema *e = NULL, *small = NULL;
+    ck_assert_ok(vib_adam_create(n, 1e-2f, 0.9f, 0.999f, 1e-8f, &o));
+    ck_assert_ok(vib_ema_create(n, 0.9f, p, &e));
+    ck_assert_ok(vib_ema_create(n - 1, 0.9f, p, &small));
+    ck_assert_ok(vib_optim_step_ema(o, p, g, e));
+    memcpy(p0, p, n * sizeof(float));
+    memcpy(a0, vib_ema_values(e), n * sizeof(float));
+
+    g[n - 5] = NAN; /* in the last thread's share */
+    ck_assert_fails(vib_optim_step_ema(o, p, g, e), VIB_ERR_NUMERIC);
+    ck_assert_msg(strstr(vib_last_error(), "grads[69996]") != NULL, "%s", vib_last_error());
+    g[n - 5] = 0.5f;
+    g[3] = INFINITY; /* and in the first's */
+    ck_assert_fails(vib_optim_step_ema(o, p, g, e), VIB_ERR_NUMERIC);
+    ck_assert_msg(strstr(vib_last_error(), "grads[3]") != NULL, "%s", vib_last_error());
+    g[3] = 0.5f;
+    ck_assert_fails(vib_optim_step_ema(o, p, g, small), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_optim_step_ema(o, p, p, e), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_optim_step_ema(NULL, p, g, e), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_optim_step_ema(o, NULL, g, e), VIB_ERR_INVALID_ARG);
+    ck_assert(memcmp(p, p0, n * sizeof(float)) == 0);
+    ck_assert(memcmp(vib_ema_values(e), a0, n * sizeof(float)) == 0);
+    ck_assert_uint_eq(vib_optim_steps(o), 1);
+
+    ck_assert_ok(vib_optim_step_ema(o, p, g, NULL)); /* a plain step: the average stays */
+    ck_assert_uint_eq(vib_optim_steps(o), 2);
+    ck_assert(memcmp(p, p0, n * sizeof(float)) != 0);
+    ck_assert(memcmp(vib_ema_values(e), a0, n * sizeof(float)) == 0);
+    vib_optim_free(o);
+    vib_ema_free(e);
+    vib_ema_free(small);
+    free(p);
+    free(g);
+    free(p0);
+    free(a0);
+    ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
 Suite *make_optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -591,6 +695,8 @@ Suite *make_optim_suite(void)
     tcase_add_test(tc, ema_bad_params_change_nothing);
     tcase_add_test(tc, create_rejects_bad_arguments);
     tcase_add_test(tc, calls_reject_bad_arguments);
+    tcase_add_test(tc, step_ema_equals_step_then_update);
+    tcase_add_test(tc, step_ema_refusals_change_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

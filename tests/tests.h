@@ -25,6 +25,7 @@ Suite *make_model_suite(void);
 Suite *make_io_suite(void);
 Suite *make_optim_suite(void);
 Suite *make_idx_suite(void);
+Suite *make_backend_suite(void);
 
 /* A scalar function of some float buffers, evaluated in double. */
 typedef double (*scalar_fn)(void *ctx);
@@ -33,7 +34,9 @@ typedef double (*scalar_fn)(void *ctx);
 double fd_partial(scalar_fn f, void *ctx, float *x, size_t i, double h);
 
 /* Check every analytic[i] against the central difference of f in x[i]:
- * |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
+ * |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|), at step h, or else
+ * at h/4 or h/16 (a ReLU kink within h of x[i] spoils a central difference; a smaller
+ * step clears it, while a wrong gradient fails at every step).
  * Fails the running test with the first offending index. */
 void check_gradient(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
                     const float *analytic, double h, double rtol, double atol);
