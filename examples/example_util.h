@@ -331,9 +331,9 @@ EXAMPLE_UTIL_FN epoch_sums minibatch_epoch(minibatch *mb,
         double ce, kl, loss = 0.0;
         check(vib_model_gradients(mb->m, rows, mb->xb, mb->yb, &ce, &kl,
                                   mb->want_loss ? &loss : NULL), "gradients");
-        check(vib_optim_step(mb->opt, params, vib_model_grads(mb->m)), "Adam step");
-        if (mb->ema)
-            check(vib_ema_update(mb->ema, params), "EMA update");
+        /* the step and the average (if any) in one pass over the arrays */
+        check(vib_optim_step_ema(mb->opt, params, vib_model_grads(mb->m), mb->ema),
+              "Adam step");
         sum.loss += loss * (double)rows, sum.ce += ce * (double)rows, sum.kl += kl * (double)rows;
         if (progress)
             progress(ctx, s + 1, mb->steps);

@@ -831,6 +831,35 @@ int vib_model_encode_chol(vib_model *model, size_t batch, const float *x, float 
     return VIB_OK;
 }
 
+/* prob = softmax(l) row by row (first) or prob += it, in float with the vectorized exp;
+ * l is overwritten with e^(l - max). Prediction evaluates this for every sample of every
+ * row, where libm's double exp was most of the time after the products. */
+VIB_CLONES static void softmax_add(size_t rows, size_t C, float *l, float *prob, bool first)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict lr = l + r * C, *restrict pr = prob + r * C;
+        float mx = lr[0];
+        for (size_t c = 1; c < C; c++)
+            mx = lr[c] > mx ? lr[c] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (size_t c = 0; c < C; c++) {
+            lr[c] = vibi_vexpf(lr[c] - mx);
+            sum += lr[c];
+        }
+        const float inv = 1.0f / sum; /* sum >= 1: the max's term is e^0 */
+        if (first) {
+#pragma omp simd
+            for (size_t c = 0; c < C; c++)
+                pr[c] = lr[c] * inv;
+        } else {
+#pragma omp simd
+            for (size_t c = 0; c < C; c++)
+                pr[c] += lr[c] * inv;
+        }
+    }
+}
+
 int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t samples,
                       float *prob)
 {
@@ -876,12 +905,7 @@ int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t sam
                 }
         }
         forward_layers(m, H + 1, last, batch, w.z, act);
-        for (size_t r = 0; r < batch; r++) {
-            float *l = act[last] + r * C;
-            vibi_softmax_row(C, l, 0, l);
-            for (size_t c = 0; c < C; c++)
-                prob[r * C + c] = s == 0 ? l[c] : prob[r * C + c] + l[c];
-        }
+        softmax_add(batch, C, act[last], prob, s == 0);
     }
     if (draws > 1)
         for (size_t i = 0; i < batch * C; i++)

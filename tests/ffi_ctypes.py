@@ -59,6 +59,9 @@ PROTOTYPES = {
     "vib_version_string": (c_char_p, []),
     "vib_status_string": (c_char_p, [c_int]),
     "vib_last_error": (c_char_p, []),
+    "vib_set_num_threads": (c_int, [c_int]),
+    "vib_num_threads": (c_int, []),
+    "vib_backend_info": (c_int, [c_char_p, c_size_t]),
     "vib_rng_create": (c_int, [c_uint64, VPP]),
     "vib_rng_free": (None, [c_void_p]),
     "vib_rng_seed": (c_int, [c_void_p, c_uint64]),
@@ -191,6 +194,24 @@ def test_version_and_status():
     for code in (1, -6, -1000, 2 ** 31 - 1, -2 ** 31):
         got = LIB.status_string(code)
         check(got == b"unknown status", "vib_status_string(%d)" % code, repr(got))
+
+
+def test_backend():
+    """The backend line through ctypes: snprintf-like sizing, and the thread count."""
+    n = LIB.backend_info(None, 0)
+    check(n > 20, "vib_backend_info(NULL, 0)", str(n))
+    buf = ctypes.create_string_buffer(n + 1)
+    check(LIB.backend_info(buf, n + 1) == n, "vib_backend_info length")
+    text = buf.value.decode()
+    check(text.startswith("BLIS ") and "kernels " in text, "vib_backend_info text", text)
+    check_status(LIB.backend_info(None, 4), -1, "vib_backend_info(NULL, 4)")
+    default = LIB.num_threads()
+    check(default >= 1, "vib_num_threads default", str(default))
+    check_status(LIB.set_num_threads(1), 0, "vib_set_num_threads(1)")
+    check(LIB.num_threads() == 1, "vib_num_threads after set", str(LIB.num_threads()))
+    check_status(LIB.set_num_threads(-3), -1, "vib_set_num_threads(-3)")
+    check_status(LIB.set_num_threads(0), 0, "vib_set_num_threads(0)")
+    check(LIB.num_threads() == default, "vib_num_threads back to the default")
 
 
 def test_errors():
@@ -531,7 +552,7 @@ def main(argv):
     except (OSError, AttributeError) as e:
         check(False, "load %s" % argv[1], str(e))
     else:
-        for test in (test_version_and_status, test_errors, test_rng, test_reparam, test_kl,
+        for test in (test_version_and_status, test_backend, test_errors, test_rng, test_reparam, test_kl,
                      test_sigma_head, test_relu, test_softmax_xent):
             test()
         test_model(os.path.abspath(ref))
