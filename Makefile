@@ -75,6 +75,8 @@ LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY 
             $(OMP_FLAGS) -fno-math-errno
 
 TEST_SRCS := $(wildcard tests/*.c)
+# tests/test_alloc.c counts the allocations of the statically linked library.
+TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 EXAMPLES  := examples/gradient_flow examples/train_mnist examples/beta_sweep examples/latent2d
 # Examples link like any user program: the public header and -lvib, found at run time
 # next to the tree through an $ORIGIN-relative rpath.
@@ -137,11 +139,11 @@ examples/%: examples/%.c examples/vib_chain.h examples/example_util.h include/vi
 build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h $(STLIB) $(HDRS)
 	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
 	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
-	  $(TEST_SRCS) -o $@ $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
+	  $(TEST_SRCS) -o $@ $(TEST_WRAP) $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
 
 build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvib-san.a $(HDRS)
 	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
-	  $(TEST_SRCS) -o $@ build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
+	  $(TEST_SRCS) -o $@ $(TEST_WRAP) build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
 
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.

@@ -529,6 +529,13 @@ VIB_API int vib_model_describe(const vib_model *model, char *buf, size_t len);
 VIB_API float *vib_model_params(vib_model *model);
 VIB_API float *vib_model_grads(vib_model *model);
 
+/* Make the model's workspace big enough for batches of up to max_batch rows now, so
+ * that no later call with at most that many rows allocates (without this, the first
+ * call with a larger batch than any before grows the workspace). Errors:
+ * VIB_ERR_INVALID_ARG (NULL model, max_batch 0 or so large the sizes overflow),
+ * VIB_ERR_NOMEM; the model is unchanged on error. */
+VIB_API int vib_model_reserve(vib_model *model, size_t max_batch);
+
 /* Forward and backward of one batch: x [batch x input_dim], labels [batch] in
  * [0, classes). OVERWRITES the gradient array with dL/dparams of the batch-mean loss,
  * draws fresh noise from the model's generator, and reports the batch means of the

@@ -446,6 +446,17 @@ static int reserve(vib_model *m, const char *fn, size_t rows)
     return VIB_OK;
 }
 
+int vib_model_reserve(vib_model *model, size_t max_batch)
+{
+    static const char fn[] = "vib_model_reserve";
+    int rc = need_model(fn, model);
+    if (rc != VIB_OK)
+        return rc;
+    if (max_batch == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: max_batch is 0", fn);
+    return reserve(model, fn, max_batch);
+}
+
 /* Carve the workspace for `rows` rows; act must have n_layers slots. */
 static views carve(const vib_model *m, size_t rows, float **act)
 {

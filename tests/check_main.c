@@ -18,6 +18,8 @@ int main(void)
     srunner_add_suite(sr, make_optim_suite());
     srunner_add_suite(sr, make_idx_suite());
     srunner_add_suite(sr, make_backend_suite());
+    srunner_add_suite(sr, make_alloc_suite());
+    srunner_add_suite(sr, make_vmath_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -26,6 +26,8 @@ Suite *make_io_suite(void);
 Suite *make_optim_suite(void);
 Suite *make_idx_suite(void);
 Suite *make_backend_suite(void);
+Suite *make_alloc_suite(void);
+Suite *make_vmath_suite(void);
 
 /* A scalar function of some float buffers, evaluated in double. */
 typedef double (*scalar_fn)(void *ctx);
