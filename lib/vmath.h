@@ -33,14 +33,14 @@
  *                      exactly x for x > 17, never overflowing.
  *   vibi_vsigmoidf     0.780 / 0.770 [0.85] where the result is a normal float
  *                      (x > -87.34), subnormal grid below (0.764 [0.8]); 1 for x > 17.33.
- *   vibi_vlog_softplusf  0.875 [1.0] where |result| >= 2^-6, 1.535 [2.0] where
+ *   vibi_vlog_softplusf  0.875 / 0.854 [1.0] where |result| >= 2^-6, 1.535 [2.0] where
  *                      |result| >= 2^-10; closer to its zero at x0 = log(e - 1) = 0.5413
  *                      (|x - x0| < 0.0016) the error is absolute, below 1.43e-10
  *                      (2^-32.7) [2^-32], the result itself tending to 0. Finite for
  *                      every finite x: exactly x for x < -103.98, where softplus(x)
  *                      underflows to 0.
- *   vibi_vdlog_softplusf 0.922 [1.0] for every float (1 for x < -103.98, 1/x as x ->
- *                      +inf, 0 at +inf).
+ *   vibi_vdlog_softplusf 0.922 / 0.802 [1.0] for every float (exactly 1 for x < -16.7,
+ *                      1/x as x -> +inf, 0 at +inf).
  * NaN in gives NaN out everywhere.
  *
  * Algorithms. The polynomial coefficients were fitted for this file: Chebyshev
