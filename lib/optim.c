@@ -87,6 +87,7 @@ struct vib_ema {
 static inline void ema_block(size_t n, float *restrict avg, const float *restrict p, double d,
                              double omd)
 {
+#pragma omp simd
     for (size_t i = 0; i < n; i++)
         avg[i] = (float)(d * (double)avg[i] + omd * (double)p[i]);
 }
@@ -350,8 +351,40 @@ static inline void update_range(const vib_optim *o, adam_coef k, size_t i, size_
 VIB_CLONES static void update_blocks(const vib_optim *o, adam_coef k, size_t b0, size_t b1,
                                      float *params, const float *grads, float *avg, double d)
 {
-    for (size_t b = b0; b < b1; b++)
-        update_range(o, k, b * BLOCK, BLOCK, params, grads, avg, d);
+    if (o->kind != KIND_ADAM) {
+        for (size_t b = b0; b < b1; b++)
+            update_range(o, k, b * BLOCK, BLOCK, params, grads, avg, d);
+        return;
+    }
+    /* Adam (and the average) as one straight vector loop: each element is adam_scalar's
+     * and ema_block's arithmetic, operation for operation, so the bits are theirs. */
+    float *restrict p = params, *restrict m = o->s1, *restrict v = o->s2, *restrict a = avg;
+    const float *restrict g = grads;
+    const size_t i0 = b0 * BLOCK, i1 = b1 * BLOCK;
+    if (a == NULL) {
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            const float gi = g[i];
+            const float mi = k.b1 * m[i] + k.omb1 * gi;
+            const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
+        }
+        return;
+    }
+    const double omd = 1.0 - d;
+#pragma omp simd
+    for (size_t i = i0; i < i1; i++) {
+        const float gi = g[i];
+        const float mi = k.b1 * m[i] + k.omb1 * gi;
+        const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float pi = p[i] - k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
+        p[i] = pi;
+        a[i] = (float)(d * (double)a[i] + omd * (double)pi);
+    }
 }
 
 /* The whole update: the blocks split evenly across the threads, then the tail. Each
