@@ -9,8 +9,9 @@ The network is the paper's (Alemi et al., ICLR 2017): inputs in [-1, 1], encoder
 784-1024-1024 with ReLU, a linear head to [mu | rho] with K = 256,
 sigma = softplus(rho - 5), z = mu + sigma * eps, a linear softmax decoder; the loss is
 cross-entropy + 1e-3 * KL(N(mu, sigma^2) || N(0, I)); Adam (lr 1e-4, betas 0.5 and
-0.999) and an exponential moving average of the weights (decay 0.999) updated after
-every step; batch 100. Prediction averages the softmax of 12 posterior samples over the
+0.999) and an exponential moving average of the weights (decay 0.999, with TensorFlow's
+warm-up d = min(decay, (1 + t) / (10 + t)), as libvib's) updated after every step;
+batch 100. Prediction averages the softmax of 12 posterior samples over the
 10,000 test images, in batches of 500 (as libvib's benchmark and train_mnist evaluate),
 with the averaged weights.
 
@@ -119,6 +120,7 @@ def main():
     avg = [p.detach().clone() for p in params]
     opt = torch.optim.Adam(params, lr=1e-4, betas=(0.5, 0.999), foreach=True)
     decay = 0.999
+    nonlocal_t = [0]
 
     def step(xb, yb):
         mu, sigma = model.posterior(xb)
@@ -129,9 +131,14 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        # TensorFlow's moving average with num_updates, as libvib's: d = min(decay,
+        # (1 + t) / (10 + t)) at update t
+        nonlocal_t[0] += 1
+        t = nonlocal_t[0] - 1
+        d = min(decay, (1.0 + t) / (10.0 + t))
         with torch.no_grad():
-            torch._foreach_mul_(avg, decay)
-            torch._foreach_add_(avg, [p.detach() for p in params], alpha=1.0 - decay)
+            torch._foreach_mul_(avg, d)
+            torch._foreach_add_(avg, [p.detach() for p in params], alpha=1.0 - d)
 
     n = xtr.shape[0] // batch * batch
     times = []
