@@ -213,8 +213,8 @@ experiments:
 # Not tests: they print measurements and assert nothing.
 
 bench/vib_bench: bench/vib_bench.c include/vib.h lib/libvib.so
-	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(BLIS_CFLAGS) $(LDFLAGS) $< -o $@ \
-	  -lvib $(BLIS_LIBS) -lm
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(BLIS_CFLAGS) $(OMP_FLAGS) $(LDFLAGS) \
+	  $< -o $@ -lvib $(BLIS_LIBS) -lm
 
 # One epoch of the paper's network with 1 and 2 threads against its products alone,
 # then 12-sample prediction on the test set.
