@@ -184,7 +184,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--epochs")) epochs = (int)parse_long(a, v, 1, MAX_EPOCHS);
         else if (!strcmp(a, "--threads")) thread_list = v;
-        else if (!strcmp(a, "--samples")) samples = (size_t)parse_long(a, v, 1, 1000);
+        else if (!strcmp(a, "--samples")) samples = (size_t)parse_long(a, v, 0, 1000);
         else usage_error("unknown option", a);
     }
     int threads[16], n_threads = 0;
