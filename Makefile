@@ -191,7 +191,7 @@ deps:
 	@sh .ci/deps test
 
 # The main job: which loss term reaches which parameters, then a VIB classifier trained
-# on MNIST with train_mnist's default recipe (about two minutes on two cores), its CSV
+# on MNIST with train_mnist's default recipe (about half a minute on two cores), its CSV
 # and learning curve under results/.
 run:
 	@sh .ci/deps run
