@@ -21,10 +21,9 @@
 
 #define ALIGN 64
 
-/* Elements per block of the fused loops. The loops run over whole blocks of a constant
- * length and then over the tail: at -O2 GCC only vectorizes a loop whose trip count is a
- * known multiple of the vector width, which a constant block is and an arbitrary n is
- * not. */
+/* Elements per block: the gradient check scans blocks of this constant length (a loop
+ * whose trip count is a known multiple of the vector width vectorizes at -O2), and the
+ * threads split the arrays in whole blocks, each starting on a cache line. */
 #define BLOCK 64
 
 static size_t round_up(size_t x)
@@ -84,12 +83,17 @@ struct vib_ema {
  * cannot overflow, and a constant input is an exact fixed point (avg = p stays p). The
  * approach to a constant stalls where d e rounds back to e, within 1/(2 (1-d)) ulps:
  * the resolution of a float average, the same for any rounding order. */
+static inline float ema_one(float avg, float p, double d, double omd)
+{
+    return (float)(d * (double)avg + omd * (double)p);
+}
+
 static inline void ema_block(size_t n, float *restrict avg, const float *restrict p, double d,
                              double omd)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++)
-        avg[i] = (float)(d * (double)avg[i] + omd * (double)p[i]);
+        avg[i] = ema_one(avg[i], p[i], d, omd);
 }
 
 /* ---- optimizers ---------------------------------------------------------------------- */
@@ -228,66 +232,32 @@ typedef struct adam_coef {
     float lr, eps;
 } adam_coef;
 
-/* One Adam update of n elements (Kingma and Ba 2015, Algorithm 1):
+/* One Adam update of one element (Kingma and Ba 2015, Algorithm 1), returning the new
+ * parameter:
  *   m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
  *   p -= lr * mhat / (sqrt(vhat) + eps),  mhat = m c1,  vhat = v c2.
  * (1-b2) g g is evaluated as ((1-b2) g) g, which cannot overflow once |g| <= 2^63, and
  * lr multiplies the ratio mhat / (sqrt(vhat) + eps), of order 1, rather than mhat.
  * Parameters are not checked for overflow: a step moves each by roughly at most
  * lr max(1, (1-b1)/sqrt(1-b2)) (Kingma and Ba, section 2.1), so only a learning rate
- * near float's range could overflow them. */
-static inline void adam_scalar(size_t n, float *restrict p, float *restrict m,
-                               float *restrict v, const float *restrict g, adam_coef k)
+ * near float's range could overflow them. sqrtf is correctly rounded and, with errno
+ * ignored (-fno-math-errno), a vector instruction in the loops below. */
+static inline float adam_one(float p, float *m, float *v, float g, adam_coef k)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        const float mi = k.b1 * m[i] + k.omb1 * gi;
-        const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
-    }
+    const float mi = k.b1 * *m + k.omb1 * g;
+    const float vi = k.b2 * *v + k.omb2 * g * g;
+    *m = mi;
+    *v = vi;
+    return p - k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
 }
 
-/* x = sqrt(x) over one block. sqrtf sets errno on a negative argument, and unless
- * errno is ignored GCC guards each call with a branch to the library that stops the
- * loop from vectorizing; the library is built with -fno-math-errno (it never reads
- * errno), so this is one vector square root per lane group, correctly rounded like
- * sqrtf: the same bits. */
-static inline void sqrt_block(float *x)
-{
-    for (size_t i = 0; i < BLOCK; i++)
-        x[i] = sqrtf(x[i]);
-}
-
-/* adam_scalar over BLOCK elements, split around the square roots so both halves are
- * branch-free straight lines over restrict pointers that the compiler vectorizes. */
-static inline void adam_block(float *restrict p, float *restrict m, float *restrict v,
-                              const float *restrict g, adam_coef k)
-{
-    float root[BLOCK]; /* vhat, then sqrt(vhat) */
-    for (size_t i = 0; i < BLOCK; i++) {
-        const float gi = g[i];
-        const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
-        m[i] = k.b1 * m[i] + k.omb1 * gi;
-        v[i] = vi;
-        root[i] = vi * k.c2;
-    }
-    sqrt_block(root);
-    for (size_t i = 0; i < BLOCK; i++)
-        p[i] -= k.lr * ((m[i] * k.c1) / (root[i] + k.eps));
-}
-
-/* One heavy-ball update of n elements: u = momentum u + g, p -= lr u; u is the sum of
+/* One heavy-ball update of one element: u = momentum u + g, p -= lr u; u is the sum of
  * past gradients weighted by momentum^age. */
-static inline void sgd_block(size_t n, float *restrict p, float *restrict u,
-                             const float *restrict g, float momentum, float lr)
+static inline float sgd_one(float p, float *u, float g, float momentum, float lr)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float ui = momentum * u[i] + g[i];
-        u[i] = ui;
-        p[i] -= lr * ui;
-    }
+    const float ui = momentum * *u + g;
+    *u = ui;
+    return p - lr * ui;
 }
 
 /* The step's coefficients: Adam's for the step about to be taken, t = steps + 1. */
@@ -326,69 +296,41 @@ static double ema_weight(const vib_ema *e)
     return warm < (double)e->decay ? warm : (double)e->decay;
 }
 
-/* One update of elements [i, i + len), then, if avg is not NULL, the average of the
- * parameters just written: one pass that reads and writes each array once while its
- * block is in the L1 cache. */
-static inline void update_range(const vib_optim *o, adam_coef k, size_t i, size_t len,
-                                float *params, const float *grads, float *avg, double d)
+/* Elements [i0, i1): the update, then, if avg is not NULL, the average of the parameter
+ * just written, one straight vector loop that reads and writes each array once.
+ * Compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time by the CPU
+ * (VIB_CLONES); without FMA contraction (ISO C mode) every version rounds each
+ * operation alike: the same bits on any CPU, and the same as vib_optim_step followed by
+ * vib_ema_update. */
+VIB_CLONES static void update_span(const vib_optim *o, adam_coef k, size_t i0, size_t i1,
+                                   float *params, const float *grads, float *avg, double d)
 {
-    float *p = params + i;
-    if (o->kind == KIND_ADAM) {
-        if (len == BLOCK)
-            adam_block(p, o->s1 + i, o->s2 + i, grads + i, k);
-        else
-            adam_scalar(len, p, o->s1 + i, o->s2 + i, grads + i, k);
-    } else {
-        sgd_block(len, p, o->s1 + i, grads + i, o->momentum, o->lr);
-    }
-    if (avg != NULL)
-        ema_block(len, avg + i, p, d, 1.0 - d);
-}
-
-/* Blocks [b0, b1), compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
- * time by the CPU (VIB_CLONES). Without FMA contraction (ISO C mode) every version
- * rounds each operation alike: the same bits on any CPU. */
-VIB_CLONES static void update_blocks(const vib_optim *o, adam_coef k, size_t b0, size_t b1,
-                                     float *params, const float *grads, float *avg, double d)
-{
-    if (o->kind != KIND_ADAM) {
-        for (size_t b = b0; b < b1; b++)
-            update_range(o, k, b * BLOCK, BLOCK, params, grads, avg, d);
-        return;
-    }
-    /* Adam (and the average) as one straight vector loop: each element is adam_scalar's
-     * and ema_block's arithmetic, operation for operation, so the bits are theirs. */
-    float *restrict p = params, *restrict m = o->s1, *restrict v = o->s2, *restrict a = avg;
+    float *restrict p = params, *restrict s1 = o->s1, *restrict s2 = o->s2;
+    float *restrict a = avg;
     const float *restrict g = grads;
-    const size_t i0 = b0 * BLOCK, i1 = b1 * BLOCK;
-    if (a == NULL) {
+    const double omd = 1.0 - d;
+    if (o->kind == KIND_ADAM && a != NULL) {
 #pragma omp simd
         for (size_t i = i0; i < i1; i++) {
-            const float gi = g[i];
-            const float mi = k.b1 * m[i] + k.omb1 * gi;
-            const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] -= k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
+            p[i] = adam_one(p[i], &s1[i], &s2[i], g[i], k);
+            a[i] = ema_one(a[i], p[i], d, omd);
         }
-        return;
-    }
-    const double omd = 1.0 - d;
+    } else if (o->kind == KIND_ADAM) {
 #pragma omp simd
-    for (size_t i = i0; i < i1; i++) {
-        const float gi = g[i];
-        const float mi = k.b1 * m[i] + k.omb1 * gi;
-        const float vi = k.b2 * v[i] + k.omb2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        const float pi = p[i] - k.lr * ((mi * k.c1) / (sqrtf(vi * k.c2) + k.eps));
-        p[i] = pi;
-        a[i] = (float)(d * (double)a[i] + omd * (double)pi);
+        for (size_t i = i0; i < i1; i++)
+            p[i] = adam_one(p[i], &s1[i], &s2[i], g[i], k);
+    } else {
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++)
+            p[i] = sgd_one(p[i], &s1[i], g[i], o->momentum, o->lr);
+        if (a != NULL)
+            ema_block(i1 - i0, a + i0, p + i0, d, omd);
     }
 }
 
-/* The whole update: the blocks split evenly across the threads, then the tail. Each
- * element depends on itself only, so the result is the same for any thread count. */
+/* The whole update, split across the threads in whole blocks (the last thread takes the
+ * tail). Each element depends on itself only, so the result is the same for any thread
+ * count. */
 static void update_all(const vib_optim *o, float *params, const float *grads, vib_ema *ema)
 {
     const adam_coef k = o->kind == KIND_ADAM ? adam_coefs(o) : (adam_coef){0};
@@ -398,9 +340,10 @@ static void update_all(const vib_optim *o, float *params, const float *grads, vi
 #pragma omp parallel num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS)
     {
         const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        update_blocks(o, k, blocks * t / nt, blocks * (t + 1) / nt, params, grads, avg, d);
+        const size_t i0 = blocks * t / nt * BLOCK;
+        const size_t i1 = t + 1 == nt ? n : blocks * (t + 1) / nt * BLOCK;
+        update_span(o, k, i0, i1, params, grads, avg, d);
     }
-    update_range(o, k, blocks * BLOCK, n - blocks * BLOCK, params, grads, avg, d);
 }
 
 /* Everything a step checks before it writes, so a refused step leaves params, the
@@ -458,7 +401,7 @@ int vib_optim_step_ema(vib_optim *opt, float *params, const float *grads, vib_em
                              fn);
         /* The parameters need no finiteness check before averaging: they were finite
          * (the caller's, checked by the step's bound on g) and a step moves each by at
-         * most about lr (see adam_scalar). */
+         * most about lr (see adam_one). */
         update_all(opt, params, grads, ema);
     }
     opt->steps++;
@@ -550,10 +493,7 @@ int vib_ema_update(vib_ema *ema, const float *params)
         TRY(vibi_check_finite(fn, "params", n, params));
     }
     const double d = ema_weight(ema), omd = 1.0 - d;
-    size_t i = 0;
-    for (; i + BLOCK <= n; i += BLOCK)
-        ema_block(BLOCK, ema->avg + i, params + i, d, omd);
-    ema_block(n - i, ema->avg + i, params + i, d, omd);
+    ema_block(n, ema->avg, params, d, omd);
     ema->updates++;
     return VIB_OK;
 }
