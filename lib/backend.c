@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <blis.h>
+#include <omp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -212,6 +213,15 @@ int vib_num_threads(void)
 int vibi_threads(void)
 {
     return vib_num_threads();
+}
+
+void vibi_share(size_t n, size_t align, size_t *lo, size_t *hi)
+{
+    const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+    const size_t units = (n + align - 1) / align;
+    const size_t a = units * t / nt * align, b = units * (t + 1) / nt * align;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
 }
 
 /* ---- report ---------------------------------------------------------------------- */

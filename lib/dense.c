@@ -79,7 +79,12 @@ void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float
 {
     const size_t in = l->in, out = l->out;
     vibi_sgemm(false, false, batch, out, in, 1.0f, x, in, l->w, out, 0.0f, y, out);
-    bias_act(batch, out, l->b, y, relu);
+#pragma omp parallel num_threads(vibi_threads()) if (batch * out >= VIBI_PAR_ELEMS)
+    {
+        size_t r0, r1;
+        vibi_share(batch, 1, &r0, &r1);
+        bias_act(r1 - r0, out, l->b, y + r0 * out, relu);
+    }
 }
 
 void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,

@@ -65,6 +65,16 @@ double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *pr
 /* The thread count for this call (vib_num_threads): products and threaded passes. */
 int vibi_threads(void);
 
+/* Elementwise passes over fewer elements than this run on the calling thread: waking a
+ * second thread costs about what a few thousand vector operations do. */
+#define VIBI_PAR_ELEMS 16384
+
+/* Inside an OpenMP parallel region: this thread's share [*lo, *hi) of n items, contiguous,
+ * in order of thread number, with every boundary a multiple of `align` (but n). The
+ * split depends on the thread count only, so per-thread partial sums combined in
+ * thread order are reproducible. */
+void vibi_share(size_t n, size_t align, size_t *lo, size_t *hi);
+
 /* gemm.c -------------------------------------------------------------------------- */
 
 /* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.

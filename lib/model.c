@@ -10,6 +10,7 @@
  * (docs/math.md#the-sigma-head, #kl-to-the-standard-normal, #reparameterization).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,19 +505,35 @@ static void forward_layers(const vib_model *m, size_t first, size_t last, size_t
 
 /* dx = dx where the ReLU output a > 0, else 0, and db = the column sums of the result:
  * the gradient at a ReLU layer's output, and that layer's bias gradient, in one pass. */
-VIB_CLONES static void relu_mask_colsum(size_t rows, size_t cols, const float *restrict a,
-                                        float *restrict dx, float *restrict db)
+VIB_CLONES static void relu_mask_colsum(size_t rows, size_t cols, size_t ld,
+                                        const float *restrict a, float *restrict dx,
+                                        float *restrict db)
 {
     memset(db, 0, cols * sizeof(float));
     for (size_t r = 0; r < rows; r++) {
-        const float *ar = a + r * cols;
-        float *dr = dx + r * cols;
+        const float *ar = a + r * ld;
+        float *dr = dx + r * ld;
 #pragma omp simd
         for (size_t j = 0; j < cols; j++) {
             const float g = ar[j] > 0.0f ? dr[j] : 0.0f;
             dr[j] = g;
             db[j] += g;
         }
+    }
+}
+
+/* relu_mask_colsum with the columns split across the threads (in whole cache lines):
+ * each column's sum runs over the rows in order whatever the split, so the bits do not
+ * depend on the thread count. */
+static void relu_mask_colsum_par(size_t rows, size_t cols, const float *a, float *dx,
+                                 float *db)
+{
+#pragma omp parallel num_threads(vibi_threads()) if (rows * cols >= VIBI_PAR_ELEMS)
+    {
+        size_t c0, c1;
+        vibi_share(cols, 16, &c0, &c1);
+        if (c0 < c1)
+            relu_mask_colsum(rows, c1 - c0, cols, a + c0, dx + c0, db + c0);
     }
 }
 
@@ -544,7 +561,7 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
                        dx, L->in);
         if (l == first)
             break;
-        relu_mask_colsum(rows, L->in, in, dx, m->layers[l - 1].db);
+        relu_mask_colsum_par(rows, L->in, in, dx, m->layers[l - 1].db);
         d = dx;
     }
 }
@@ -582,8 +599,25 @@ static double latent_forward(const vib_model *m, size_t rows, const float *head,
 {
     const size_t K = m->k, HO = m->head_out;
     const bool full = m->flags & VIB_MODEL_FULL_COV;
-    if (sample && !full)
-        return latent_forward_diag(rows, K, HO, m->offset, head, v, z);
+    if (sample && !full) {
+        /* rows split across the threads; the per-thread KL sums are added in thread
+         * order, so the total is the same for the same thread count */
+        double part[VIB_MAX_THREADS];
+        int used = 1;
+#pragma omp parallel num_threads(vibi_threads()) if (rows * K >= VIBI_PAR_ELEMS)
+        {
+            size_t r0, r1;
+            vibi_share(rows, 1, &r0, &r1);
+            part[omp_get_thread_num()] = latent_forward_diag(
+                r1 - r0, K, HO, m->offset, head + r0 * HO, v + r0 * K, z + r0 * K);
+#pragma omp single
+            used = omp_get_num_threads();
+        }
+        double kl = 0.0;
+        for (int t = 0; t < used; t++)
+            kl += part[t];
+        return kl;
+    }
     double kl = 0.0;
     for (size_t r = 0; r < rows; r++) {
         const float *mu = head + r * HO, *raw = mu + K, *vr = v + r * K;
@@ -637,7 +671,13 @@ static void latent_backward(const vib_model *m, size_t rows, const float *head,
     const size_t K = m->k, HO = m->head_out;
     const bool full = m->flags & VIB_MODEL_FULL_COV;
     if (!full && !m->deterministic) {
-        latent_backward_diag(rows, K, HO, m->offset, head, v, dz, (float)w, dhead);
+#pragma omp parallel num_threads(vibi_threads()) if (rows * K >= VIBI_PAR_ELEMS)
+        {
+            size_t r0, r1;
+            vibi_share(rows, 1, &r0, &r1);
+            latent_backward_diag(r1 - r0, K, HO, m->offset, head + r0 * HO, v + r0 * K,
+                                 dz + r0 * K, (float)w, dhead + r0 * HO);
+        }
         return;
     }
     for (size_t r = 0; r < rows; r++) {

@@ -67,12 +67,17 @@ START_TEST(kernel_choice_follows_the_cpu)
 }
 END_TEST
 
-/* A small VIB trained a few steps with Adam and the average fused into the step. */
+/* A VIB trained a few steps with Adam and the average fused into the step; large enough
+ * that every threaded pass runs threaded (the products, the bias and ReLU passes, the
+ * Gaussian head's rows, the optimizer's blocks: each above its size threshold). */
+enum { TB = 64, TIN = 96, TK = 256, TC = 5 };
+static const size_t t_enc[] = {512, 384};
+
 static void train_steps(int threads, float *params_out, float *avg_out, size_t *np_out)
 {
     ck_assert_ok(vib_set_num_threads(threads));
-    enum { B = 48, IN = 96, K = 12, C = 5, STEPS = 6 };
-    const size_t enc[] = {160, 128};
+    enum { B = TB, IN = TIN, K = TK, C = TC, STEPS = 6 };
+    const size_t *enc = t_enc;
     vib_model *m = NULL;
     vib_optim *opt = NULL;
     vib_ema *ema = NULL;
@@ -80,8 +85,8 @@ static void train_steps(int threads, float *params_out, float *avg_out, size_t *
     const size_t np = vib_model_num_params(m);
     ck_assert_ok(vib_adam_create(np, 1e-3f, 0.5f, 0.999f, 1e-8f, &opt));
     ck_assert_ok(vib_ema_create(np, 0.99f, vib_model_params(m), &ema));
-    float x[B * IN];
-    int32_t y[B];
+    static float x[B * IN];
+    static int32_t y[B];
     for (int s = 0; s < STEPS; s++) {
         fill_normal(100 + (uint64_t)s, B * IN, 0.0f, 1.0f, x);
         for (int r = 0; r < B; r++)
@@ -117,8 +122,7 @@ START_TEST(same_seed_same_threads_same_bits)
                       "averages differ between two runs with %d threads", threads);
         /* and training moved them: the comparison is not of two untouched copies */
         vib_model *fresh = NULL;
-        const size_t enc[] = {160, 128};
-        ck_assert_ok(vib_model_create(96, 2, enc, 12, 0, NULL, 5, 42, &fresh));
+        ck_assert_ok(vib_model_create(TIN, 2, t_enc, TK, 0, NULL, TC, 42, &fresh));
         ck_assert(memcmp(p[0], vib_model_params(fresh), np * sizeof(float)) != 0);
         vib_model_free(fresh);
         for (int run = 0; run < 2; run++) {
