@@ -105,7 +105,8 @@ VIB_API const char *vib_last_error(void);
  * detection alone (docs/performance.md).
  *
  * One process-wide thread count serves every product and every threaded elementwise
- * pass (the optimizer step, the averages). The default is BLIS_NUM_THREADS if that is a
+ * pass (the optimizer step and the average, the bias and ReLU passes, the Gaussian
+ * head); products and passes too small to gain from a second thread run on one. The default is BLIS_NUM_THREADS if that is a
  * positive integer, else the number of CPUs the process may run on. Results are
  * bit-identical for the same inputs and the same thread count.
  * ------------------------------------------------------------------------------- */
