@@ -25,8 +25,9 @@
  *
  * Threads. One process-wide count used by every product (through a BLIS rntm_t, so
  * BLIS's own global setting is left alone) and every threaded elementwise pass: set by
- * vib_set_num_threads, else BLIS_NUM_THREADS if it is a positive integer, else the
- * CPUs this process may run on.
+ * vib_set_num_threads, else BLIS_NUM_THREADS or else OMP_NUM_THREADS if it is a
+ * positive integer (clamped to VIB_MAX_THREADS), else the CPUs this process may run on.
+ * A forked child runs on one thread.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <blis.h>
@@ -44,6 +45,9 @@
 #endif
 
 #include "internal.h"
+
+static atomic_int user_threads; /* vib_set_num_threads's count; 0: the default */
+static void after_fork_in_child(void);
 
 /* What the constructor found and did, for vib_backend_info. */
 static const char *arch_wanted; /* the kernel set libvib asked for, or NULL */
@@ -128,6 +132,7 @@ static int choose_arch(void)
 /* Runs when the library is loaded (dlopen, or before main). */
 __attribute__((constructor)) static void select_blis_kernels(void)
 {
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     const char *opt = getenv("VIB_BLIS_ARCH");
     if (getenv("BLIS_ARCH_TYPE") != NULL) {
         arch_reason = "BLIS_ARCH_TYPE set by the user";
@@ -162,20 +167,32 @@ __attribute__((constructor)) static void select_blis_kernels(void)
 
 /* ---- threads --------------------------------------------------------------------- */
 
-static atomic_int user_threads; /* 0: the default */
 static int default_threads;
 static const char *default_source;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
+/* A positive integer from the environment variable `name`, clamped to VIB_MAX_THREADS,
+ * or 0 if it is unset or not one. */
+static int env_threads(const char *name)
+{
+    const char *env = getenv(name);
+    if (env == NULL)
+        return 0;
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (end == env || *end != '\0' || v < 1)
+        return 0;
+    return v > VIB_MAX_THREADS ? VIB_MAX_THREADS : (int)v;
+}
+
 static void find_default_threads(void)
 {
-    const char *env = getenv("BLIS_NUM_THREADS");
-    if (env != NULL) {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (end != env && *end == '\0' && v >= 1 && v <= VIB_MAX_THREADS) {
-            default_threads = (int)v;
-            default_source = "BLIS_NUM_THREADS";
+    static const char *const vars[] = {"BLIS_NUM_THREADS", "OMP_NUM_THREADS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const int v = env_threads(vars[i]);
+        if (v > 0) {
+            default_threads = v;
+            default_source = vars[i];
             return;
         }
     }
@@ -191,6 +208,13 @@ static void find_default_threads(void)
     default_source = "available CPUs";
 }
 
+/* GNU OpenMP's worker threads do not survive fork(): a child that starts a parallel
+ * region of more than one thread waits for them forever. So a forked child runs
+ * libvib on one thread (its own vib_set_num_threads can raise that, at that risk). */
+static void after_fork_in_child(void)
+{
+    atomic_store(&user_threads, 1);
+}
 int vib_set_num_threads(int n)
 {
     if (n < 0 || n > VIB_MAX_THREADS)

@@ -62,8 +62,8 @@ VIB_CLONES static void bias_act(size_t rows, size_t cols, const float *restrict 
     }
 }
 
-VIB_CLONES void vibi_colsum(size_t rows, size_t cols, const float *restrict d,
-                            float *restrict sum, bool accumulate)
+VIB_CLONES static void colsum(size_t rows, size_t cols, const float *restrict d,
+                              float *restrict sum, bool accumulate)
 {
     if (!accumulate)
         memset(sum, 0, cols * sizeof(float));
@@ -73,6 +73,11 @@ VIB_CLONES void vibi_colsum(size_t rows, size_t cols, const float *restrict d,
         for (size_t j = 0; j < cols; j++)
             sum[j] += dr[j];
     }
+}
+
+void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accumulate)
+{
+    colsum(rows, cols, d, sum, accumulate);
 }
 
 void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu)

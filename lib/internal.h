@@ -30,7 +30,10 @@ int vibi_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* A hot loop compiled three times, for AVX-512 (x86-64-v4), AVX2 (v3) and the baseline,
  * the version run chosen by the CPU when the library loads (GCC's target_clones, an
  * ifunc). The library itself is built for the baseline, so it runs anywhere. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 &&  \
+    defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+/* Only on static functions: GCC 11+ (which knows the x86-64-v3/v4 levels) with glibc
+ * (ifunc). Elsewhere the loops are built once, for the baseline. */
 #define VIB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VIB_CLONES

@@ -1,13 +1,17 @@
 /* test_backend.c - the thread count, the backend line, the kernel choice and the
  * determinism the header promises: the same inputs and thread count give the same bits. */
 #include <blis.h> /* BLIS_CONFIG_*: the kernel sets this BLIS build registered */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests.h"
 
 START_TEST(thread_count_setting)
 {
+    ck_assert_ok(vib_set_num_threads(0)); /* the default (Check may run this in a fork) */
     const int def = vib_num_threads();
     ck_assert_int_ge(def, 1);
     ck_assert_int_le(def, VIB_MAX_THREADS);
@@ -133,15 +137,49 @@ START_TEST(same_seed_same_threads_same_bits)
 }
 END_TEST
 
+/* A child forked after the parent ran threaded passes can still train: GNU OpenMP's
+ * threads do not survive fork, and a child that used them would wait forever, so libvib
+ * runs a forked child on one thread. The child has 60 s (an alarm) to finish two steps. */
+START_TEST(forked_child_trains)
+{
+    size_t np;
+    train_steps(2, NULL, NULL, &np); /* the parent's OpenMP threads now exist */
+    ck_assert_ok(vib_set_num_threads(2));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(60);
+        int ok = vib_num_threads() == 1;
+        vib_model *m = NULL;
+        static float x[TB * TIN];
+        static int32_t y[TB];
+        ok = ok && vib_model_create(TIN, 2, t_enc, TK, 0, NULL, TC, 1, &m) == VIB_OK;
+        for (int s = 0; ok && s < 2; s++)
+            ok = vib_model_gradients(m, TB, x, y, NULL, NULL, NULL) == VIB_OK;
+        vib_model_free(m);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the forked child %s", WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM
+                                             ? "hung (alarm)"
+                                             : "failed");
+    ck_assert_int_eq(vib_num_threads(), 2); /* the parent keeps its setting */
+    ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
 Suite *make_backend_suite(void)
 {
     Suite *s = suite_create("backend");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, thread_count_setting);
     tcase_add_test(tc, backend_info_is_snprintf_like);
     tcase_add_test(tc, kernel_choice_follows_the_cpu);
     tcase_add_test(tc, same_seed_same_threads_same_bits);
+    tcase_add_test(tc, forked_child_trains);
     suite_add_tcase(s, tc);
     return s;
 }
