@@ -102,18 +102,25 @@ VIB_API const char *vib_last_error(void);
  * enabled by the OS: skx; else AVX2 with FMA: haswell; else BLIS decides), only among
  * the sets the BLIS build contains, and never one the CPU cannot run. Set
  * BLIS_ARCH_TYPE yourself to choose, or VIB_BLIS_ARCH=blis to leave BLIS's own
- * detection alone (docs/performance.md).
+ * detection alone (docs/performance.md). The choice is handed to BLIS through the
+ * environment, set while BLIS initializes and then removed: other threads reading the
+ * environment during dlopen of libvib could race with that, and a BLIS other than the
+ * one libvib was built against, lacking the chosen set, would abort; VIB_BLIS_ARCH=blis
+ * avoids both.
  *
  * One process-wide thread count serves every product and every threaded elementwise
  * pass (the optimizer step and the average, the bias and ReLU passes, the Gaussian
- * head); products and passes too small to gain from a second thread run on one. The default is BLIS_NUM_THREADS if that is a
- * positive integer, else the number of CPUs the process may run on. Results are
+ * head); products and passes too small to gain from a second thread run on one. The
+ * default is BLIS_NUM_THREADS, else OMP_NUM_THREADS, if a positive integer (clamped to
+ * VIB_MAX_THREADS), else the number of CPUs the process may run on. Results are
  * bit-identical for the same inputs and the same thread count.
  * ------------------------------------------------------------------------------- */
 #define VIB_MAX_THREADS 1024
 
 /* Threads for the calls that follow, from any thread: 1..VIB_MAX_THREADS, or 0 to go
- * back to the default. Calls already running keep the count they started with. */
+ * back to the default. A call running in another thread at that moment may use the new
+ * count for its remaining products and passes. A forked child starts at 1 (GNU
+ * OpenMP's threads do not survive fork; raising the count in the child may hang). */
 VIB_API int vib_set_num_threads(int n);
 
 /* The count the next call will use (>= 1). */
@@ -448,7 +455,9 @@ VIB_API const float *vib_ema_values(const vib_ema *ema);
 
 /* vib_optim_step, then vib_ema_update of the new parameters, in ONE pass over the
  * arrays (the step is memory-bound: this reads and writes each array once instead of
- * twice), with bit-identical results. ema may be NULL (then this is vib_optim_step); it
+ * twice), with bit-identical results. Unlike vib_ema_update it does not check the new
+ * parameters for finiteness: a step can only overflow one with a learning rate near
+ * float's range, which it does not detect (the average then takes the infinity). ema may be NULL (then this is vib_optim_step); it
  * must hold as many values as the optimizer and must not overlap params or grads. The
  * gradients are checked as vib_optim_step checks them; on any error neither the
  * parameters, the optimizer nor the average change. */

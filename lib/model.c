@@ -566,11 +566,6 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
     }
 }
 
-/* The Gaussian head over `rows` rows, from the head's outputs [mu | rho] (diagonal:
- * sigma = softplus(rho + offset)) or [mu | packed raw L] (full: the diagonal of L through
- * softplus(. + offset), the rest as it is): z = mu + sigma v or z = mu + L v, or z = mu
- * when not sampling. Returns the summed KL to N(0, I) in nats (0 when not sampling):
- * 0.5 sum (mu^2 + sum_j L_ij^2 - 1 - 2 log L_ii), the diagonal case having L = diag sigma. */
 /* The diagonal head's forward over `rows` rows in float, vectorized: z = mu + sigma v
  * with sigma = softplus(rho + offset), and the KL terms mu^2 + sigma^2 - 1 - 2 log sigma
  * summed per row (log sigma from log softplus, finite when sigma underflows). */
@@ -594,6 +589,11 @@ VIB_CLONES static double latent_forward_diag(size_t rows, size_t K, size_t HO, f
     return 0.5 * kl;
 }
 
+/* The Gaussian head over `rows` rows, from the head's outputs [mu | rho] (diagonal:
+ * sigma = softplus(rho + offset)) or [mu | packed raw L] (full: the diagonal of L through
+ * softplus(. + offset), the rest as it is): z = mu + sigma v or z = mu + L v, or z = mu
+ * when not sampling. Returns the summed KL to N(0, I) in nats (0 when not sampling):
+ * 0.5 sum (mu^2 + sum_j L_ij^2 - 1 - 2 log L_ii), the diagonal case having L = diag sigma. */
 static double latent_forward(const vib_model *m, size_t rows, const float *head,
                              const float *v, float *z, bool sample)
 {
@@ -640,11 +640,6 @@ static double latent_forward(const vib_model *m, size_t rows, const float *head,
     return 0.5 * kl;
 }
 
-/* dL/d(head outputs) from dL/dz and the KL term with weight w = beta / batch:
- *   dmu_i   = dz_i + w mu_i
- *   dL_ij   = dz_i v_j + w L_ij                           (full, j < i)
- *   drho_i  = (dz_i v_i + w (s - 1/s)) s'    s = L_ii = softplus(x), s' = sigmoid(x),
- * where (1/s) s' = d log s/dx is evaluated stably (it tends to 1 as s underflows). */
 /* latent_backward for the diagonal head in float, vectorized:
  *   dmu = dz + w mu,  drho = s' (dz v + w (s - 1/s)) with s' (1/s) = d log s/dx stable. */
 VIB_CLONES static void latent_backward_diag(size_t rows, size_t K, size_t HO, float offset,
@@ -665,6 +660,11 @@ VIB_CLONES static void latent_backward_diag(size_t rows, size_t K, size_t HO, fl
     }
 }
 
+/* dL/d(head outputs) from dL/dz and the KL term with weight w = beta / batch:
+ *   dmu_i   = dz_i + w mu_i
+ *   dL_ij   = dz_i v_j + w L_ij                           (full, j < i)
+ *   drho_i  = (dz_i v_i + w (s - 1/s)) s'    s = L_ii = softplus(x), s' = sigmoid(x),
+ * where (1/s) s' = d log s/dx is evaluated stably (it tends to 1 as s underflows). */
 static void latent_backward(const vib_model *m, size_t rows, const float *head,
                             const float *v, const float *dz, double w, float *dhead)
 {
@@ -701,8 +701,6 @@ static void latent_backward(const vib_model *m, size_t rows, const float *head,
     }
 }
 
-/* The posterior's scale for each row, packed as the full factor (K(K+1)/2 per row) when
- * `packed` or the model is full-covariance, else as sigma (K per row). */
 /* sigma = softplus(rho + offset) for the diagonal head, [rows x K], vectorized. */
 VIB_CLONES static void sigma_diag(size_t rows, size_t K, size_t HO, float offset,
                                   const float *head, float *sigma)
@@ -730,6 +728,8 @@ VIB_CLONES static void sample_diag(size_t rows, size_t K, size_t HO, const float
     }
 }
 
+/* The posterior's scale for each row, packed as the full factor (K(K+1)/2 per row) when
+ * `packed` or the model is full-covariance, else as sigma (K per row). */
 static void posterior_scale(const vib_model *m, size_t rows, const float *head, bool packed,
                             float *out)
 {

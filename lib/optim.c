@@ -225,7 +225,7 @@ static size_t first_bad(size_t n, const float *g, float gmax)
     return n;
 }
 
-/* The coefficients of one Adam step (see adam_step). */
+/* The coefficients of one Adam step (see adam_one and adam_coefs). */
 typedef struct adam_coef {
     float b1, omb1, b2, omb2; /* beta1, 1 - beta1, beta2, 1 - beta2 */
     float c1, c2;             /* bias corrections 1/(1 - b1^t), 1/(1 - b2^t) */
