@@ -92,15 +92,13 @@ void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float
     }
 }
 
-void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
+void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, const float *dy,
                          float *dx, bool accumulate)
 {
     const size_t in = l->in, out = l->out;
     /* dW (+)= x^T dy   ([in x batch] [batch x out]); beta = 0 overwrites without reading */
     vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, accumulate ? 1.0f : 0.0f,
                l->dw, out);
-    /* db (+)= column sums of dy */
-    vibi_colsum(batch, out, dy, l->db, accumulate);
     /* dx = dy W^T   ([batch x out] [out x in]) */
     if (dx != NULL)
         vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, l->w, out, 0.0f, dx, in);
@@ -234,6 +232,7 @@ int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const flo
     rc = vibi_check_finite(fn, "dy", batch * layer->l.out, dy);
     if (rc != VIB_OK)
         return rc;
-    vibi_layer_backward(&layer->l, batch, x, dy, dx, true);
+    vibi_layer_products(&layer->l, batch, x, dy, dx, true);
+    vibi_colsum(batch, layer->l.out, dy, layer->l.db, true); /* db += column sums of dy */
     return VIB_OK;
 }

@@ -103,9 +103,10 @@ int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng);
 /* y = x W + b over `batch` rows, then max(y, 0) if relu. Unchecked. */
 void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float *y, bool relu);
 
-/* dW = x^T dy and db = column sums of dy (or += both if accumulate), and dx = dy W^T if
- * dx is not NULL. Unchecked. */
-void vibi_layer_backward(const vibi_layer *l, size_t batch, const float *x, const float *dy,
+/* A layer's backward products: dW = x^T dy (or += if accumulate), and dx = dy W^T if dx
+ * is not NULL. The bias gradient (column sums of dy, vibi_colsum) is the caller's: the
+ * model sums it in the same pass that applies the ReLU mask. Unchecked. */
+void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, const float *dy,
                          float *dx, bool accumulate);
 
 /* sum[j] (+)= sum over r of d[r][j], rows added in order. */

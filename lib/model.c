@@ -552,13 +552,9 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
     for (size_t l = last + 1; l-- > first;) {
         const vibi_layer *L = &m->layers[l];
         const float *in = l == first ? first_input : act[l - 1];
-        /* dW = in^T d, beta = 0: written, not accumulated */
-        vibi_sgemm(true, false, L->in, L->out, rows, 1.0f, in, L->in, d, L->out, 0.0f, L->dw,
-                   L->out);
         float *dx = l == first ? dx_first : (d == ga ? gb : ga);
-        if (dx != NULL) /* dx = d W^T */
-            vibi_sgemm(false, true, rows, L->in, L->out, 1.0f, d, L->out, L->w, L->out, 0.0f,
-                       dx, L->in);
+        /* dW = in^T d (written, not accumulated) and dx = d W^T */
+        vibi_layer_products(L, rows, in, d, dx, false);
         if (l == first)
             break;
         relu_mask_colsum_par(rows, L->in, in, dx, m->layers[l - 1].db);
