@@ -20,6 +20,19 @@ static void fill_grad(uint64_t seed, float *g)
         g[i] *= powf(10.0f, (float)(i % 5) - 3.0f);
 }
 
+/* Two optimizers of one kind (0: Adam with lr 1e-2, beta1 as given, beta2 0.999,
+ * eps 1e-8; 1: SGD with lr 1e-2, momentum 0.9) over n parameters, to step side by side. */
+static void optim_pair(int kind, size_t n, float beta1, vib_optim **a, vib_optim **b)
+{
+    if (kind == 0) {
+        ck_assert_ok(vib_adam_create(n, 1e-2f, beta1, 0.999f, 1e-8f, a));
+        ck_assert_ok(vib_adam_create(n, 1e-2f, beta1, 0.999f, 1e-8f, b));
+    } else {
+        ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, a));
+        ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, b));
+    }
+}
+
 /* ---- float64 references ------------------------------------------------------------- */
 
 /* Algorithm 1 of Kingma and Ba (2015); with eps_hat the variant of their section 2's
@@ -199,13 +212,7 @@ START_TEST(set_lr_changes_the_next_step)
         fill_normal(300, N, 0.0f, 1.0f, pa);
         memcpy(pb, pa, sizeof pa);
         vib_optim *a = NULL, *b = NULL;
-        if (kind == 0) {
-            ck_assert_ok(vib_adam_create(N, 1e-2f, 0.9f, 0.999f, 1e-8f, &a));
-            ck_assert_ok(vib_adam_create(N, 1e-2f, 0.9f, 0.999f, 1e-8f, &b));
-        } else {
-            ck_assert_ok(vib_sgd_create(N, 1e-2f, 0.9f, &a));
-            ck_assert_ok(vib_sgd_create(N, 1e-2f, 0.9f, &b));
-        }
+        optim_pair(kind, N, 0.9f, &a, &b);
         ck_assert(vib_optim_lr(a) == 1e-2f);
         fill_grad(301, g);
         ck_assert_ok(vib_optim_step(a, pa, g));
@@ -270,13 +277,7 @@ START_TEST(bad_gradient_changes_nothing)
         fill_normal(500, N, 0.0f, 1.0f, pa);
         memcpy(pb, pa, sizeof pa);
         vib_optim *a = NULL, *b = NULL;
-        if (kind == 0) {
-            ck_assert_ok(vib_adam_create(N, 1e-2f, 0.5f, 0.999f, 1e-8f, &a));
-            ck_assert_ok(vib_adam_create(N, 1e-2f, 0.5f, 0.999f, 1e-8f, &b));
-        } else {
-            ck_assert_ok(vib_sgd_create(N, 1e-2f, 0.9f, &a));
-            ck_assert_ok(vib_sgd_create(N, 1e-2f, 0.9f, &b));
-        }
+        optim_pair(kind, N, 0.5f, &a, &b);
         fill_grad(501, g);
         ck_assert_ok(vib_optim_step(a, pa, g));
         ck_assert_ok(vib_optim_step(b, pb, g));
@@ -592,13 +593,7 @@ START_TEST(step_ema_equals_step_then_update)
                 memcpy(p2, p1, n * sizeof(float));
                 vib_optim *o1 = NULL, *o2 = NULL;
                 vib_ema *e1 = NULL, *e2 = NULL;
-                if (kind == 0) {
-                    ck_assert_ok(vib_adam_create(n, 1e-2f, 0.5f, 0.999f, 1e-8f, &o1));
-                    ck_assert_ok(vib_adam_create(n, 1e-2f, 0.5f, 0.999f, 1e-8f, &o2));
-                } else {
-                    ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, &o1));
-                    ck_assert_ok(vib_sgd_create(n, 1e-2f, 0.9f, &o2));
-                }
+                optim_pair(kind, n, 0.5f, &o1, &o2);
                 ck_assert_ok(vib_ema_create(n, 0.9f, p1, &e1));
                 ck_assert_ok(vib_ema_create(n, 0.9f, p2, &e2));
                 for (int t = 0; t < 5; t++) {
