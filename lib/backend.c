@@ -10,9 +10,10 @@
  * CPU's features and the OS's register-state support itself and, if the BLIS it was
  * built against contains a matching kernel set, sets BLIS_ARCH_TYPE for BLIS to read
  * and initializes BLIS:
+ *   an AMD family 17h or 19h CPU (Zen 1 to Zen 4), which BLIS 0.9.0
+ *     recognises itself (on Zen 4 its zen3 kernels beat skx)              -> BLIS decides
  *   AVX-512 F, DQ, BW and VL, with the OS saving the opmask and ZMM state -> skx
- *   AVX2 with FMA, with the OS saving the YMM state (and no AVX-512)      -> haswell,
- *     except on AMD families 17h and 19h, which BLIS 0.9.0 recognises itself
+ *   AVX2 with FMA, with the OS saving the YMM state (and no AVX-512)      -> haswell
  *   anything else                                                        -> BLIS decides
  * Those are the instruction sets the skx and haswell kernels use, so the choice cannot
  * fault. BLIS aborts on an id its build did not register, so an id is only set when
@@ -22,6 +23,11 @@
  * again so child processes see the environment as it was. VIB_BLIS_ARCH=blis turns
  * all of this off.
  * vib_backend_info reports what happened.
+ *
+ * Product paths. Which of BLIS's two ways to run a product, packed or small/unpacked
+ * ("sup"), libvib asks for is gemm.c's rule; it needs to know whether the kernel set BLIS
+ * runs has sup kernels worth choosing (vibi_gemm_kernels), and whether the user
+ * overrode the rule with VIB_GEMM_PATH, read here once at load.
  *
  * Threads. One process-wide count used by every product (through a BLIS rntm_t, so
  * BLIS's own global setting is left alone) and every threaded elementwise pass: set by
@@ -111,6 +117,15 @@ static int choose_arch(void)
 {
     int amd_zen;
     const int f = cpu_features(&amd_zen);
+    /* BLIS 0.9.0 knows AMD families 17h and 19h (Zen 1 to Zen 4) and runs its zen
+     * kernels there. A Zen 4 has AVX-512, but executes it on 256-bit units: there the
+     * zen3 (AVX2) set measured faster than skx, 110 against 104 GFLOP/s on a 2000^3
+     * product and 102 against 83 on the paper network's products, one core
+     * (docs/performance.md). So a Zen of those families keeps BLIS's own choice. */
+    if (amd_zen) {
+        arch_reason = "an AMD family 17h/19h CPU, which BLIS recognises: BLIS's own choice";
+        return -1;
+    }
 #if defined(BLIS_CONFIG_SKX)
     if (f & CPU_AVX512) {
         arch_reason = "AVX-512 F/DQ/BW/VL enabled by the OS";
@@ -118,21 +133,69 @@ static int choose_arch(void)
     }
 #endif
 #if defined(BLIS_CONFIG_HASWELL)
-    if ((f & CPU_AVX2_FMA) && !(f & CPU_AVX512) && !amd_zen) {
+    if ((f & CPU_AVX2_FMA) && !(f & CPU_AVX512)) {
         arch_reason = "AVX2 and FMA enabled by the OS";
         return BLIS_ARCH_HASWELL;
     }
 #endif
-    arch_reason = amd_zen && !(f & CPU_AVX512) ? "an AMD Zen BLIS recognises: BLIS's own choice"
-                  : f ? "no matching kernel set in this BLIS build: BLIS's own choice"
-                      : "no AVX2/FMA: BLIS's own choice";
+    arch_reason = f ? "no matching kernel set in this BLIS build: BLIS's own choice"
+                    : "no AVX2/FMA: BLIS's own choice";
     return -1;
+}
+
+/* ---- product paths --------------------------------------------------------------- */
+
+static int gemm_path = VIBI_GEMM_RULE; /* VIB_GEMM_PATH, read at load */
+static const char *gemm_path_note = "libvib's rule";
+
+static void read_gemm_path(void)
+{
+    const char *v = getenv("VIB_GEMM_PATH");
+    if (v == NULL || strcmp(v, "auto") == 0)
+        return;
+    if (strcmp(v, "blis") == 0) {
+        gemm_path = VIBI_GEMM_BLIS;
+        gemm_path_note = "BLIS's choice (VIB_GEMM_PATH=blis)";
+    } else if (strcmp(v, "packed") == 0) {
+        gemm_path = VIBI_GEMM_PACKED;
+        gemm_path_note = "packed (VIB_GEMM_PATH=packed)";
+    } else {
+        gemm_path_note = "libvib's rule (VIB_GEMM_PATH not auto, blis or packed: ignored)";
+    }
+}
+
+int vibi_gemm_path(void)
+{
+    return gemm_path;
+}
+
+static int sup_kernels;
+static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
+
+/* BLIS 0.9.0's AVX2 sets for AMD and Intel register small/unpacked kernels whose speed
+ * differs from the packed path's by shape; the skx set registers none (both paths run
+ * the same code), and the other sets are left to BLIS. */
+static void find_kernels(void)
+{
+    bli_init();
+    const char *name = bli_arch_string(bli_arch_query_id());
+    static const char *const with_sup[] = {"haswell", "zen", "zen2", "zen3"};
+    for (size_t i = 0; name != NULL && i < sizeof with_sup / sizeof with_sup[0]; i++)
+        if (strcmp(name, with_sup[i]) == 0)
+            sup_kernels = 1;
+}
+
+bool vibi_gemm_kernels_have_sup(void)
+{
+    pthread_once(&kernels_once, find_kernels);
+    return sup_kernels;
 }
 
 /* Runs when the library is loaded (dlopen, or before main). */
 __attribute__((constructor)) static void select_blis_kernels(void)
 {
     pthread_atfork(NULL, NULL, after_fork_in_child);
+    read_gemm_path();
     const char *opt = getenv("VIB_BLIS_ARCH");
     if (getenv("BLIS_ARCH_TYPE") != NULL) {
         arch_reason = "BLIS_ARCH_TYPE set by the user";
@@ -270,8 +333,8 @@ int vib_backend_info(char *buf, size_t len)
         snprintf(note, sizeof note, "%s", arch_reason ? arch_reason : "BLIS's own choice");
     if (!user)
         pthread_once(&default_once, find_default_threads);
-    int n = snprintf(buf, len, "BLIS %s, kernels %s (%s), %d thread%s (%s)",
+    int n = snprintf(buf, len, "BLIS %s, kernels %s (%s), %d thread%s (%s), products: %s",
                      bli_info_get_version_str(), active, note, threads, threads == 1 ? "" : "s",
-                     user ? "vib_set_num_threads" : default_source);
+                     user ? "vib_set_num_threads" : default_source, gemm_path_note);
     return n < 0 ? vibi_fail(VIB_ERR_INVALID_ARG, "vib_backend_info: formatting failed") : n;
 }

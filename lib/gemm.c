@@ -17,6 +17,24 @@ static bool small_product(size_t m, size_t n, size_t k)
     return m * n < SMALL_MACS && m * n * k < SMALL_MACS; /* no overflow: m n checked first */
 }
 
+/* BLIS runs a product one of two ways: packed (A and B copied into the micro-kernel's
+ * panel layout, then the kernel: near the machine's peak once the copies are paid for)
+ * or small/unpacked, "sup" (the kernel reads A and B where they lie: no copies, but
+ * strided loads). BLIS 0.9.0 takes sup whenever one dimension is under its thresholds
+ * (a few hundred on the AVX2 sets), which covers every batch-100 product. Measured on
+ * the AVX2 sets (zen3 and haswell kernels, docs/performance.md#product-paths), packed
+ * beats sup by up to 1.7x on every product of the paper network at batches 32 to 500,
+ * with one exception: an output only a few columns or rows wide (the 10-class
+ * decoder), where packing costs more than it saves and sup runs 1.3-2x faster, unless
+ * k is tiny too (k = 10: sup runs at a third of packed). Below 16 (an AVX2 kernel's
+ * tile is 6 x 16) sup it is. */
+#define NARROW 16
+
+bool vibi_gemm_use_sup(size_t m, size_t n, size_t k)
+{
+    return (m < NARROW || n < NARROW) && k >= NARROW;
+}
+
 void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc)
@@ -32,6 +50,12 @@ void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
      * count BLIS partitions the product the same way every time: the same bits. */
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(small_product(m, n, k) ? 1 : vibi_threads(), &rntm);
+    /* The path depends on the shape, the kernel set and the override only: the same
+     * call takes the same path every time, so the bits stay reproducible. */
+    const int path = vibi_gemm_path();
+    if (path == VIBI_GEMM_PACKED ||
+        (path == VIBI_GEMM_RULE && vibi_gemm_kernels_have_sup() && !vibi_gemm_use_sup(m, n, k)))
+        bli_rntm_disable_l3_sup(&rntm);
     /* BLIS's typed API takes non-const pointers but does not write A, B, alpha or beta. */
     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha,
                  (float *)a, rsa, csa, (float *)b, rsb, csb, &beta, c, (inc_t)ldc, 1, NULL,

@@ -78,7 +78,20 @@ int vibi_threads(void);
  * thread order are reproducible. */
 void vibi_share(size_t n, size_t align, size_t *lo, size_t *hi);
 
+/* Which path a product takes (gemm.c): libvib's rule, BLIS's own choice, or always
+ * packed; VIB_GEMM_PATH=auto|blis|packed, read once when the library is loaded. */
+enum { VIBI_GEMM_RULE, VIBI_GEMM_BLIS, VIBI_GEMM_PACKED };
+int vibi_gemm_path(void);
+
+/* Whether the kernel set BLIS runs in this process has small/unpacked ("sup") kernels
+ * to choose between (BLIS 0.9.0: haswell, zen, zen2, zen3). */
+bool vibi_gemm_kernels_have_sup(void);
+
 /* gemm.c -------------------------------------------------------------------------- */
+
+/* libvib's rule, given sup kernels: whether a row-major [m x n] = [m x k] [k x n]
+ * product should take the sup path (true) or the packed one. Shape only. */
+bool vibi_gemm_use_sup(size_t m, size_t n, size_t k);
 
 /* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.
  * op(A) is [m x k], op(B) is [k x n], C is [m x n]; lda, ldb, ldc are the row strides
