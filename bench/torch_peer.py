@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""torch_peer.py - the PyTorch peer of bench/vib_bench: the same VIB network, recipe and
-batch, timed the same way, with libvib's benchmark run first in the same invocation so
-the two are compared on the same machine state.
+"""torch_peer.py - the PyTorch peer of bench/vib_bench at its best: the same VIB network,
+recipe and batch, timed the same way, with every BLAS available here, and libvib's
+benchmark run first in the same invocation so that all are measured on the same machine
+state.
 
-    python3 bench/torch_peer.py [--data DIR] [--epochs N] [--threads T] [--libvib PATH]
+    python3 bench/torch_peer.py [--data DIR] [--epochs N] [--threads LIST]
+                                [--blas LIST] [--libvib PATH]
 
 The network is the paper's (Alemi et al., ICLR 2017): inputs in [-1, 1], encoder
 784-1024-1024 with ReLU, a linear head to [mu | rho] with K = 256,
@@ -13,25 +15,44 @@ cross-entropy + 1e-3 * KL(N(mu, sigma^2) || N(0, I)); Adam (lr 1e-4, betas 0.5 a
 warm-up d = min(decay, (1 + t) / (10 + t)), as libvib's) updated after every step;
 batch 100. Prediction averages the softmax of 12 posterior samples over the
 10,000 test images, in batches of 500 (as libvib's benchmark and train_mnist evaluate),
-with the averaged weights.
+with the averaged weights: the median of three passes.
 
-PyTorch's best BLAS setting here: Debian's torch calls BLIS through libblas.so.3, so
-BLIS_ARCH_TYPE=0 (BLIS's AVX-512 kernels) and BLIS_NUM_THREADS = the thread count are
-set before torch is imported, unless the caller set them; torch.set_num_threads sets
-its own OpenMP pool. Adam runs with foreach=True, its fastest CPU form in 1.13, and the
-average is updated with the _foreach ops.
+Debian's torch makes its products through libblas.so.3. For each thread count T of LIST
+(default 1,2) and each BLAS of LIST (default: blis and openblas, those installed), a
+child process runs PyTorch with that BLAS first on the library path (the system's
+default BLAS is not touched), T threads for torch (torch.set_num_threads) and for the
+BLAS (BLIS_NUM_THREADS, OPENBLAS_NUM_THREADS), and
+  - BLIS: the kernel set libvib runs in its benchmark (read from its backend line), so
+    both use the kernels libvib found best for this CPU; never a set the CPU lacks;
+  - OpenBLAS: its own CPU detection (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some
+    machines here set, are removed for the child), and OMP_WAIT_POLICY=passive, so
+    torch's OpenMP threads sleep instead of spinning on the cores OpenBLAS's own threads
+    need (without it two threads ran slower than one).
+Each child prints which library and kernels it actually ran. libvib is compared with the
+fastest peer, per measurement. Adam runs with foreach=True, its fastest CPU form in
+1.13, and the average is updated with the _foreach ops.
 
-The last stdout line is
-    result peer_epoch_s=<s> libvib_epoch_s=<s> epoch_ratio=<peer/libvib>
-           peer_predict_s=<s> libvib_predict_s=<s> predict_ratio=<peer/libvib> threads=<T>
+For each thread count a line
+    result threads=<T> peer_epoch_s=<s> peer_epoch_blas=<name> libvib_epoch_s=<s>
+           epoch_ratio=<peer/libvib> peer_predict_s=<s> peer_predict_blas=<name>
+           libvib_predict_s=<s> predict_ratio=<peer/libvib> epoch_over_phys=<r>
+is printed (epoch_over_phys: libvib's epoch over the physical floor, from its benchmark).
 """
 import argparse
+import ctypes
 import gzip
 import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
+
+MULTIARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+BLAS_DIRS = {
+    "blis": f"/usr/lib/{MULTIARCH}/blis-openmp",
+    "openblas": f"/usr/lib/{MULTIARCH}/openblas-pthread",
+}
 
 
 def read_idx(path):
@@ -52,36 +73,99 @@ def read_idx(path):
     return payload, dims
 
 
+def result_fields(out, tag):
+    """The key=value fields of the last line of `out` that starts with `tag`."""
+    for line in reversed(out.strip().splitlines()):
+        words = line.split()
+        if words and words[0] == tag:
+            return dict(kv.split("=", 1) for kv in words[1:] if "=" in kv)
+    raise SystemExit(f"torch_peer: no '{tag}' line in:\n{out}")
+
+
 def run_libvib(binary, data, epochs, threads):
-    """Run libvib's benchmark for one thread count; return its result fields."""
+    """Run libvib's benchmark for one thread count; its result fields and kernel set."""
     cmd = [binary, "--data", data, "--epochs", str(epochs), "--threads", str(threads)]
     print("torch_peer: running", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     sys.stdout.write(out)
-    last = out.strip().splitlines()[-1].split()
-    if not last or last[0] != "result":
-        raise SystemExit("torch_peer: libvib's benchmark printed no result line")
-    return dict(kv.split("=", 1) for kv in last[1:])
+    fields = result_fields(out, "result")
+    backend = next((l for l in out.splitlines() if l.startswith("backend:")), "")
+    # "backend: BLIS 0.9.0, kernels zen3 (chosen by libvib: ...), ..."
+    words = backend.replace(",", " ").split()
+    kernels = words[words.index("kernels") + 1] if "kernels" in words else None
+    return fields, kernels, "chosen by libvib" in backend
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="data/mnist")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--libvib", default="bench/vib_bench",
-                    help="libvib's benchmark binary ('' to time PyTorch alone)")
-    args = ap.parse_args()
-    if args.epochs < 1 or args.threads < 1:
-        raise SystemExit("torch_peer: --epochs and --threads must be positive")
+def blis_arch_id(name):
+    """BLIS's id of kernel set `name` in the BLIS the peer loads, or None."""
+    lib = ctypes.CDLL(os.path.join(BLAS_DIRS["blis"], "libblas.so.3"))
+    lib.bli_arch_string.restype = ctypes.c_char_p
+    lib.bli_arch_string.argtypes = [ctypes.c_int]
+    for i in range(64):
+        s = lib.bli_arch_string(i)
+        if s is None:
+            return None
+        if s.decode() == name:
+            return i
+        if s.decode() == "generic":  # the last id
+            return None
+    return None
 
-    vib = run_libvib(args.libvib, args.data, args.epochs, args.threads) if args.libvib else None
 
-    os.environ.setdefault("BLIS_ARCH_TYPE", "0")
-    os.environ.setdefault("BLIS_NUM_THREADS", str(args.threads))
-    import torch  # after the BLIS settings: BLIS reads them when first called
+def run_peer(blas, threads, args, kernels, libvib_chose):
+    """PyTorch with `blas` in a child process; its result fields."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = BLAS_DIRS[blas] + (
+        ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    if blas == "blis":
+        env["BLIS_NUM_THREADS"] = str(threads)
+        if "BLIS_ARCH_TYPE" not in os.environ and libvib_chose and kernels:
+            arch = blis_arch_id(kernels)
+            if arch is not None:
+                env["BLIS_ARCH_TYPE"] = str(arch)
+    else:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+        env.setdefault("OMP_WAIT_POLICY", "passive")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", blas, "--data", args.data,
+           "--epochs", str(args.epochs), "--threads", str(threads)]
+    print(f"torch_peer: running PyTorch with {blas}, {threads} thread(s)", flush=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    sys.stdout.write(out)
+    return result_fields(out, "peer")
 
-    torch.set_num_threads(args.threads)
+
+def loaded_blas():
+    """Which BLAS this process runs its products in, and its kernels."""
+    path = None
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if "libblas.so" in line or "libopenblas" in line:
+                path = line.split()[-1]
+                break
+    if path is None:
+        return "no libblas.so.3 loaded"
+    lib = ctypes.CDLL(path)
+    if hasattr(lib, "openblas_get_corename"):
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        return (f"{path}: {lib.openblas_get_config().decode()}, "
+                f"core {lib.openblas_get_corename().decode()}")
+    if hasattr(lib, "bli_arch_query_id"):
+        lib.bli_arch_string.restype = ctypes.c_char_p
+        lib.bli_arch_string.argtypes = [ctypes.c_int]
+        lib.bli_arch_query_id.restype = ctypes.c_int
+        return f"{path}: BLIS, kernels {lib.bli_arch_string(lib.bli_arch_query_id()).decode()}"
+    return path
+
+
+def child(args):
+    """Train and predict with PyTorch in this process; print a 'peer' line."""
+    threads = int(args.threads)
+    import torch
+
+    torch.set_num_threads(threads)
     torch.manual_seed(1)
 
     def load(prefix):
@@ -120,7 +204,7 @@ def main():
     avg = [p.detach().clone() for p in params]
     opt = torch.optim.Adam(params, lr=1e-4, betas=(0.5, 0.999), foreach=True)
     decay = 0.999
-    nonlocal_t = [0]
+    updates = [0]
 
     def step(xb, yb):
         mu, sigma = model.posterior(xb)
@@ -133,14 +217,18 @@ def main():
         opt.step()
         # TensorFlow's moving average with num_updates, as libvib's: d = min(decay,
         # (1 + t) / (10 + t)) at update t
-        nonlocal_t[0] += 1
-        t = nonlocal_t[0] - 1
+        t = updates[0]
+        updates[0] += 1
         d = min(decay, (1.0 + t) / (10.0 + t))
         with torch.no_grad():
             torch._foreach_mul_(avg, d)
             torch._foreach_add_(avg, [p.detach() for p in params], alpha=1.0 - d)
 
     n = xtr.shape[0] // batch * batch
+    # a warm-up of 60 steps, as libvib's benchmark
+    perm = torch.randperm(xtr.shape[0])
+    for i in range(0, 60 * batch, batch):
+        step(xtr[perm[i:i + batch]], ytr[perm[i:i + batch]])
     times = []
     for _ in range(args.epochs):
         perm = torch.randperm(xtr.shape[0])
@@ -151,38 +239,83 @@ def main():
         times.append(time.perf_counter() - t0)
     epoch_s = statistics.median(times)
 
-    # 12-sample prediction with the averaged weights
+    # 12-sample prediction with the averaged weights, the median of three passes
     with torch.no_grad():
-        live = [p.detach().clone() for p in params]
         for p, a in zip(params, avg):
             p.copy_(a)
-        t0 = time.perf_counter()
-        wrong = 0
-        pb = 500
-        for i in range(0, xte.shape[0], pb):
-            mu, sigma = model.posterior(xte[i:i + pb])
-            prob = torch.zeros(mu.shape[0], 10)
-            for _ in range(12):
-                prob += torch.softmax(model.dec(mu + sigma * torch.randn_like(mu)), 1)
-            wrong += int((prob.argmax(1) != yte[i:i + pb]).sum())
-        predict_s = time.perf_counter() - t0
-        for p, l in zip(params, live):
-            p.copy_(l)
+        passes = []
+        for rep in range(3):
+            t0 = time.perf_counter()
+            wrong = 0
+            pb = 500
+            for i in range(0, xte.shape[0], pb):
+                mu, sigma = model.posterior(xte[i:i + pb])
+                prob = torch.zeros(mu.shape[0], 10)
+                for _ in range(12):
+                    prob += torch.softmax(model.dec(mu + sigma * torch.randn_like(mu)), 1)
+                wrong += int((prob.argmax(1) != yte[i:i + pb]).sum())
+            passes.append(time.perf_counter() - t0)
+        predict_s = statistics.median(passes)
 
-    print(f"torch_peer: torch {torch.__version__}, {args.threads} threads, "
-          f"BLIS_ARCH_TYPE={os.environ['BLIS_ARCH_TYPE']}: epochs "
-          + " ".join(f"{t:.3f}" for t in times)
+    print(f"torch_peer: torch {torch.__version__}, {threads} thread(s), "
+          f"BLAS {loaded_blas()}: epochs " + " ".join(f"{t:.3f}" for t in times)
           + f" s, median {epoch_s:.3f} s; 12-sample prediction {predict_s:.3f} s "
           f"(test error {100.0 * wrong / xte.shape[0]:.2f}% after {args.epochs} epochs)")
-    if vib is None:
-        print(f"result peer_epoch_s={epoch_s:.3f} peer_predict_s={predict_s:.3f} "
-              f"threads={args.threads}")
-        return
-    ve, vp = float(vib["epoch_s"]), float(vib["predict_s"])
-    print(f"result peer_epoch_s={epoch_s:.3f} libvib_epoch_s={ve:.3f} "
-          f"epoch_ratio={epoch_s / ve:.2f} peer_predict_s={predict_s:.3f} "
-          f"libvib_predict_s={vp:.3f} predict_ratio={predict_s / vp:.2f} "
-          f"threads={args.threads}")
+    print(f"peer blas={args.child} epoch_s={epoch_s:.3f} predict_s={predict_s:.3f} "
+          f"threads={threads}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="data/mnist")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--blas", default="blis,openblas",
+                    help="comma-separated: " + ", ".join(BLAS_DIRS))
+    ap.add_argument("--libvib", default="bench/vib_bench",
+                    help="libvib's benchmark binary ('' to time PyTorch alone)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    try:
+        thread_list = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        raise SystemExit(f"torch_peer: bad thread list '{args.threads}'")
+    if args.epochs < 1 or not thread_list or min(thread_list) < 1:
+        raise SystemExit("torch_peer: --epochs and --threads must be positive")
+    blas_list = []
+    for b in args.blas.split(","):
+        if b not in BLAS_DIRS:
+            raise SystemExit(f"torch_peer: unknown BLAS '{b}' (known: {', '.join(BLAS_DIRS)})")
+        if os.path.exists(os.path.join(BLAS_DIRS[b], "libblas.so.3")):
+            blas_list.append(b)
+        else:
+            print(f"torch_peer: {b} not installed ({BLAS_DIRS[b]}): skipped "
+                  "(sh .ci/deps bench installs it)")
+    if not blas_list:
+        raise SystemExit("torch_peer: no BLAS to run PyTorch with")
+
+    summary = []
+    for threads in thread_list:
+        vib, kernels, chose = (run_libvib(args.libvib, args.data, args.epochs, threads)
+                               if args.libvib else ({}, None, False))
+        peers = {b: run_peer(b, threads, args, kernels, chose) for b in blas_list}
+        be = min(peers, key=lambda b: float(peers[b]["epoch_s"]))
+        bp = min(peers, key=lambda b: float(peers[b]["predict_s"]))
+        pe, pp = float(peers[be]["epoch_s"]), float(peers[bp]["predict_s"])
+        line = (f"result threads={threads} peer_epoch_s={pe:.3f} peer_epoch_blas={be} "
+                f"peer_predict_s={pp:.3f} peer_predict_blas={bp}")
+        if vib:
+            ve, vp = float(vib["epoch_s"]), float(vib["predict_s"])
+            line += (f" libvib_epoch_s={ve:.3f} epoch_ratio={pe / ve:.2f} "
+                     f"libvib_predict_s={vp:.3f} predict_ratio={pp / vp:.2f} "
+                     f"epoch_over_phys={vib.get('epoch_over_phys', '?')}")
+        print(line, flush=True)
+        summary.append(line)
+    print("torch_peer: summary")
+    for line in summary:
+        print(line)
 
 
 if __name__ == "__main__":
