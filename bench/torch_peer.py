@@ -97,8 +97,9 @@ def run_libvib(binary, data, epochs, threads):
 
 
 def blis_arch_id(name):
-    """BLIS's id of kernel set `name` in the BLIS the peer loads, or None."""
-    lib = ctypes.CDLL(os.path.join(BLAS_DIRS["blis"], "libblas.so.3"))
+    """BLIS's id of kernel set `name` in the BLIS the peer loads, or None. Its
+    libblas.so.3 exports only the BLAS; libblis.so.4 beside it is the same build."""
+    lib = ctypes.CDLL(os.path.join(BLAS_DIRS["blis"], "libblis.so.4"))
     lib.bli_arch_string.restype = ctypes.c_char_p
     lib.bli_arch_string.argtypes = [ctypes.c_int]
     for i in range(64):
@@ -152,11 +153,9 @@ def loaded_blas():
         lib.openblas_get_config.restype = ctypes.c_char_p
         return (f"{path}: {lib.openblas_get_config().decode()}, "
                 f"core {lib.openblas_get_corename().decode()}")
-    if hasattr(lib, "bli_arch_query_id"):
-        lib.bli_arch_string.restype = ctypes.c_char_p
-        lib.bli_arch_string.argtypes = [ctypes.c_int]
-        lib.bli_arch_query_id.restype = ctypes.c_int
-        return f"{path}: BLIS, kernels {lib.bli_arch_string(lib.bli_arch_query_id()).decode()}"
+    if "blis" in path:  # its libblas.so.3 has no BLIS API to ask for the kernels
+        arch = os.environ.get("BLIS_ARCH_TYPE")
+        return f"{path}: BLIS, " + (f"BLIS_ARCH_TYPE={arch}" if arch else "its own kernel choice")
     return path
 
 

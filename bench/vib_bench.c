@@ -88,11 +88,13 @@ static long parse_long(const char *opt, const char *v, long lo, long hi)
 
 /* One step's products exactly as libvib runs them (vibi_sgemm: its paths, its threads),
  * on buffers of a step's sizes shared as the step shares them. */
-static void floor_step(const product *prods, float **buf, int threads)
+static void floor_step(const product *prods, float **buf, int threads, double *seconds)
 {
     for (int i = 0; i < N_STEP_PRODUCTS; i++) {
         const product *p = &prods[i];
+        const double t0 = now();
         run_path(LIBVIB, threads, p, buf[p->a], buf[p->b], buf[p->c]);
+        seconds[i] += now() - t0;
     }
 }
 
@@ -232,7 +234,7 @@ int main(int argc, char **argv)
             die("setup");
 
         double epoch_s[MAX_EPOCHS], floor_s[MAX_EPOCHS], stream_s[MAX_EPOCHS];
-        double peak[MAX_EPOCHS];
+        double peak[MAX_EPOCHS], prod_total[N_STEP_PRODUCTS] = {0};
         float *sp = filled(np), *sg = filled(np), *sm = filled(np), *sv = filled(np);
         float *sa = filled(np);
         for (size_t i = 0; i < np; i++) /* small values: 600 passes stay finite */
@@ -264,8 +266,11 @@ int main(int argc, char **argv)
                     die("vib_optim_step_ema");
             }
             double t1 = now();
+            double prod_s[N_STEP_PRODUCTS] = {0};
             for (size_t s = 0; s < run; s++)
-                floor_step(prods, buf, nt);
+                floor_step(prods, buf, nt, prod_s);
+            for (int i = 0; e >= 0 && i < N_STEP_PRODUCTS; i++)
+                prod_total[i] += prod_s[i];
             double t2 = now();
             for (size_t s = 0; s < run; s++)
                 stream_pass(nt, np, sp, sg, sm, sv, sa);
@@ -286,6 +291,13 @@ int main(int argc, char **argv)
         const double gflop = flops_per_example() * (double)(steps * BATCH) / 1e9;
 
         const double phys = gflop / pk + st; /* the physical floor */
+        printf("threads=%d calls floor by product (GFLOP/s in sequence, share of the "
+               "floor):", nt);
+        for (int i = 0; i < N_STEP_PRODUCTS; i++)
+            printf("%s %s %.0f (%.1f%%)", i ? "," : "", prods[i].what,
+                   product_flop(&prods[i]) * (double)steps * epochs / prod_total[i] / 1e9,
+                   100.0 * prod_total[i] / (fl * epochs));
+        printf("\n");
 
         /* Prediction with the averaged weights, as an evaluation would run; the median of
          * three passes over the test set. */

@@ -98,11 +98,15 @@ VIB_API const char *vib_last_error(void);
  * Backend: BLIS kernels and threads
  *
  * Every matrix product runs in BLIS. When the library is loaded and BLIS_ARCH_TYPE is
- * not set, libvib picks BLIS's kernel set from the CPU's features (AVX-512 F/DQ/BW/VL
- * enabled by the OS: skx; else AVX2 with FMA: haswell; else BLIS decides), only among
- * the sets the BLIS build contains, and never one the CPU cannot run. Set
- * BLIS_ARCH_TYPE yourself to choose, or VIB_BLIS_ARCH=blis to leave BLIS's own
- * detection alone (docs/performance.md). The choice is handed to BLIS through the
+ * not set, libvib picks BLIS's kernel set from the CPU's features (an AMD Zen of
+ * family 17h/19h, which BLIS knows: BLIS decides; else AVX-512 F/DQ/BW/VL enabled by
+ * the OS: skx; else AVX2 with FMA: haswell; else BLIS decides), only among the sets the
+ * BLIS build contains, and never one the CPU cannot run. Set BLIS_ARCH_TYPE yourself to
+ * choose, or VIB_BLIS_ARCH=blis to leave BLIS's own detection alone
+ * (docs/performance.md). Each product takes the faster of BLIS's packed and
+ * small/unpacked paths by a fixed rule of its shape and the kernel set (never a timing,
+ * so results stay reproducible); VIB_GEMM_PATH=blis leaves that to BLIS and
+ * VIB_GEMM_PATH=packed always packs (read when the library is loaded). The choice is handed to BLIS through the
  * environment, set while BLIS initializes and then removed: other threads reading the
  * environment during dlopen of libvib could race with that, and a BLIS other than the
  * one libvib was built against, lacking the chosen set, would abort; VIB_BLIS_ARCH=blis
@@ -128,7 +132,7 @@ VIB_API int vib_num_threads(void);
 
 /* A one-line description of the backend, e.g.
  * "BLIS 0.9.0, kernels skx (chosen by libvib: AVX-512 F/DQ/BW/VL enabled by the OS),
- *  2 threads (available CPUs)", written like snprintf: at most len - 1 characters and a
+ *  2 threads (available CPUs), products: libvib's rule", written like snprintf: at most len - 1 characters and a
  * terminating 0 into buf. Returns the length of the whole line (so a call with buf NULL
  * and len 0 gives the size to allocate, minus one), or VIB_ERR_INVALID_ARG if buf is
  * NULL with len > 0. */

@@ -148,20 +148,22 @@ static int choose_arch(void)
 static int gemm_path = VIBI_GEMM_RULE; /* VIB_GEMM_PATH, read at load */
 static const char *gemm_path_note = "libvib's rule";
 
-static void read_gemm_path(void)
+int vibi_gemm_path_parse(const char *value, const char **note)
 {
-    const char *v = getenv("VIB_GEMM_PATH");
-    if (v == NULL || strcmp(v, "auto") == 0)
-        return;
-    if (strcmp(v, "blis") == 0) {
-        gemm_path = VIBI_GEMM_BLIS;
-        gemm_path_note = "BLIS's choice (VIB_GEMM_PATH=blis)";
-    } else if (strcmp(v, "packed") == 0) {
-        gemm_path = VIBI_GEMM_PACKED;
-        gemm_path_note = "packed (VIB_GEMM_PATH=packed)";
-    } else {
-        gemm_path_note = "libvib's rule (VIB_GEMM_PATH not auto, blis or packed: ignored)";
+    if (value == NULL || strcmp(value, "auto") == 0) {
+        *note = "libvib's rule";
+        return VIBI_GEMM_RULE;
     }
+    if (strcmp(value, "blis") == 0) {
+        *note = "BLIS's choice (VIB_GEMM_PATH=blis)";
+        return VIBI_GEMM_BLIS;
+    }
+    if (strcmp(value, "packed") == 0) {
+        *note = "packed (VIB_GEMM_PATH=packed)";
+        return VIBI_GEMM_PACKED;
+    }
+    *note = "libvib's rule (VIB_GEMM_PATH is not auto, blis or packed: ignored)";
+    return VIBI_GEMM_RULE;
 }
 
 int vibi_gemm_path(void)
@@ -195,7 +197,7 @@ bool vibi_gemm_kernels_have_sup(void)
 __attribute__((constructor)) static void select_blis_kernels(void)
 {
     pthread_atfork(NULL, NULL, after_fork_in_child);
-    read_gemm_path();
+    gemm_path = vibi_gemm_path_parse(getenv("VIB_GEMM_PATH"), &gemm_path_note);
     const char *opt = getenv("VIB_BLIS_ARCH");
     if (getenv("BLIS_ARCH_TYPE") != NULL) {
         arch_reason = "BLIS_ARCH_TYPE set by the user";

@@ -83,6 +83,10 @@ void vibi_share(size_t n, size_t align, size_t *lo, size_t *hi);
 enum { VIBI_GEMM_RULE, VIBI_GEMM_BLIS, VIBI_GEMM_PACKED };
 int vibi_gemm_path(void);
 
+/* The VIBI_GEMM_* that a VIB_GEMM_PATH value asks for (NULL: unset), and the words
+ * vib_backend_info says of it in *note. */
+int vibi_gemm_path_parse(const char *value, const char **note);
+
 /* Whether the kernel set BLIS runs in this process has small/unpacked ("sup") kernels
  * to choose between (BLIS 0.9.0: haswell, zen, zen2, zen3). */
 bool vibi_gemm_kernels_have_sup(void);

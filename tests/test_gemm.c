@@ -66,6 +66,56 @@ START_TEST(all_transposes)
 }
 END_TEST
 
+/* Shapes on both sides of lib/gemm.c's path rule (the sup path for outputs under 16
+ * wide with k >= 16, the packed path otherwise): the same answers either way. */
+START_TEST(both_paths)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_product(ta, tb, 100, 10, 256, 1.0f, 0.0f); /* the decoder: sup */
+            check_product(ta, tb, 256, 10, 100, 1.0f, 1.0f); /* its weight gradient: sup */
+            check_product(ta, tb, 100, 256, 10, 1.0f, 0.0f); /* its input gradient: packed */
+            check_product(ta, tb, 70, 300, 200, 1.0f, 0.0f); /* a hidden layer: packed */
+        }
+}
+END_TEST
+
+/* The rule itself, on the step products docs/performance.md measured. */
+START_TEST(path_rule)
+{
+    ck_assert(vibi_gemm_use_sup(100, 10, 256));   /* decoder forward, 10 classes */
+    ck_assert(vibi_gemm_use_sup(256, 10, 100));   /* decoder weight gradient */
+    ck_assert(vibi_gemm_use_sup(1, 1024, 784));   /* one example: packing W costs more */
+    ck_assert(!vibi_gemm_use_sup(100, 256, 10));  /* k = 10: sup at a third of packed */
+    ck_assert(!vibi_gemm_use_sup(100, 1024, 784));  /* encoder forward */
+    ck_assert(!vibi_gemm_use_sup(100, 1024, 1024)); /* input gradient dy W^T */
+    ck_assert(!vibi_gemm_use_sup(784, 1024, 100));  /* weight gradient x^T dy */
+    ck_assert(!vibi_gemm_use_sup(4, 4, 4));         /* tiny all round: nothing to gain */
+}
+END_TEST
+
+START_TEST(path_override)
+{
+    const char *note = NULL;
+    ck_assert_int_eq(vibi_gemm_path_parse(NULL, &note), VIBI_GEMM_RULE);
+    ck_assert_str_eq(note, "libvib's rule");
+    ck_assert_int_eq(vibi_gemm_path_parse("auto", &note), VIBI_GEMM_RULE);
+    ck_assert_int_eq(vibi_gemm_path_parse("blis", &note), VIBI_GEMM_BLIS);
+    ck_assert_ptr_nonnull(strstr(note, "VIB_GEMM_PATH=blis"));
+    ck_assert_int_eq(vibi_gemm_path_parse("packed", &note), VIBI_GEMM_PACKED);
+    ck_assert_ptr_nonnull(strstr(note, "VIB_GEMM_PATH=packed"));
+    ck_assert_int_eq(vibi_gemm_path_parse("Packed", &note), VIBI_GEMM_RULE);
+    ck_assert_ptr_nonnull(strstr(note, "ignored"));
+    ck_assert_int_eq(vibi_gemm_path_parse("", &note), VIBI_GEMM_RULE);
+    /* what this process runs under, as vib_backend_info reports it */
+    char info[512];
+    ck_assert_int_lt(vib_backend_info(info, sizeof info), (int)sizeof info);
+    ck_assert_msg(strstr(info, ", products: ") != NULL, "%s", info);
+    vibi_gemm_path_parse(getenv("VIB_GEMM_PATH"), &note);
+    ck_assert_msg(strstr(info, note) != NULL, "%s lacks '%s'", info, note);
+}
+END_TEST
+
 START_TEST(empty_shapes)
 {
     float c[4] = {1, 2, 3, 4}, a[4] = {1, 1, 1, 1};
@@ -83,6 +133,9 @@ Suite *make_gemm_suite(void)
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_add_test(tc, all_transposes);
+    tcase_add_test(tc, both_paths);
+    tcase_add_test(tc, path_rule);
+    tcase_add_test(tc, path_override);
     tcase_add_test(tc, empty_shapes);
     suite_add_tcase(s, tc);
     return s;
