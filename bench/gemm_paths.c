@@ -2,7 +2,7 @@
  * gemm_paths - every way BLIS can run each of libvib's products, timed, next to the
  * way libvib runs it: the measurements behind lib/gemm.c's rule.
  *
- *   gemm_paths [--threads LIST] [--reps N] [--batch LIST] [--square N]
+ *   gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]
  *
  * For each product a training step of the paper's network makes (784-1024-1024, K = 256,
  * 10 classes) at each batch size of LIST (default 100), and for each thread count
@@ -21,7 +21,12 @@
  *   libvib   vibi_sgemm, the path lib/gemm.c's rule picks;
  *
  * and prints GFLOP/s (2 m n k over the time) per path, the best path, and libvib's share
- * of the best. Then one large square product (default 2000^3, packed) on the same
+ * of the best. Those are products on warm caches, called back to back. In training the
+ * products follow each other and the optimizer's pass (about 86 MB of traffic a step)
+ * evicts the caches between steps, so then each batch size and thread count gets a
+ * second table: the step's products in order, on buffers shared as the step shares
+ * them, after an eviction pass of that size, for N steps (default 30) by each of sup,
+ * packed, pk-jc and libvib's path, taking turns step by step. Then one large square product (default 2000^3, packed) on the same
  * threads: the machine's sgemm peak. Kernels: whatever BLIS runs in this process, as
  * libvib chose them or BLIS_ARCH_TYPE forces them (never force a set the CPU lacks).
  * This is a benchmark: it asserts nothing (docs/performance.md).
@@ -47,10 +52,81 @@ static int parse_list(const char *s, long *out, int max, long lo, long hi)
     return n;
 }
 
+/* The memory traffic of the optimizer's pass between two steps (five arrays of the
+ * paper network's 2.38M parameters read, four written): it evicts the caches, so the
+ * next step's products read their weights from memory, as they do in training. */
+#define EVICT_FLOATS ((size_t)2384394 * 5)
+
+static void evict(float *e)
+{
+    for (size_t i = 0; i < EVICT_FLOATS; i++)
+        e[i] = e[i] * 0.5f + 1.0f;
+}
+
+/* The step's products in order, on buffers shared as a step shares them, with the
+ * caches evicted before each step: `reps` steps by each of the paths sup, packed, pk-jc
+ * and libvib, the paths taking turns step by step. Prints each product's GFLOP/s by
+ * each path (total FLOPs over total time). */
+static void sequence_table(size_t B, int nt, int reps, const product *prods,
+                           const size_t *buf_size)
+{
+    enum { N_SEQ = 4 };
+    static const int seq_path[N_SEQ] = {SUP, PACKED, PK_JC, LIBVIB};
+    float *buf[N_BUFS];
+    for (int i = 0; i < N_BUFS; i++)
+        buf[i] = filled(buf_size[i]);
+    float *e = filled(EVICT_FLOATS);
+    double t[N_SEQ][N_STEP_PRODUCTS] = {{0}};
+    for (int r = -1; r < reps; r++)
+        for (int q = 0; q < N_SEQ; q++) {
+            evict(e);
+            for (int i = 0; i < N_STEP_PRODUCTS; i++) {
+                const product *p = &prods[i];
+                const double t0 = now();
+                run_path(seq_path[q], nt, p, buf[p->a], buf[p->b], buf[p->c]);
+                if (r >= 0)
+                    t[q][i] += now() - t0;
+            }
+        }
+    printf("\nbatch %zu, %d thread%s, in sequence with the caches evicted before each step: "
+           "GFLOP/s over %d steps per path\n",
+           B, nt, nt == 1 ? "" : "s", reps);
+    printf("%-16s %-16s", "product", "m x n x k");
+    for (int q = 0; q < N_SEQ; q++)
+        printf(" %8s", path_name[seq_path[q]]);
+    printf("  %-8s libvib/best\n", "best");
+    double step[N_SEQ] = {0}, step_best = 0, flop_total = 0;
+    for (int i = 0; i < N_STEP_PRODUCTS; i++) {
+        const product *p = &prods[i];
+        const double flop = product_flop(p) * reps;
+        int best = 0;
+        for (int q = 0; q < N_SEQ - 1; q++)
+            if (t[q][i] < t[best][i])
+                best = q;
+        char shape[32];
+        snprintf(shape, sizeof shape, "%zux%zux%zu", p->m, p->n, p->k);
+        printf("%-16s %-16s", p->what, shape);
+        for (int q = 0; q < N_SEQ; q++) {
+            printf(" %8.1f", flop / t[q][i] / 1e9);
+            step[q] += t[q][i];
+        }
+        printf("  %-8s %.2f\n", path_name[seq_path[best]], t[best][i] / t[N_SEQ - 1][i]);
+        step_best += t[best][i], flop_total += flop;
+    }
+    printf("%-33s", "one step's products:");
+    for (int q = 0; q < N_SEQ; q++)
+        printf(" %s %.1f,", path_name[seq_path[q]], flop_total / step[q] / 1e9);
+    printf(" best per product %.1f GFLOP/s; libvib %.3f ms a step\n",
+           flop_total / step_best / 1e9, step[N_SEQ - 1] / reps * 1e3);
+    for (int i = 0; i < N_BUFS; i++)
+        free(buf[i]);
+    free(e);
+}
+
 static void usage(const char *msg, const char *arg)
 {
     fprintf(stderr, "gemm_paths: %s '%s'\n"
-                    "usage: gemm_paths [--threads LIST] [--reps N] [--batch LIST] [--square N]\n",
+                    "usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n",
             msg, arg);
     exit(2);
 }
@@ -58,11 +134,11 @@ static void usage(const char *msg, const char *arg)
 int main(int argc, char **argv)
 {
     const char *thread_list = "1,2", *batch_list = "100";
-    long reps = 40, square = 2000;
+    long reps = 40, square = 2000, seq_reps = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: gemm_paths [--threads LIST] [--reps N] [--batch LIST] [--square N]\n"
+            printf("usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n"
                    "  the header of bench/gemm_paths.c says what is measured\n");
             return 0;
         }
@@ -74,6 +150,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--batch")) batch_list = v;
         else if (!strcmp(a, "--reps") && parse_list(v, x, 1, 1, 100000) == 1) reps = x[0];
         else if (!strcmp(a, "--square") && parse_list(v, x, 1, 0, 20000) == 1) square = x[0];
+        else if (!strcmp(a, "--steps") && parse_list(v, x, 1, 1, 100000) == 1) seq_reps = x[0];
         else usage("bad option or value", a);
     }
     long threads[16], batches[16];
@@ -127,6 +204,7 @@ int main(int argc, char **argv)
             printf("%-33s best paths %.1f GFLOP/s, libvib %.1f GFLOP/s (%.3f ms a step)\n",
                    "one step's products:", step_flop / step_best / 1e9,
                    step_flop / step_vib / 1e9, step_vib * 1e3);
+            sequence_table(B, nt, (int)seq_reps, prods, buf_size);
         }
     }
     if (square > 0) {
