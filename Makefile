@@ -5,8 +5,11 @@
 #   make check           unit tests, the ABI check, the Python ctypes test, then the
 #                        unit tests again under ASan + UBSan
 #   make data            fetch and verify MNIST into data/mnist
-#   make bench           training and prediction speed against the matrix-product floor
-#   make bench-peer      the same against PyTorch (installs python3-torch if missing)
+#   make bench           every product by every BLIS path, then training and prediction
+#                        speed against the physical floor (products at the sgemm peak
+#                        plus the optimizer's memory stream)
+#   make bench-peer      the same against PyTorch with BLIS and with OpenBLAS (installs
+#                        python3-torch and OpenBLAS if missing, keeping the system's BLAS)
 #   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc)
 #   make uninstall       remove what install put there
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
@@ -151,8 +154,13 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 check: deps
 	$(MAKE) check-unit check-abi check-ffi check-sanitize
 
+# Then the products' suite and the training suites again under each override of the
+# product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
 check-unit: build/run_tests
 	./build/run_tests
+	@for p in packed blis; do for s in gemm dense backend; do \
+	  echo "check-unit: suite $$s with VIB_GEMM_PATH=$$p"; \
+	  VIB_GEMM_PATH=$$p CK_RUN_SUITE=$$s ./build/run_tests || exit 1; done; done
 
 # The shared library exports vib_* only, exactly the functions vib.h declares, and
 # carries its SONAME.

@@ -86,7 +86,7 @@ def run_libvib(binary, data, epochs, threads):
     """Run libvib's benchmark for one thread count; its result fields and kernel set."""
     cmd = [binary, "--data", data, "--epochs", str(epochs), "--threads", str(threads)]
     print("torch_peer: running", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     sys.stdout.write(out)
     fields = result_fields(out, "result")
     backend = next((l for l in out.splitlines() if l.startswith("backend:")), "")
@@ -99,7 +99,10 @@ def run_libvib(binary, data, epochs, threads):
 def blis_arch_id(name):
     """BLIS's id of kernel set `name` in the BLIS the peer loads, or None. Its
     libblas.so.3 exports only the BLAS; libblis.so.4 beside it is the same build."""
-    lib = ctypes.CDLL(os.path.join(BLAS_DIRS["blis"], "libblis.so.4"))
+    try:
+        lib = ctypes.CDLL(os.path.join(BLAS_DIRS["blis"], "libblis.so.4"))
+    except OSError:
+        return None
     lib.bli_arch_string.restype = ctypes.c_char_p
     lib.bli_arch_string.argtypes = [ctypes.c_int]
     for i in range(64):
@@ -132,21 +135,23 @@ def run_peer(blas, threads, args, kernels, libvib_chose):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", blas, "--data", args.data,
            "--epochs", str(args.epochs), "--threads", str(threads)]
     print(f"torch_peer: running PyTorch with {blas}, {threads} thread(s)", flush=True)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     sys.stdout.write(out)
     return result_fields(out, "peer")
 
 
-def loaded_blas():
-    """Which BLAS this process runs its products in, and its kernels."""
+def loaded_blas(blas):
+    """Which BLAS from BLAS_DIRS[blas] this process has loaded, and its kernels."""
     path = None
     with open("/proc/self/maps") as maps:
         for line in maps:
-            if "libblas.so" in line or "libopenblas" in line:
-                path = line.split()[-1]
+            words = line.split()
+            if (len(words) >= 6 and words[-1].startswith(BLAS_DIRS[blas] + "/")
+                    and "blas" in os.path.basename(words[-1])):
+                path = words[-1]
                 break
     if path is None:
-        return "no libblas.so.3 loaded"
+        return f"nothing from {BLAS_DIRS[blas]} loaded"
     lib = ctypes.CDLL(path)
     if hasattr(lib, "openblas_get_corename"):
         lib.openblas_get_corename.restype = ctypes.c_char_p
@@ -257,7 +262,7 @@ def child(args):
         predict_s = statistics.median(passes)
 
     print(f"torch_peer: torch {torch.__version__}, {threads} thread(s), "
-          f"BLAS {loaded_blas()}: epochs " + " ".join(f"{t:.3f}" for t in times)
+          f"BLAS {loaded_blas(args.child)}: epochs " + " ".join(f"{t:.3f}" for t in times)
           + f" s, median {epoch_s:.3f} s; 12-sample prediction {predict_s:.3f} s "
           f"(test error {100.0 * wrong / xte.shape[0]:.2f}% after {args.epochs} epochs)")
     print(f"peer blas={args.child} epoch_s={epoch_s:.3f} predict_s={predict_s:.3f} "
@@ -291,7 +296,7 @@ def main():
             blas_list.append(b)
         else:
             print(f"torch_peer: {b} not installed ({BLAS_DIRS[b]}): skipped "
-                  "(sh .ci/deps bench installs it)")
+                  "(sh .ci/deps bench installs it as root)")
     if not blas_list:
         raise SystemExit("torch_peer: no BLAS to run PyTorch with")
 

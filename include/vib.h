@@ -103,14 +103,19 @@ VIB_API const char *vib_last_error(void);
  * the OS: skx; else AVX2 with FMA: haswell; else BLIS decides), only among the sets the
  * BLIS build contains, and never one the CPU cannot run. Set BLIS_ARCH_TYPE yourself to
  * choose, or VIB_BLIS_ARCH=blis to leave BLIS's own detection alone
- * (docs/performance.md). Each product takes the faster of BLIS's packed and
- * small/unpacked paths by a fixed rule of its shape and the kernel set (never a timing,
- * so results stay reproducible); VIB_GEMM_PATH=blis leaves that to BLIS and
- * VIB_GEMM_PATH=packed always packs (read when the library is loaded). The choice is handed to BLIS through the
- * environment, set while BLIS initializes and then removed: other threads reading the
- * environment during dlopen of libvib could race with that, and a BLIS other than the
- * one libvib was built against, lacking the chosen set, would abort; VIB_BLIS_ARCH=blis
- * avoids both.
+ * (docs/performance.md). The choice is handed to BLIS through the environment, set
+ * while BLIS initializes and then removed: other threads reading the environment
+ * during dlopen of libvib could race with that, and a BLIS other than the one libvib
+ * was built against, lacking the chosen set, would abort; VIB_BLIS_ARCH=blis avoids
+ * both.
+ *
+ * Each product takes the faster of BLIS's packed and small/unpacked ("sup") paths by a
+ * fixed rule of its shape and the kernel set, never a timing, so results stay
+ * reproducible: on BLIS's AVX2 sets, sup for an output under 16 wide (with k >= 16),
+ * packed otherwise; other sets as BLIS decides. The environment variable VIB_GEMM_PATH,
+ * read when the library is loaded, overrides it: "blis" leaves every choice to BLIS,
+ * "packed" always packs, "auto" (or unset) is the rule; another value is ignored, as
+ * vib_backend_info reports.
  *
  * One process-wide thread count serves every product and every threaded elementwise
  * pass (the optimizer step and the average, the bias and ReLU passes, the Gaussian

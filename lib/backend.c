@@ -11,7 +11,8 @@
  * built against contains a matching kernel set, sets BLIS_ARCH_TYPE for BLIS to read
  * and initializes BLIS:
  *   an AMD family 17h or 19h CPU (Zen 1 to Zen 4), which BLIS 0.9.0
- *     recognises itself (on Zen 4 its zen3 kernels beat skx)              -> BLIS decides
+ *     recognises itself (on Zen 4 its zen3 kernels beat skx), if the build
+ *     has the zen sets for it                                            -> BLIS decides
  *   AVX-512 F, DQ, BW and VL, with the OS saving the opmask and ZMM state -> skx
  *   AVX2 with FMA, with the OS saving the YMM state (and no AVX-512)      -> haswell
  *   anything else                                                        -> BLIS decides
@@ -26,7 +27,7 @@
  *
  * Product paths. Which of BLIS's two ways to run a product, packed or small/unpacked
  * ("sup"), libvib asks for is gemm.c's rule; it needs to know whether the kernel set BLIS
- * runs has sup kernels worth choosing (vibi_gemm_kernels), and whether the user
+ * runs has sup kernels worth choosing (vibi_gemm_kernels_have_sup), and whether the user
  * overrode the rule with VIB_GEMM_PATH, read here once at load.
  *
  * Threads. One process-wide count used by every product (through a BLIS rntm_t, so
@@ -71,8 +72,8 @@ static uint64_t xgetbv0(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-/* The vector extensions the CPU has and the OS has enabled (XCR0), and whether it is an
- * AMD family-17h/19h part. */
+/* The vector extensions the CPU has and the OS has enabled (XCR0), and in *amd_zen the
+ * family of an AMD family-17h/19h part (0 for any other CPU). */
 static int cpu_features(int *amd_zen)
 {
     unsigned a, b, c, d, max_leaf;
@@ -85,7 +86,7 @@ static int cpu_features(int *amd_zen)
     unsigned family = (a >> 8) & 0xf;
     if (family == 0xf)
         family += (a >> 20) & 0xff;
-    *amd_zen = amd && (family == 0x17 || family == 0x19);
+    *amd_zen = amd && (family == 0x17 || family == 0x19) ? (int)family : 0;
     const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
     if (!osxsave || !avx || max_leaf < 7)
         return 0;
@@ -117,15 +118,24 @@ static int choose_arch(void)
 {
     int amd_zen;
     const int f = cpu_features(&amd_zen);
-    /* BLIS 0.9.0 knows AMD families 17h and 19h (Zen 1 to Zen 4) and runs its zen
-     * kernels there. A Zen 4 has AVX-512, but executes it on 256-bit units: there the
-     * zen3 (AVX2) set measured faster than skx, 110 against 104 GFLOP/s on a 2000^3
-     * product and 102 against 83 on the paper network's products, one core
-     * (docs/performance.md). So a Zen of those families keeps BLIS's own choice. */
-    if (amd_zen) {
-        arch_reason = "an AMD family 17h/19h CPU, which BLIS recognises: BLIS's own choice";
+    /* BLIS 0.9.0 knows AMD families 17h and 19h (Zen 1 to Zen 4) and runs its zen,
+     * zen2 or zen3 kernels there, if its build has them (else its generic ones). A Zen 4
+     * has AVX-512, but executes it on 256-bit units: there the zen3 (AVX2) set measured
+     * faster than skx, 110 against 104 GFLOP/s on a 2000^3 product and 102 against 83
+     * on the paper network's products, one core (docs/performance.md). So a Zen of
+     * those families keeps BLIS's own choice when the build has its sets. */
+#if defined(BLIS_CONFIG_ZEN3)
+    if (amd_zen == 0x19) {
+        arch_reason = "an AMD family 19h CPU, which BLIS recognises: BLIS's own choice";
         return -1;
     }
+#endif
+#if defined(BLIS_CONFIG_ZEN) && defined(BLIS_CONFIG_ZEN2)
+    if (amd_zen == 0x17) {
+        arch_reason = "an AMD family 17h CPU, which BLIS recognises: BLIS's own choice";
+        return -1;
+    }
+#endif
 #if defined(BLIS_CONFIG_SKX)
     if (f & CPU_AVX512) {
         arch_reason = "AVX-512 F/DQ/BW/VL enabled by the OS";
@@ -335,8 +345,12 @@ int vib_backend_info(char *buf, size_t len)
         snprintf(note, sizeof note, "%s", arch_reason ? arch_reason : "BLIS's own choice");
     if (!user)
         pthread_once(&default_once, find_default_threads);
+    /* The rule only chooses where the kernel set has sup kernels. */
+    const char *paths = gemm_path == VIBI_GEMM_RULE && !vibi_gemm_kernels_have_sup()
+                            ? "BLIS's choice (no sup kernels to choose)"
+                            : gemm_path_note;
     int n = snprintf(buf, len, "BLIS %s, kernels %s (%s), %d thread%s (%s), products: %s",
                      bli_info_get_version_str(), active, note, threads, threads == 1 ? "" : "s",
-                     user ? "vib_set_num_threads" : default_source, gemm_path_note);
+                     user ? "vib_set_num_threads" : default_source, paths);
     return n < 0 ? vibi_fail(VIB_ERR_INVALID_ARG, "vib_backend_info: formatting failed") : n;
 }

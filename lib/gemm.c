@@ -35,6 +35,12 @@ bool vibi_gemm_use_sup(size_t m, size_t n, size_t k)
     return (m < NARROW || n < NARROW) && k >= NARROW;
 }
 
+bool vibi_gemm_disable_sup(int path, bool have_sup, size_t m, size_t n, size_t k)
+{
+    return path == VIBI_GEMM_PACKED ||
+           (path == VIBI_GEMM_RULE && have_sup && !vibi_gemm_use_sup(m, n, k));
+}
+
 void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc)
@@ -52,9 +58,7 @@ void vibi_sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     bli_rntm_set_num_threads(small_product(m, n, k) ? 1 : vibi_threads(), &rntm);
     /* The path depends on the shape, the kernel set and the override only: the same
      * call takes the same path every time, so the bits stay reproducible. */
-    const int path = vibi_gemm_path();
-    if (path == VIBI_GEMM_PACKED ||
-        (path == VIBI_GEMM_RULE && vibi_gemm_kernels_have_sup() && !vibi_gemm_use_sup(m, n, k)))
+    if (vibi_gemm_disable_sup(vibi_gemm_path(), vibi_gemm_kernels_have_sup(), m, n, k))
         bli_rntm_disable_l3_sup(&rntm);
     /* BLIS's typed API takes non-const pointers but does not write A, B, alpha or beta. */
     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha,

@@ -51,17 +51,26 @@ START_TEST(backend_info_is_snprintf_like)
 }
 END_TEST
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(BLIS_CONFIG_SKX)
 #include <cpuid.h>
-/* An AMD family 17h or 19h CPU (Zen 1 to Zen 4), which BLIS 0.9.0 recognises. */
-static bool amd_family_17h_19h(void)
+/* An AMD family 17h or 19h CPU (Zen 1 to Zen 4) that this BLIS build has the zen
+ * kernel sets for, so that BLIS recognises it. */
+static bool blis_knows_this_zen(void)
 {
     unsigned a, b, c, d;
     if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u) /* "Auth"enticAMD */
         return false;
     __get_cpuid(1, &a, &b, &c, &d);
     const unsigned family = ((a >> 8) & 0xf) == 0xf ? 0xf + ((a >> 20) & 0xff) : (a >> 8) & 0xf;
-    return family == 0x17 || family == 0x19;
+#if defined(BLIS_CONFIG_ZEN3)
+    if (family == 0x19)
+        return true;
+#endif
+#if defined(BLIS_CONFIG_ZEN) && defined(BLIS_CONFIG_ZEN2)
+    if (family == 0x17)
+        return true;
+#endif
+    return false;
 }
 #endif
 
@@ -78,7 +87,7 @@ START_TEST(kernel_choice_follows_the_cpu)
     ck_assert_msg(getenv("BLIS_ARCH_TYPE") == NULL, "BLIS_ARCH_TYPE left in the environment");
 #if defined(__x86_64__) && defined(BLIS_CONFIG_SKX)
     __builtin_cpu_init();
-    if (amd_family_17h_19h())
+    if (blis_knows_this_zen())
         ck_assert_msg(strstr(info, "kernels zen") != NULL &&
                           strstr(info, "which BLIS recognises: BLIS's own choice") != NULL,
                       "%s", info);

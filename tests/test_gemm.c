@@ -1,6 +1,7 @@
 /* test_gemm.c - the BLIS wrapper against a naive float64 product, for every transpose
  * combination, padded leading dimensions, alpha and beta. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,8 +112,44 @@ START_TEST(path_override)
     char info[512];
     ck_assert_int_lt(vib_backend_info(info, sizeof info), (int)sizeof info);
     ck_assert_msg(strstr(info, ", products: ") != NULL, "%s", info);
-    vibi_gemm_path_parse(getenv("VIB_GEMM_PATH"), &note);
+    const int path = vibi_gemm_path_parse(getenv("VIB_GEMM_PATH"), &note);
+    ck_assert_int_eq(vibi_gemm_path(), path);
+    if (path == VIBI_GEMM_RULE && !vibi_gemm_kernels_have_sup())
+        note = "no sup kernels to choose";
     ck_assert_msg(strstr(info, note) != NULL, "%s lacks '%s'", info, note);
+}
+END_TEST
+
+/* Which products run with the sup path disabled, for each override and kernel set. */
+START_TEST(path_decision)
+{
+    static const size_t shapes[][3] = {{100, 10, 256}, {100, 1024, 784}, {100, 256, 10}, {1, 1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const size_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        for (int have = 0; have < 2; have++) {
+            ck_assert(vibi_gemm_disable_sup(VIBI_GEMM_PACKED, have, m, n, k));
+            ck_assert(!vibi_gemm_disable_sup(VIBI_GEMM_BLIS, have, m, n, k));
+        }
+        ck_assert(!vibi_gemm_disable_sup(VIBI_GEMM_RULE, false, m, n, k)); /* nothing to pick */
+        ck_assert(vibi_gemm_disable_sup(VIBI_GEMM_RULE, true, m, n, k) ==
+                  !vibi_gemm_use_sup(m, n, k));
+    }
+}
+END_TEST
+
+/* The kernel sets said to have sup kernels are BLIS 0.9.0's AVX2 sets, by the name
+ * vib_backend_info reports for the set running. */
+START_TEST(sup_kernels_by_name)
+{
+    char info[512];
+    ck_assert_int_lt(vib_backend_info(info, sizeof info), (int)sizeof info);
+    const char *k = strstr(info, "kernels ");
+    ck_assert_ptr_nonnull(k);
+    char name[32] = "";
+    ck_assert_int_eq(sscanf(k, "kernels %31s", name), 1);
+    const bool avx2_set = !strcmp(name, "haswell") || !strcmp(name, "zen") ||
+                          !strcmp(name, "zen2") || !strcmp(name, "zen3");
+    ck_assert_msg(vibi_gemm_kernels_have_sup() == avx2_set, "kernels %s", name);
 }
 END_TEST
 
@@ -136,6 +173,8 @@ Suite *make_gemm_suite(void)
     tcase_add_test(tc, both_paths);
     tcase_add_test(tc, path_rule);
     tcase_add_test(tc, path_override);
+    tcase_add_test(tc, path_decision);
+    tcase_add_test(tc, sup_kernels_by_name);
     tcase_add_test(tc, empty_shapes);
     suite_add_tcase(s, tc);
     return s;
