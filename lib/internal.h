@@ -97,9 +97,12 @@ bool vibi_gemm_kernels_have_sup(void);
  * product should take the sup path (true) or the packed one. Shape only. */
 bool vibi_gemm_use_sup(size_t m, size_t n, size_t k);
 
-/* Whether a product of that shape runs with BLIS's sup path disabled, under override
- * `path` (VIBI_GEMM_*) with a kernel set that has (have_sup) or lacks sup kernels. */
-bool vibi_gemm_disable_sup(int path, bool have_sup, size_t m, size_t n, size_t k);
+/* How a product of that shape runs on `threads` threads, under override `path`
+ * (VIBI_GEMM_*) with a kernel set that has (have_sup) or lacks sup kernels: a mask of
+ * VIBI_GEMM_NO_SUP (BLIS's sup path disabled) and VIBI_GEMM_SPLIT_COLUMNS (every
+ * thread on BLIS's jc loop). */
+enum { VIBI_GEMM_NO_SUP = 1, VIBI_GEMM_SPLIT_COLUMNS = 2 };
+int vibi_gemm_plan(int path, bool have_sup, size_t m, size_t n, size_t k, int threads);
 
 /* C = alpha * op(A) op(B) + beta * C, all row-major, op(X) = X or X^T by `trans_x`.
  * op(A) is [m x k], op(B) is [k x n], C is [m x n]; lda, ldb, ldc are the row strides

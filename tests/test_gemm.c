@@ -67,28 +67,37 @@ START_TEST(all_transposes)
 }
 END_TEST
 
-/* Shapes on both sides of lib/gemm.c's path rule (the sup path for outputs under 16
- * wide with k >= 16, the packed path otherwise): the same answers either way. */
+/* Shapes on both sides of lib/gemm.c's path rule (sup for 32 rows or columns or fewer
+ * with k >= 16, packed otherwise, the columns split among threads over few rows): the
+ * same answers either way, with 1 and 2 threads. */
 START_TEST(both_paths)
 {
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            check_product(ta, tb, 100, 10, 256, 1.0f, 0.0f); /* the decoder: sup */
-            check_product(ta, tb, 256, 10, 100, 1.0f, 1.0f); /* its weight gradient: sup */
-            check_product(ta, tb, 100, 256, 10, 1.0f, 0.0f); /* its input gradient: packed */
-            check_product(ta, tb, 70, 300, 200, 1.0f, 0.0f); /* a hidden layer: packed */
-        }
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_assert_ok(vib_set_num_threads(threads));
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                check_product(ta, tb, 100, 10, 256, 1.0f, 0.0f); /* the decoder: sup */
+                check_product(ta, tb, 256, 10, 100, 1.0f, 1.0f); /* its weight gradient */
+                check_product(ta, tb, 100, 256, 10, 1.0f, 0.0f); /* k = 10: packed */
+                check_product(ta, tb, 32, 300, 200, 1.0f, 0.0f); /* a small batch: sup */
+                check_product(ta, tb, 70, 300, 200, 1.0f, 0.5f); /* packed, split columns */
+                check_product(ta, tb, 600, 70, 40, 1.0f, 0.0f);  /* packed, BLIS's split */
+            }
+    }
+    ck_assert_ok(vib_set_num_threads(0));
 }
 END_TEST
 
 /* The rule itself, on the step products docs/performance.md measured. */
 START_TEST(path_rule)
 {
-    ck_assert(vibi_gemm_use_sup(100, 10, 256));   /* decoder forward, 10 classes */
-    ck_assert(vibi_gemm_use_sup(256, 10, 100));   /* decoder weight gradient */
-    ck_assert(vibi_gemm_use_sup(1, 1024, 784));   /* one example: packing W costs more */
-    ck_assert(!vibi_gemm_use_sup(100, 256, 10));  /* k = 10: sup at a third of packed */
-    ck_assert(!vibi_gemm_use_sup(100, 1024, 784));  /* encoder forward */
+    ck_assert(vibi_gemm_use_sup(100, 10, 256));    /* decoder forward, 10 classes */
+    ck_assert(vibi_gemm_use_sup(256, 10, 100));    /* decoder weight gradient */
+    ck_assert(vibi_gemm_use_sup(1, 1024, 784));    /* one example: packing W costs more */
+    ck_assert(vibi_gemm_use_sup(32, 1024, 784));   /* batch 32 */
+    ck_assert(!vibi_gemm_use_sup(33, 1024, 784));  /* past it */
+    ck_assert(!vibi_gemm_use_sup(100, 256, 10));   /* k = 10: sup at a third of packed */
+    ck_assert(!vibi_gemm_use_sup(100, 1024, 784));  /* encoder forward at batch 100 */
     ck_assert(!vibi_gemm_use_sup(100, 1024, 1024)); /* input gradient dy W^T */
     ck_assert(!vibi_gemm_use_sup(784, 1024, 100));  /* weight gradient x^T dy */
     ck_assert(!vibi_gemm_use_sup(4, 4, 4));         /* tiny all round: nothing to gain */
@@ -120,20 +129,32 @@ START_TEST(path_override)
 }
 END_TEST
 
-/* Which products run with the sup path disabled, for each override and kernel set. */
-START_TEST(path_decision)
+/* How each product runs, for each override, kernel set and thread count. */
+START_TEST(path_plan)
 {
-    static const size_t shapes[][3] = {{100, 10, 256}, {100, 1024, 784}, {100, 256, 10}, {1, 1, 1}};
+    static const size_t shapes[][3] = {{100, 10, 256}, {100, 1024, 784}, {100, 256, 10},
+                                       {1, 1, 1},      {784, 1024, 100}, {512, 64, 64},
+                                       {513, 64, 64}};
+    const int NO_SUP = VIBI_GEMM_NO_SUP, SPLIT = VIBI_GEMM_SPLIT_COLUMNS;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const size_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
-        for (int have = 0; have < 2; have++) {
-            ck_assert(vibi_gemm_disable_sup(VIBI_GEMM_PACKED, have, m, n, k));
-            ck_assert(!vibi_gemm_disable_sup(VIBI_GEMM_BLIS, have, m, n, k));
+        for (int t = 1; t <= 4; t++) {
+            for (int have = 0; have < 2; have++) {
+                ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_PACKED, have, m, n, k, t), NO_SUP);
+                ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_BLIS, have, m, n, k, t), 0);
+            }
+            ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_RULE, false, m, n, k, t), 0);
+            const int plan = vibi_gemm_plan(VIBI_GEMM_RULE, true, m, n, k, t);
+            const int want = vibi_gemm_use_sup(m, n, k) ? 0
+                             : NO_SUP | (t > 1 && m <= 512 ? SPLIT : 0);
+            ck_assert_msg(plan == want, "%zux%zux%zu, %d threads: plan %d, want %d", m, n, k,
+                          t, plan, want);
         }
-        ck_assert(!vibi_gemm_disable_sup(VIBI_GEMM_RULE, false, m, n, k)); /* nothing to pick */
-        ck_assert(vibi_gemm_disable_sup(VIBI_GEMM_RULE, true, m, n, k) ==
-                  !vibi_gemm_use_sup(m, n, k));
     }
+    /* the step's products on two threads */
+    ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_RULE, true, 100, 1024, 784, 2), NO_SUP | SPLIT);
+    ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_RULE, true, 784, 1024, 100, 2), NO_SUP);
+    ck_assert_int_eq(vibi_gemm_plan(VIBI_GEMM_RULE, true, 100, 10, 256, 2), 0);
 }
 END_TEST
 
@@ -173,7 +194,7 @@ Suite *make_gemm_suite(void)
     tcase_add_test(tc, both_paths);
     tcase_add_test(tc, path_rule);
     tcase_add_test(tc, path_override);
-    tcase_add_test(tc, path_decision);
+    tcase_add_test(tc, path_plan);
     tcase_add_test(tc, sup_kernels_by_name);
     tcase_add_test(tc, empty_shapes);
     suite_add_tcase(s, tc);
