@@ -111,8 +111,9 @@ VIB_API const char *vib_last_error(void);
  *
  * Each product takes the faster of BLIS's packed and small/unpacked ("sup") paths by a
  * fixed rule of its shape and the kernel set, never a timing, so results stay
- * reproducible: on BLIS's AVX2 sets, sup for an output under 16 wide (with k >= 16),
- * packed otherwise; other sets as BLIS decides. The environment variable VIB_GEMM_PATH,
+ * reproducible: on BLIS's AVX2 sets, sup for an output of 32 rows or columns or fewer
+ * (with k >= 16), else packed, with several threads each on its own columns when the
+ * rows are a batch (at most 512); other sets as BLIS decides. The environment variable VIB_GEMM_PATH,
  * read when the library is loaded, overrides it: "blis" leaves every choice to BLIS,
  * "packed" always packs, "auto" (or unset) is the rule; another value is ignored, as
  * vib_backend_info reports.
