@@ -94,8 +94,8 @@ static double product_flop(const product *p)
  * disabled, both as the transposed product C^T = op(B)^T op(A)^T, the packed path with
  * all threads on the columns (jc) or on the rows (ic), and libvib's vibi_sgemm. */
 enum { SUP, PACKED, T_SUP, T_PACKED, PK_JC, PK_IC, LIBVIB, N_PATHS };
-__attribute__((unused)) static const char *const path_name[N_PATHS] = {"sup",   "packed", "T-sup", "T-packed",
-                                               "pk-jc", "pk-ic",  "libvib"};
+__attribute__((unused)) static const char *const path_name[N_PATHS] = {
+    "sup", "packed", "T-sup", "T-packed", "pk-jc", "pk-ic", "libvib"};
 
 static void run_path(int path, int threads, const product *p, float *a, float *b, float *c)
 {

@@ -26,9 +26,10 @@
  * evicts the caches between steps, so then each batch size and thread count gets a
  * second table: the step's products in order, on buffers shared as the step shares
  * them, after an eviction pass of that size, for N steps (default 30) by each of sup,
- * packed, pk-jc and libvib's path, taking turns step by step. Then one large square product (default 2000^3, packed) on the same
- * threads: the machine's sgemm peak. Kernels: whatever BLIS runs in this process, as
- * libvib chose them or BLIS_ARCH_TYPE forces them (never force a set the CPU lacks).
+ * packed, pk-jc and libvib's path, taking turns step by step. Then one large square
+ * product (default 2000^3, packed) on the same threads: the machine's sgemm peak.
+ * Kernels: whatever BLIS runs in this process, as libvib chose them or BLIS_ARCH_TYPE
+ * forces them (never force a set the CPU lacks).
  * This is a benchmark: it asserts nothing (docs/performance.md).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -37,6 +38,9 @@
 #include <string.h>
 
 #include "bench_paths.h"
+
+#define USAGE                                                                              \
+    "usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n"
 
 static int parse_list(const char *s, long *out, int max, long lo, long hi)
 {
@@ -125,9 +129,7 @@ static void sequence_table(size_t B, int nt, int reps, const product *prods,
 
 static void usage(const char *msg, const char *arg)
 {
-    fprintf(stderr, "gemm_paths: %s '%s'\n"
-                    "usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n",
-            msg, arg);
+    fprintf(stderr, "gemm_paths: %s '%s'\n%s", msg, arg, USAGE);
     exit(2);
 }
 
@@ -138,8 +140,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n"
-                   "  the header of bench/gemm_paths.c says what is measured\n");
+            printf("%s  the header of bench/gemm_paths.c says what is measured\n", USAGE);
             return 0;
         }
         if (i + 1 >= argc)

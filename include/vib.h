@@ -113,10 +113,10 @@ VIB_API const char *vib_last_error(void);
  * fixed rule of its shape and the kernel set, never a timing, so results stay
  * reproducible: on BLIS's AVX2 sets, sup for an output of 32 rows or columns or fewer
  * (with k >= 16), else packed, with several threads each on its own columns when the
- * rows are a batch (at most 512); other sets as BLIS decides. The environment variable VIB_GEMM_PATH,
- * read when the library is loaded, overrides it: "blis" leaves every choice to BLIS,
- * "packed" always packs, "auto" (or unset) is the rule; another value is ignored, as
- * vib_backend_info reports.
+ * rows are a batch (at most 512); other sets as BLIS decides. The environment variable
+ * VIB_GEMM_PATH, read when the library is loaded, overrides it: "blis" leaves every
+ * choice to BLIS, "packed" always packs, "auto" (or unset) is the rule; another value
+ * is ignored, as vib_backend_info reports.
  *
  * One process-wide thread count serves every product and every threaded elementwise
  * pass (the optimizer step and the average, the bias and ReLU passes, the Gaussian
@@ -138,10 +138,10 @@ VIB_API int vib_num_threads(void);
 
 /* A one-line description of the backend, e.g.
  * "BLIS 0.9.0, kernels skx (chosen by libvib: AVX-512 F/DQ/BW/VL enabled by the OS),
- *  2 threads (available CPUs), products: libvib's rule", written like snprintf: at most len - 1 characters and a
- * terminating 0 into buf. Returns the length of the whole line (so a call with buf NULL
- * and len 0 gives the size to allocate, minus one), or VIB_ERR_INVALID_ARG if buf is
- * NULL with len > 0. */
+ *  2 threads (available CPUs), products: libvib's rule", written like snprintf: at most
+ * len - 1 characters and a terminating 0 into buf. Returns the length of the whole line
+ * (so a call with buf NULL and len 0 gives the size to allocate, minus one), or
+ * VIB_ERR_INVALID_ARG if buf is NULL with len > 0. */
 VIB_API int vib_backend_info(char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------------
