@@ -90,6 +90,23 @@ static double product_flop(const product *p)
     return 2.0 * (double)p->m * (double)p->n * (double)p->k;
 }
 
+/* The comma-separated integers of s, each in [lo, hi], at most max of them, into out:
+ * their count, or -1 if s is not such a list. */
+__attribute__((unused)) static int parse_list(const char *s, long *out, int max, long lo,
+                                              long hi)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < lo || v > hi || n == max || (*end != ',' && *end != '\0'))
+            return -1;
+        out[n++] = v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 /* The ways to run a product: BLIS's default (its sup path under its thresholds), sup
  * disabled, both as the transposed product C^T = op(B)^T op(A)^T, the packed path with
  * all threads on the columns (jc) or on the rows (ic), and libvib's vibi_sgemm. */

@@ -42,20 +42,6 @@
 #define USAGE                                                                              \
     "usage: gemm_paths [--threads LIST] [--reps N] [--steps N] [--batch LIST] [--square N]\n"
 
-static int parse_list(const char *s, long *out, int max, long lo, long hi)
-{
-    int n = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < lo || v > hi || n == max || (*end != ',' && *end != '\0'))
-            return -1;
-        out[n++] = v;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 /* The memory traffic of the optimizer's pass between two steps (five arrays of the
  * paper network's 2.38M parameters read, four written): it evicts the caches, so the
  * next step's products read their weights from memory, as they do in training. */

@@ -75,13 +75,12 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static long parse_long(const char *opt, const char *v, long lo, long hi)
+static long parse_long(const char *v, long lo, long hi)
 {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || x < lo || x > hi)
-        usage_error(opt[2] == 't' ? "bad thread count" : "bad value for", v);
-    return x;
+    long x[1];
+    if (parse_list(v, x, 1, lo, hi) != 1)
+        usage_error("bad value for", v);
+    return x[0];
 }
 
 /* ---- the floors ----------------------------------------------------------------- */
@@ -119,16 +118,6 @@ static double sgemm_peak(const product *prods, float **buf, float *sq_a, float *
     return peak / 1e9;
 }
 
-/* Floating-point operations of one step's products per example: 2 in*out for each
- * layer's forward and weight gradient, and for every input gradient but the first
- * layer's. */
-static double flops_per_example(void)
-{
-    const double first = (double)IN * H1;
-    const double sum = first + (double)H1 * H2 + (double)H2 * 2 * K + (double)K * CLASSES;
-    return 2.0 * (3.0 * sum - first);
-}
-
 /* One pass of the optimizer's unavoidable traffic over n elements: read p, g, m, v, a;
  * write p, m, v, a. */
 static void stream_pass(int threads, size_t n, float *p, const float *g, float *m, float *v,
@@ -162,22 +151,14 @@ int main(int argc, char **argv)
             usage_error("missing value after", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--epochs")) epochs = (int)parse_long(a, v, 1, MAX_EPOCHS);
+        else if (!strcmp(a, "--epochs")) epochs = (int)parse_long(v, 1, MAX_EPOCHS);
         else if (!strcmp(a, "--threads")) thread_list = v;
-        else if (!strcmp(a, "--samples")) samples = (size_t)parse_long(a, v, 0, 1000);
+        else if (!strcmp(a, "--samples")) samples = (size_t)parse_long(v, 0, 1000);
         else usage_error("unknown option", a);
     }
-    int threads[16], n_threads = 0;
-    for (const char *p = thread_list; *p;) {
-        char *end;
-        long t = strtol(p, &end, 10);
-        if (end == p || t < 1 || t > VIB_MAX_THREADS || n_threads == 16 ||
-            (*end != ',' && *end != '\0'))
-            usage_error("bad thread list", thread_list);
-        threads[n_threads++] = (int)t;
-        p = *end == ',' ? end + 1 : end;
-    }
-    if (n_threads == 0)
+    long threads[16];
+    const int n_threads = parse_list(thread_list, threads, 16, 1, VIB_MAX_THREADS);
+    if (n_threads < 1)
         usage_error("bad thread list", thread_list);
 
     vib_dataset *train = NULL, *test = NULL;
@@ -194,14 +175,18 @@ int main(int argc, char **argv)
     char info[256];
     vib_backend_info(info, sizeof info);
     printf("backend: %s\n", info);
-    printf("network: 784-1024-1024, K=256, linear decoder, batch %d, Adam + moving average;"
-           " %zu steps per epoch, %.2f GFLOP of products per epoch\n",
-           BATCH, steps, flops_per_example() * (double)(steps * BATCH) / 1e9);
 
     product prods[N_STEP_PRODUCTS];
     size_t buf_size[N_BUFS];
     float *buf[N_BUFS];
     step_products(BATCH, prods, buf_size);
+    double step_flop = 0; /* the epoch's products are the step's, `steps` times */
+    for (int i = 0; i < N_STEP_PRODUCTS; i++)
+        step_flop += product_flop(&prods[i]);
+    const double gflop = step_flop * (double)steps / 1e9;
+    printf("network: 784-1024-1024, K=256, linear decoder, batch %d, Adam + moving average;"
+           " %zu steps per epoch, %.2f GFLOP of products per epoch\n",
+           BATCH, steps, gflop);
     for (int i = 0; i < N_BUFS; i++)
         buf[i] = filled(buf_size[i]);
     float *sq_a = filled((size_t)SQUARE * SQUARE), *sq_b = filled((size_t)SQUARE * SQUARE);
@@ -216,7 +201,7 @@ int main(int argc, char **argv)
 
     double last_epoch = 0, last_floor = 0, last_phys = 0, last_predict = 0;
     for (int ti = 0; ti < n_threads; ti++) {
-        const int nt = threads[ti];
+        const int nt = (int)threads[ti];
         if (vib_set_num_threads(nt) != VIB_OK)
             die("vib_set_num_threads");
 
@@ -288,7 +273,6 @@ int main(int argc, char **argv)
         const double ep = median(epoch_s, epochs), fl = median(floor_s, epochs);
         const double st = median(stream_s, epochs), pk = median(peak, epochs);
         free(sp), free(sg), free(sm), free(sv), free(sa);
-        const double gflop = flops_per_example() * (double)(steps * BATCH) / 1e9;
 
         const double phys = gflop / pk + st; /* the physical floor */
         printf("threads=%d calls floor by product (GFLOP/s in sequence, share of the "
@@ -341,6 +325,6 @@ int main(int argc, char **argv)
     printf("result epoch_s=%.3f phys_floor_s=%.3f epoch_over_phys=%.3f floor_s=%.3f "
            "predict_s=%.3f threads=%d\n",
            last_epoch, last_phys, last_epoch / last_phys, last_floor, last_predict,
-           threads[n_threads - 1]);
+           (int)threads[n_threads - 1]);
     return 0;
 }
