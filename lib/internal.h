@@ -45,18 +45,85 @@ static inline bool vibi_mul_size(size_t a, size_t b, size_t *out)
     return !__builtin_mul_overflow(a, b, out);
 }
 
+/* util.c ------------------------------------------------------------------------- */
+
+/* Every block libvib allocates for arrays starts on a cache line (and an AVX-512
+ * vector), and so does every part of it. */
+#define VIBI_ALIGN 64
+size_t vibi_round_up(size_t bytes); /* to a multiple of VIBI_ALIGN; bytes <= SIZE_MAX / 2 */
+
+/* One VIBI_ALIGN-aligned allocation of n parts of the given byte sizes, each starting
+ * on a VIBI_ALIGN boundary: parts[i] gets its address, parts[0] the block's. NULL (and
+ * parts untouched) if a size is absurd or the allocation fails. Freed with free(). */
+void *vibi_alloc_parts(size_t n, const size_t *bytes, void **parts);
+
+/* The snprintf convention of every function that fills a caller's text buffer: copy
+ * as much of text as fits in len bytes, always terminated when len > 0 (buf may be
+ * NULL when len is 0), and return the length of the whole text: a return >= len means
+ * it was cut. */
+int vibi_copy_text(const char *text, char *buf, size_t len);
+
 /* Validation helpers shared by the nodes and layers. Each returns VIB_OK or records
  * an error naming `fn` and the argument `what`. */
 int vibi_check_ptr(const char *fn, const char *what, const void *p);
 int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x);
 int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x);
+/* Every labels[r] in [0, classes): a label outside is VIB_ERR_INVALID_ARG naming the item. */
+int vibi_check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels);
 
-/* nodes.c: unchecked scalar kernels the model shares with the public nodes -------- */
+/* head.c: the Gaussian head's row kernels, the one implementation of its formulas -- */
+/* The public nodes check their arguments and call these; the model runs them over its
+ * rows. Unchecked: the arguments are valid and the results known to fit in float.
+ * Backwards accumulate (+=). Precision and math: head.c. */
 
-double vibi_softplus(double x);      /* log(1 + e^x), no overflow */
-double vibi_sigmoid(double x);       /* d softplus / dx */
-double vibi_log_softplus(double x);  /* log softplus(x), finite as x -> -inf */
-double vibi_dlog_softplus(double x); /* d log softplus / dx = sigmoid/softplus, -> 1 */
+/* One latent's z = mu + sigma v, in double, rounded once (sigma v is exact in double). */
+static inline float vibi_head_z(float mu, float sigma, float v)
+{
+    return (float)((double)mu + (double)sigma * (double)v);
+}
+
+/* One latent's share of 2 KL(N(mu, sigma^2) || N(0, 1)): mu^2 + sigma^2 - 1 - 2 log sigma. */
+static inline double vibi_head_kl_term(double mu, double sigma, double log_sigma)
+{
+    return mu * mu + sigma * sigma - 1.0 - 2.0 * log_sigma;
+}
+
+/* The packed index of L[i][j], j <= i: row i of the factor starts at i(i+1)/2. */
+static inline size_t vibi_tri(size_t i, size_t j)
+{
+    return i * (i + 1) / 2 + j;
+}
+
+/* sigma = softplus(rho + offset) and, if log_sigma is not NULL, its log computed stably;
+ * the outputs may alias rho. */
+void vibi_head_sigma(size_t n, const float *rho, float offset, float *sigma, float *log_sigma);
+/* drho += dsigma d sigma/drho + dlog_sigma d log sigma/drho (either may be NULL). */
+void vibi_head_sigma_backward(size_t n, const float *rho, float offset, const float *dsigma,
+                              const float *dlog_sigma, float *drho);
+/* z = mu + sigma v (z may alias an input); backward: dmu += dz, dsigma += dz v. */
+void vibi_head_reparam(size_t n, const float *mu, const float *sigma, const float *v, float *z);
+void vibi_head_reparam_backward(size_t n, const float *dz, const float *v, float *dmu,
+                                float *dsigma);
+/* KL(N(mu, diag sigma^2) || N(0, I)) of one row of k latents, log sigma from log_sigma or,
+ * if NULL, from sigma; backward: g times its gradient into dmu, dsigma and, if not NULL,
+ * dlog_sigma (else the log's share goes into dsigma). */
+double vibi_head_kl(size_t k, const float *mu, const float *sigma, const float *log_sigma);
+void vibi_head_kl_backward(size_t k, const float *mu, const float *sigma, double g, float *dmu,
+                           float *dsigma, float *dlog_sigma);
+
+/* Full covariance, one row of k latents with L packed (vibi_tri). vibi_chol_dot: z_i =
+ * mu_i + sum_{j <= i} L_ij v_j in double and, if bound is not NULL, |mu_i| + sum_j
+ * |L_ij v_j| (which bounds |z_i| however the sum rounds). The rest as for the diagonal,
+ * with the log of the diagonal of L in place of log sigma. */
+double vibi_chol_dot(size_t i, double mu_i, const float *l, const float *v, double *bound);
+void vibi_chol_reparam(size_t k, const float *mu, const float *l, const float *v, float *z);
+void vibi_chol_reparam_backward(size_t k, const float *dz, const float *v, float *dmu,
+                                float *dl);
+double vibi_chol_kl(size_t k, const float *mu, const float *l, const float *log_diag);
+void vibi_chol_kl_backward(size_t k, const float *mu, const float *l, double g, float *dmu,
+                           float *dl, float *dlog_diag);
+
+/* nodes.c ------------------------------------------------------------------------- */
 
 /* Softmax cross-entropy of one row of logits: returns -log softmax(l)[label] and, if
  * prob is not NULL, writes the probabilities (prob may be l: in place). label must be
@@ -136,20 +203,14 @@ void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, cons
 /* sum[j] (+)= sum over r of d[r][j], rows added in order. */
 void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accumulate);
 
-/* model.c: what io.c needs to save a model ---------------------------------------- */
-
-void vibi_model_arch(const vib_model *m, size_t *n_enc, const size_t **enc, size_t *n_dec,
-                     const size_t **dec, uint64_t *seed);
-
-/* The parameter count of an architecture, validated as vib_model_create would, without
- * allocating anything (errors are reported under vib_model_load's name). */
-int vibi_model_count_params(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
-                            size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
-                            size_t classes, uint32_t flags, size_t *num_params);
-
 /* rng.c --------------------------------------------------------------------------- */
 
-/* Uniform double in (0, 1]: 53 random bits, never 0, so log() of it is finite. */
-double vibi_rng_open_unit(vib_rng *rng);
+/* A generator's whole state, so that a call which fails after drawing can put the
+ * stream back where it was (a failed call leaves no trace). */
+typedef struct vibi_rng_state {
+    uint64_t s[4];
+} vibi_rng_state;
+void vibi_rng_save(const vib_rng *rng, vibi_rng_state *state);
+void vibi_rng_restore(vib_rng *rng, const vibi_rng_state *state);
 
 #endif /* VIB_INTERNAL_H */

@@ -37,7 +37,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "model.h"
 
 static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
 enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
@@ -148,13 +148,10 @@ int vib_model_save(const vib_model *model, const char *path)
     static const char fn[] = "vib_model_save";
     if (model == NULL || path == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, model ? "path" : "model");
-    size_t n_enc, n_dec;
-    const size_t *enc, *dec;
-    uint64_t seed;
-    vibi_model_arch(model, &n_enc, &enc, &n_dec, &dec, &seed);
-    const size_t P = vib_model_num_params(model);
-    const size_t total = (size_t)file_size(n_enc, n_dec, P);
-    const float *params = vib_model_params((vib_model *)model);
+    const vibi_arch *a = &model->arch;
+    const size_t P = a->num_params;
+    const size_t total = (size_t)file_size(a->n_enc, a->n_dec, P);
+    const float *params = model->params;
     for (size_t i = 0; i < P; i++) /* vib_model_load refuses such a file: do not write it */
         if (!isfinite(params[i]))
             return vibi_fail(VIB_ERR_NUMERIC, "%s: parameter %zu is %g", fn, i, (double)params[i]);
@@ -167,20 +164,20 @@ int vib_model_save(const vib_model *model, const char *path)
     unsigned char *p = buf;
     memcpy(p, MAGIC, 8), p += 8;
     p = put_u32(p, FORMAT_VERSION);
-    p = put_u32(p, (vib_model_deterministic(model) ? FLAG_DETERMINISTIC : 0) |
-                       ((vib_model_flags(model) & VIB_MODEL_FULL_COV) ? FLAG_FULL_COV : 0));
-    p = put_u64(p, vib_model_input_dim(model));
-    p = put_u64(p, vib_model_latent_dim(model));
-    p = put_u64(p, vib_model_classes(model));
-    p = put_u64(p, n_enc);
-    p = put_u64(p, n_dec);
-    for (size_t i = 0; i < n_enc; i++)
-        p = put_u64(p, enc[i]);
-    for (size_t i = 0; i < n_dec; i++)
-        p = put_u64(p, dec[i]);
-    p = put_f32(p, vib_model_beta(model));
-    p = put_f32(p, vib_model_sigma_offset(model));
-    p = put_u64(p, seed);
+    p = put_u32(p, (model->deterministic ? FLAG_DETERMINISTIC : 0) |
+                       (vibi_arch_full(a) ? FLAG_FULL_COV : 0));
+    p = put_u64(p, a->input_dim);
+    p = put_u64(p, a->k);
+    p = put_u64(p, a->classes);
+    p = put_u64(p, a->n_enc);
+    p = put_u64(p, a->n_dec);
+    for (size_t i = 0; i < a->n_enc; i++)
+        p = put_u64(p, a->enc[i]);
+    for (size_t i = 0; i < a->n_dec; i++)
+        p = put_u64(p, a->dec[i]);
+    p = put_f32(p, model->beta);
+    p = put_f32(p, model->offset);
+    p = put_u64(p, model->seed);
     p = put_u64(p, P);
     for (size_t i = 0; i < P; i++)
         p = put_f32(p, params[i]);
@@ -266,7 +263,6 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
 static int parse(const char *fn, const char *path, const unsigned char *b, size_t len,
                  vib_model **out)
 {
-    const size_t max_dim = (size_t)1 << 24;
 #define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
     if (len < 8 || memcmp(b, MAGIC, 8) != 0)
         return BAD("%s: %s: not a libvib model (bad magic)", fn, path);
@@ -278,9 +274,10 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
                    version, FORMAT_VERSION);
     if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
         return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
-    uint64_t input = get_u64(b + 16), k = get_u64(b + 24), classes = get_u64(b + 32);
-    uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
-    if (n_enc > 64 || n_dec > 64)
+    /* The layer counts bound where the fields after them sit: only they are checked
+     * before the length (every other limit is vibi_arch_check's, below). */
+    const uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
+    if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
         return BAD("%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
                    (unsigned long long)n_enc, (unsigned long long)n_dec);
     size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
@@ -295,52 +292,45 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
     if (stored != actual)
         return BAD("%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
                    stored, actual);
-    size_t enc[64], dec[64];
-    for (uint64_t i = 0; i < n_enc + n_dec; i++) {
-        uint64_t v = get_u64(b + 56 + 8 * i);
-        if (v == 0 || v > max_dim)
-            return BAD("%s: %s: hidden size %llu out of range", fn, path, (unsigned long long)v);
-        if (i < n_enc)
-            enc[i] = (size_t)v;
+    /* Sizes beyond size_t are clamped to SIZE_MAX, which the check refuses as it
+     * refuses any size past its limit. */
+#define SIZE_OF(v) ((v) > SIZE_MAX ? SIZE_MAX : (size_t)(v))
+    vibi_arch a = {.input_dim = SIZE_OF(get_u64(b + 16)), .k = SIZE_OF(get_u64(b + 24)),
+                   .classes = SIZE_OF(get_u64(b + 32)), .n_enc = (size_t)n_enc,
+                   .n_dec = (size_t)n_dec,
+                   .flags = (flags & FLAG_FULL_COV) ? VIB_MODEL_FULL_COV : 0};
+    for (size_t i = 0; i < a.n_enc + a.n_dec; i++) {
+        const size_t v = SIZE_OF(get_u64(b + 56 + 8 * i));
+        if (i < a.n_enc)
+            a.enc[i] = v;
         else
-            dec[i - n_enc] = (size_t)v;
+            a.dec[i - a.n_enc] = v;
     }
-    if (input == 0 || input > max_dim || k == 0 || k > max_dim || classes < 2 ||
-        classes > max_dim)
-        return BAD("%s: %s: sizes %llu, %llu, %llu out of range", fn, path,
-                   (unsigned long long)input, (unsigned long long)k, (unsigned long long)classes);
-    const uint32_t model_flags = (flags & FLAG_FULL_COV) ? VIB_MODEL_FULL_COV : 0;
-    size_t arch_params;
-    /* The architecture's size, checked before anything is allocated for it. */
-    if (vibi_model_count_params((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec,
-                                dec, (size_t)classes, model_flags, &arch_params) != VIB_OK)
-        return BAD("%s: %s: impossible architecture (%s)", fn, path, vib_last_error());
-    if (arch_params != P)
+#undef SIZE_OF
+    char who[4200];
+    snprintf(who, sizeof who, "%s: %s: impossible architecture", fn, path);
+    TRY(vibi_arch_check(who, true, &a));
+    if (a.num_params != P)
         return BAD("%s: %s: %llu parameters, the architecture has %zu", fn, path,
-                   (unsigned long long)P, arch_params);
+                   (unsigned long long)P, a.num_params);
     const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
     float beta = get_f32(p), offset = get_f32(p + 4);
     uint64_t seed = get_u64(p + 8);
     if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
         return BAD("%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
-#undef BAD
-    vib_model *m = NULL;
-    int rc = vib_model_create_ex((size_t)input, (size_t)n_enc, enc, (size_t)k, (size_t)n_dec,
-                                 dec, (size_t)classes, model_flags, seed, &m);
-    if (rc != VIB_OK)
-        return rc;
-    float *params = vib_model_params(m);
     const unsigned char *q = b + hdr;
-    for (size_t i = 0; i < P; i++) {
-        params[i] = get_f32(q + 4 * i);
-        if (!isfinite(params[i])) {
-            vib_model_free(m);
-            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: parameter %zu is not finite", fn, path, i);
-        }
-    }
-    vib_model_set_beta(m, beta);
-    vib_model_set_sigma_offset(m, offset);
-    vib_model_set_deterministic(m, (flags & FLAG_DETERMINISTIC) ? 1 : 0);
+    for (size_t i = 0; i < P; i++)
+        if (!isfinite(get_f32(q + 4 * i)))
+            return BAD("%s: %s: parameter %zu is not finite", fn, path, i);
+#undef BAD
+    /* Allocated, not initialized: the weights are the file's. */
+    vib_model *m;
+    TRY(vibi_model_alloc(fn, &a, seed, &m));
+    for (size_t i = 0; i < P; i++)
+        m->params[i] = get_f32(q + 4 * i);
+    m->beta = beta;
+    m->offset = offset;
+    m->deterministic = (flags & FLAG_DETERMINISTIC) ? 1 : 0;
     *out = m;
     return VIB_OK;
 }

@@ -2,7 +2,8 @@
  * nodes.c - the pure nodes: reparameterization, Gaussian KLs, the sigma head, ReLU and
  * softmax cross-entropy, each forward beside its backward. Every function validates
  * all its arguments before it writes anything, so an error leaves the buffers as they
- * were. The math of each backward is derived in docs/math.md.
+ * were. The Gaussian nodes' arithmetic is head.c's row kernels, the same the model
+ * runs. The math of each backward is derived in docs/math.md.
  */
 #include <float.h>
 #include <math.h>
@@ -50,9 +51,7 @@ int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const flo
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "v", n, v));
     TRY(check_fits(fn, "z", n, mu, sigma, v));
-    /* In double, rounded once: z is the float nearest the exact mu + sigma * v. */
-    for (size_t i = 0; i < n; i++)
-        z[i] = (float)((double)mu[i] + (double)sigma[i] * (double)v[i]);
+    vibi_head_reparam(n, mu, sigma, v, z);
     return VIB_OK;
 }
 
@@ -69,25 +68,11 @@ int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, 
     TRY(vibi_check_finite(fn, "v", n, v));
     TRY(check_fits(fn, "dmu", n, dmu, dz, NULL));
     TRY(check_fits(fn, "dsigma", n, dsigma, dz, v));
-    for (size_t i = 0; i < n; i++) {
-        dmu[i] += dz[i];                                               /* dz/dmu = 1 */
-        dsigma[i] = (float)((double)dsigma[i] + (double)dz[i] * v[i]); /* dz/dsigma = v */
-    }
+    vibi_head_reparam_backward(n, dz, v, dmu, dsigma);
     return VIB_OK;
 }
 
 /* ---- KL( N(mu, sigma^2) || N(0, 1) ) per row (docs/math.md#kl-to-the-standard-normal) ---- */
-
-/* 0.5 * sum_j (mu_j^2 + sigma_j^2 - 2 log sigma_j - 1), in double. */
-static double kl_row(size_t k, const float *mu, const float *sigma)
-{
-    double acc = 0.0;
-    for (size_t j = 0; j < k; j++) {
-        double m = mu[j], s = sigma[j];
-        acc += m * m + s * s - 2.0 * log(s) - 1.0;
-    }
-    return 0.5 * acc;
-}
 
 int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma, float *kl)
 {
@@ -108,10 +93,10 @@ int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     /* Check every row fits in a float before writing any (|mu| near 2^64 overflows). */
     for (size_t r = 0; r < rows; r++)
-        if (kl_row(k, mu + r * k, sigma + r * k) > (double)FLT_MAX)
+        if (vibi_head_kl(k, mu + r * k, sigma + r * k, NULL) > (double)FLT_MAX)
             return vibi_fail(VIB_ERR_NUMERIC, "%s: kl[%zu] would overflow float", fn, r);
     for (size_t r = 0; r < rows; r++)
-        kl[r] = (float)kl_row(k, mu + r * k, sigma + r * k);
+        kl[r] = (float)vibi_head_kl(k, mu + r * k, sigma + r * k, NULL);
     return VIB_OK;
 }
 
@@ -146,15 +131,9 @@ int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const flo
                                  "%s: dsigma[%zu] would overflow float (sigma = %g)", fn, i, s);
         }
     }
-    for (size_t r = 0; r < rows; r++) {
-        const double g = dkl[r];
-        for (size_t j = 0; j < k; j++) {
-            size_t i = r * k + j;
-            double s = sigma[i];
-            dmu[i] = (float)(dmu[i] + g * mu[i]);               /* d/dmu 0.5 mu^2 = mu */
-            dsigma[i] = (float)(dsigma[i] + g * (s - 1.0 / s)); /* d/dsigma 0.5 (s^2 - 2 log s) */
-        }
-    }
+    for (size_t r = 0; r < rows; r++)
+        vibi_head_kl_backward(k, mu + r * k, sigma + r * k, dkl[r], dmu + r * k, dsigma + r * k,
+                              NULL);
     return VIB_OK;
 }
 
@@ -186,35 +165,6 @@ int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p, const f
 
 /* ---- the sigma head: sigma = softplus(rho + offset) (docs/math.md#the-sigma-head) ---- */
 
-/* Below this x, softplus(x) = e^x (1 - e^x/2 + ...) and log softplus(x) = x to within
- * e^x/2 < 5e-14, far under float precision; above it the direct forms are exact enough. */
-#define SOFTPLUS_TAIL (-30.0)
-
-double vibi_softplus(double x)
-{
-    /* log(1 + e^x) without overflow: for x > 0 factor out e^x. */
-    return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
-
-double vibi_sigmoid(double x)
-{
-    if (x >= 0.0)
-        return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
-double vibi_log_softplus(double x)
-{
-    return x < SOFTPLUS_TAIL ? x : log(vibi_softplus(x));
-}
-
-double vibi_dlog_softplus(double x)
-{
-    /* d log softplus(x)/dx = sigmoid(x) / softplus(x) -> 1 as x -> -inf */
-    return x < SOFTPLUS_TAIL ? 1.0 : vibi_sigmoid(x) / vibi_softplus(x);
-}
-
 /* rho + offset in double, checked to give a finite float sigma. */
 static int head_input(const char *fn, size_t n, const float *rho, float offset)
 {
@@ -236,12 +186,7 @@ int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigm
     TRY(vibi_check_ptr(fn, "rho", rho));
     TRY(vibi_check_ptr(fn, "sigma", sigma));
     TRY(head_input(fn, n, rho, offset));
-    for (size_t i = 0; i < n; i++) {
-        double x = (double)rho[i] + (double)offset;
-        sigma[i] = (float)vibi_softplus(x);
-        if (log_sigma != NULL)
-            log_sigma[i] = (float)vibi_log_softplus(x);
-    }
+    vibi_head_sigma(n, rho, offset, sigma, log_sigma);
     return VIB_OK;
 }
 
@@ -267,15 +212,7 @@ int vib_sigma_head_backward(size_t n, const float *rho, float offset, const floa
         if (bound > (double)FLT_MAX)
             return vibi_fail(VIB_ERR_NUMERIC, "%s: drho[%zu] would overflow float", fn, i);
     }
-    for (size_t i = 0; i < n; i++) {
-        double x = (double)rho[i] + (double)offset;
-        double g = 0.0;
-        if (dsigma != NULL) /* d softplus(x)/dx = sigmoid(x) */
-            g += dsigma[i] * vibi_sigmoid(x);
-        if (dlog_sigma != NULL)
-            g += dlog_sigma[i] * vibi_dlog_softplus(x);
-        drho[i] += (float)g;
-    }
+    vibi_head_sigma_backward(n, rho, offset, dsigma, dlog_sigma, drho);
     return VIB_OK;
 }
 
@@ -331,15 +268,6 @@ double vibi_softmax_row(size_t classes, const float *l, int32_t label, float *pr
     return loss;
 }
 
-static int check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels)
-{
-    for (size_t r = 0; r < rows; r++)
-        if (labels[r] < 0 || (size_t)labels[r] >= classes)
-            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels[%zu] = %d is outside [0, %zu)",
-                             fn, r, (int)labels[r], classes);
-    return VIB_OK;
-}
-
 int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
                              const int32_t *labels, float *loss, float *prob)
 {
@@ -354,7 +282,7 @@ int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
     TRY(vibi_check_ptr(fn, "labels", labels));
     TRY(vibi_check_ptr(fn, "loss", loss));
     TRY(vibi_check_finite(fn, "logits", n, logits));
-    TRY(check_labels(fn, rows, classes, labels));
+    TRY(vibi_check_labels(fn, rows, classes, labels));
     /* loss[r] = lse - l_y <= max - l_y + log(classes): check it fits before writing. */
     for (size_t r = 0; r < rows; r++) {
         const float *l = logits + r * classes;
@@ -390,7 +318,7 @@ int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
             return vibi_fail(VIB_ERR_INVALID_ARG, "%s: prob[%zu] = %g is not a probability",
                              fn, i, (double)prob[i]);
     TRY(vibi_check_finite(fn, "dloss", rows, dloss));
-    TRY(check_labels(fn, rows, classes, labels));
+    TRY(vibi_check_labels(fn, rows, classes, labels));
     /* |prob - onehot| <= 1, so |dlogits| + |dloss| bounds each result. */
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < classes; c++)

@@ -7,6 +7,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -261,11 +262,6 @@ static inline double half_open_unit(vib_rng *rng)
     return (double)(next_u64(rng) >> 11) * 0x1.0p-53;
 }
 
-double vibi_rng_open_unit(vib_rng *rng)
-{
-    return open_unit(rng);
-}
-
 int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out)
 {
     static const char fn[] = "vib_rng_uniform";
@@ -384,4 +380,14 @@ int vib_rng_normal(vib_rng *rng, size_t n, float mean, float std, float *out)
     }
     *rng = state;
     return VIB_OK;
+}
+
+void vibi_rng_save(const vib_rng *rng, vibi_rng_state *state)
+{
+    memcpy(state->s, rng->s, sizeof state->s);
+}
+
+void vibi_rng_restore(vib_rng *rng, const vibi_rng_state *state)
+{
+    memcpy(rng->s, state->s, sizeof rng->s);
 }

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -43,10 +44,15 @@ const char *vib_last_error(void)
 
 int vibi_fail(int status, const char *fmt, ...)
 {
+    /* Formatted aside first: an argument may be vib_last_error() itself (a caller
+     * wrapping an inner failure's reason), and vsnprintf's source and destination must
+     * not overlap. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof last_error);
     return status;
 }
 
@@ -76,5 +82,14 @@ int vibi_check_positive(const char *fn, const char *what, size_t n, const float 
             return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s[%zu] = %g is not positive", fn,
                              what, i, (double)x[i]);
     }
+    return VIB_OK;
+}
+
+int vibi_check_labels(const char *fn, size_t rows, size_t classes, const int32_t *labels)
+{
+    for (size_t r = 0; r < rows; r++)
+        if (labels[r] < 0 || (size_t)labels[r] >= classes)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels[%zu] = %d is outside [0, %zu)",
+                             fn, r, (int)labels[r], classes);
     return VIB_OK;
 }

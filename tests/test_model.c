@@ -138,7 +138,7 @@ START_TEST(full_covariance_posterior)
     ck_assert_fails(vib_model_encode_chol(d, B, x, mu, NULL), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_model_create_ex(IN, 1, enc, 2, 0, NULL, C, 4, 9, &d), VIB_ERR_INVALID_ARG);
     char desc[128];
-    ck_assert_ok(vib_model_describe(m, desc, sizeof desc));
+    ck_assert_int_eq(vib_model_describe(m, desc, sizeof desc), (int)strlen(desc));
     ck_assert_ptr_nonnull(strstr(desc, "K=2 full-cov"));
     vib_model_free(m);
     vib_model_free(d);
@@ -319,10 +319,13 @@ START_TEST(encode_and_predict)
     ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, &ce, &kl, &loss));
     ck_assert(kl == 0.0 && loss == ce);
     char desc[128];
-    ck_assert_ok(vib_model_describe(p.m, desc, sizeof desc));
-    ck_assert_str_eq(desc, "5-6 | K=3 | decoder 3 | deterministic");
-    ck_assert_ok(vib_model_describe(p.m, desc, 4));
+    /* snprintf's convention, as vib_backend_info: the whole text's length, whatever fits */
+    static const char whole[] = "5-6 | K=3 | decoder 3 | deterministic";
+    ck_assert_int_eq(vib_model_describe(p.m, desc, sizeof desc), (int)strlen(whole));
+    ck_assert_str_eq(desc, whole);
+    ck_assert_int_eq(vib_model_describe(p.m, desc, 4), (int)strlen(whole)); /* cut: >= len */
     ck_assert_str_eq(desc, "5-6");
+    ck_assert_int_eq(vib_model_describe(p.m, NULL, 0), (int)strlen(whole)); /* length only */
     vib_model_free(p.m);
 }
 END_TEST
@@ -398,6 +401,29 @@ START_TEST(deep_architectures_match_finite_differences)
 }
 END_TEST
 
+/* A step refused for a non-finite loss leaves no trace: the noise stream is where it
+ * was, so the next step matches that of a twin model that never failed. */
+START_TEST(failed_step_keeps_the_noise_stream)
+{
+    model_ctx a, b;
+    make_ctx(&a, 0, NULL);
+    make_ctx(&b, 0, NULL);
+    const size_t n = vib_model_num_params(a.m);
+    float *params = vib_model_params(a.m);
+    for (size_t i = 0; i < n; i++)
+        params[i] = 1e30f; /* the logits overflow: the loss is not finite */
+    ck_assert_fails(vib_model_gradients(a.m, B, a.x, a.y, NULL, NULL, NULL), VIB_ERR_NUMERIC);
+    memcpy(params, vib_model_params(b.m), n * sizeof(float));
+    double la, lb;
+    ck_assert_ok(vib_model_gradients(a.m, B, a.x, a.y, NULL, NULL, &la));
+    ck_assert_ok(vib_model_gradients(b.m, B, b.x, b.y, NULL, NULL, &lb));
+    ck_assert_msg(la == lb, "loss %.17g after the failed step, %.17g without it", la, lb);
+    ck_assert_mem_eq(vib_model_grads(a.m), vib_model_grads(b.m), n * sizeof(float));
+    vib_model_free(a.m);
+    vib_model_free(b.m);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     const size_t enc[] = {6}, zero[] = {0};
@@ -451,6 +477,7 @@ START_TEST(bad_arguments)
     ck_assert_fails(vib_model_predict(NULL, B, x, 0, prob), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_model_describe(NULL, (char[8]){0}, 8), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_model_describe(m, NULL, 8), VIB_ERR_INVALID_ARG);
+    ck_assert_int_gt(vib_model_describe(m, NULL, 0), 0);
     ck_assert_ptr_null(vib_model_params(NULL));
     ck_assert_ptr_null(vib_model_grads(NULL));
     ck_assert_uint_eq(vib_model_num_params(NULL), 0);
@@ -478,6 +505,7 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, encode_and_predict);
     tcase_add_test(tc, reported_kl_and_sample_average);
     tcase_add_test(tc, deep_architectures_match_finite_differences);
+    tcase_add_test(tc, failed_step_keeps_the_noise_stream);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;

@@ -67,6 +67,21 @@ static void *fail_in_thread(void *arg)
     return NULL;
 }
 
+/* An error whose detail wraps an earlier one's, read from vib_last_error() itself (what
+ * the model loader does with the architecture check's reason), keeps it whole. */
+START_TEST(last_error_can_wrap_itself)
+{
+    ck_assert_fails(vib_rng_create(1, NULL), VIB_ERR_INVALID_ARG);
+    char inner[256];
+    snprintf(inner, sizeof inner, "%s", vib_last_error());
+    ck_assert_int_eq(vibi_fail(VIB_ERR_FORMAT, "outer: %s (wrapped)", vib_last_error()),
+                     VIB_ERR_FORMAT);
+    char want[300];
+    snprintf(want, sizeof want, "outer: %s (wrapped)", inner);
+    ck_assert_str_eq(vib_last_error(), want);
+}
+END_TEST
+
 START_TEST(last_error_is_thread_local)
 {
     ck_assert_fails(vib_rng_seed(NULL, 1), VIB_ERR_INVALID_ARG);
@@ -89,6 +104,7 @@ Suite *make_status_suite(void)
     tcase_add_test(tc, version_matches_header);
     tcase_add_test(tc, status_strings_are_distinct);
     tcase_add_test(tc, last_error_names_the_call);
+    tcase_add_test(tc, last_error_can_wrap_itself);
     tcase_add_test(tc, last_error_is_thread_local);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,120 @@
+/*
+ * model.h - what the model's files (model.c, model_pass.c, model_head.c) and io.c share:
+ * the architecture as one value, the model's struct and its workspace. Internal.
+ *
+ * Layers, in the order their parameters sit in the flat arrays (each W then b):
+ *   encoder hidden layers (ReLU, He init), the head [h -> head_out] giving [mu | rho]
+ *   (diagonal) or [mu | packed raw L] (full covariance) (LeCun), decoder hidden layers
+ *   (ReLU, He), the output layer [-> classes] (LeCun). The decoder reads z (K values),
+ *   not the head's outputs.
+ */
+#ifndef VIB_MODEL_H
+#define VIB_MODEL_H
+
+#include "internal.h"
+
+/* The limits of an architecture, checked in one place (vibi_arch_check): at most 64
+ * hidden layers per side, and no size past 2^24, no layer width anyone trains here,
+ * which keeps every product of two sizes well inside size_t. A full factor has
+ * K(K+1)/2 entries per row: K <= 4096 keeps that a sane layer width. */
+#define VIBI_MAX_HIDDEN 64
+#define VIBI_MAX_DIM ((size_t)1 << 24)
+#define VIBI_MAX_FULL_K 4096
+
+/* An architecture: what vib_model_create_ex is given, then (vibi_arch_check) what
+ * follows from it. */
+typedef struct vibi_arch {
+    size_t input_dim, k, classes;
+    size_t n_enc, n_dec;
+    size_t enc[VIBI_MAX_HIDDEN], dec[VIBI_MAX_HIDDEN];
+    uint32_t flags; /* VIB_MODEL_* */
+    /* filled by vibi_arch_check */
+    size_t head_out;   /* 2K, or K + K(K+1)/2 with a full covariance */
+    size_t n_layers;   /* n_enc + 1 (head) + n_dec + 1 (output) */
+    size_t num_params; /* every W and b */
+    size_t max_width;  /* the widest side of any layer */
+} vibi_arch;
+
+/* Fill a->head_out ... a->max_width if the sizes and flags in *a are a valid
+ * architecture, else an error under fn's name: VIB_ERR_INVALID_ARG (VIB_ERR_NOMEM for
+ * too many parameters) or, with from_file, VIB_ERR_FORMAT for every reason (the file
+ * describes an impossible model). n_enc and n_dec must already be at most
+ * VIBI_MAX_HIDDEN: the sizes are read from the arrays. */
+int vibi_arch_check(const char *fn, bool from_file, vibi_arch *a);
+
+/* Layer l's input and output sizes. */
+void vibi_arch_layer(const vibi_arch *a, size_t l, size_t *in, size_t *out);
+
+static inline size_t vibi_arch_head(const vibi_arch *a)
+{
+    return a->n_enc;
+}
+
+static inline bool vibi_arch_full(const vibi_arch *a)
+{
+    return (a->flags & VIB_MODEL_FULL_COV) != 0;
+}
+
+struct vib_model {
+    vibi_arch arch;
+    vibi_layer *layers; /* arch.n_layers views into params and grads */
+    float *params, *grads;
+    float beta, offset;
+    int deterministic;
+    uint64_t seed;
+    vib_rng *noise;         /* training's draws */
+    vib_rng *predict_noise; /* prediction's draws */
+    /* Workspace for up to cap_rows rows, grown on demand (vibi_model_reserve): after
+     * the first batch of a given size, steps allocate nothing. */
+    size_t cap_rows;
+    float *ws;
+};
+
+/* A model of architecture a (checked) with every buffer allocated, the weights
+ * uninitialized and the gradients 0, the noise streams seeded from `seed`. */
+int vibi_model_alloc(const char *fn, const vibi_arch *a, uint64_t seed, vib_model **out);
+
+/* Make room for `rows` rows in the workspace (no-op if there is). */
+int vibi_model_reserve(vib_model *m, const char *fn, size_t rows);
+
+/* Per-call views into the workspace for `rows` rows. */
+typedef struct vibi_views {
+    float **act;     /* act[l]: output of layer l, [rows x out_l] */
+    float *v, *z;    /* noise and sample, [rows x K] */
+    float *dz;       /* dL/dz, [rows x K] */
+    float *ga, *gb;  /* ping-pong gradients, [rows x max_width] */
+    float *sigma;    /* the diagonal head's sigma, [rows x K] */
+    float *aux;      /* log sigma, then d log sigma, [rows x K] */
+    float *dsigma;   /* [rows x K] */
+    float *scratch;  /* one row of the full-covariance head: 2 K(K+1)/2 + 4K (0 if diagonal) */
+} vibi_views;
+
+/* Views for `rows` <= cap_rows rows; act must have n_layers slots. */
+vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act);
+
+/* The most layers a model has, for the callers' act[] arrays. */
+#define VIBI_MAX_LAYERS (2 * VIBI_MAX_HIDDEN + 2)
+
+/* model_head.c: the Gaussian head over a batch, from the head layer's outputs -------- */
+
+/* z = mu + sigma v or mu + L v from the head's rows and the noise v; returns the summed
+ * KL to N(0, I) in nats. The sigma of each row stays in w->sigma for the backward. */
+double vibi_model_head_forward(const vib_model *m, size_t rows, const float *head,
+                               const float *v, float *z, const vibi_views *w);
+
+/* dL/d(head outputs) into dhead (written) from dL/dz and the KL with weight kl_w =
+ * beta / batch, after vibi_model_head_forward on the same rows. */
+void vibi_model_head_backward(const vib_model *m, size_t rows, const float *head,
+                              const float *v, const float *dz, double kl_w,
+                              const vibi_views *w, float *dhead);
+
+/* The posterior's scale for each row: the packed factor L (K(K+1)/2 per row) when
+ * `packed` or the model is full-covariance, else sigma (K per row). */
+void vibi_model_scale(const vib_model *m, size_t rows, const float *head, bool packed,
+                      const vibi_views *w, float *out);
+
+/* z = mu + scale v for each row, scale as vibi_model_scale(packed = false) gave it. */
+void vibi_model_sample(const vib_model *m, size_t rows, const float *head, const float *scale,
+                       const float *v, float *z);
+
+#endif /* VIB_MODEL_H */
