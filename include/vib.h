@@ -541,7 +541,10 @@ VIB_API size_t vib_model_classes(const vib_model *model);
 VIB_API size_t vib_model_num_params(const vib_model *model);
 
 /* A one-line description such as "784-1024-1024 | K=256 | decoder 10 | beta=0.001",
- * written NUL-terminated into buf (truncated to len - 1 characters). */
+ * written like snprintf (as vib_backend_info): at most len - 1 characters and a
+ * terminating 0 into buf. Returns the length of the whole line (a return >= len means
+ * it was cut; buf NULL with len 0 gives the length alone), or VIB_ERR_INVALID_ARG if
+ * model is NULL or buf is NULL with len > 0. */
 VIB_API int vib_model_describe(const vib_model *model, char *buf, size_t len);
 
 /* The parameters and their gradients, num_params floats each, owned by the model and

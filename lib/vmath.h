@@ -222,6 +222,19 @@ VIBI_VM_INLINE float vibi_vm_mul_err(float a, float b, float p)
     return ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo;
 }
 
+/* c0 + c1 t + ... + c6 t^6 by Horner's rule, highest coefficient first. */
+VIBI_VM_INLINE float vibi_vm_poly6(float t, float c0, float c1, float c2, float c3, float c4,
+                                   float c5, float c6)
+{
+    float p = c6;
+    p = p * t + c5;
+    p = p * t + c4;
+    p = p * t + c3;
+    p = p * t + c2;
+    p = p * t + c1;
+    return p * t + c0;
+}
+
 /* ---- exp ------------------------------------------------------------------------- */
 
 /* e^x as hi + *lo, |*lo| <= ulp(hi) / 2, for the callers that need e^x to better than
@@ -367,13 +380,9 @@ VIBI_VM_INLINE float vibi_vm_softplus_mid(float x, float *lo)
     float a = 0.5f * x;
     float v = a * a;
     float v_lo = vibi_vm_mul_err(a, a, v);
-    float h = VIBI_VM_LOGCOSH_H6;
-    h = h * v + VIBI_VM_LOGCOSH_H5;
-    h = h * v + VIBI_VM_LOGCOSH_H4;
-    h = h * v + VIBI_VM_LOGCOSH_H3;
-    h = h * v + VIBI_VM_LOGCOSH_H2;
-    h = h * v + VIBI_VM_LOGCOSH_H1;
-    h = h * v + VIBI_VM_LOGCOSH_H0;
+    float h = vibi_vm_poly6(v, VIBI_VM_LOGCOSH_H0, VIBI_VM_LOGCOSH_H1, VIBI_VM_LOGCOSH_H2,
+                            VIBI_VM_LOGCOSH_H3, VIBI_VM_LOGCOSH_H4, VIBI_VM_LOGCOSH_H5,
+                            VIBI_VM_LOGCOSH_H6);
     float small = 0.5f * v_lo + (v * v) * h;
     float s1 = VIBI_VM_LN2 + a; /* TwoSum: s1 + e1 = LN2 + a exactly */
     float a_part = s1 - VIBI_VM_LN2;
@@ -405,13 +414,8 @@ VIBI_VM_INLINE float vibi_vm_softplus_hilo(float x, float t, float t_lo, float *
 VIBI_VM_INLINE float vibi_vlog_softplusf(float x)
 {
     float t_lo, t = vibi_vm_exp_hilo(-vibi_vm_absf(x), &t_lo);
-    float g = VIBI_VM_LSP_G6;
-    g = g * t + VIBI_VM_LSP_G5;
-    g = g * t + VIBI_VM_LSP_G4;
-    g = g * t + VIBI_VM_LSP_G3;
-    g = g * t + VIBI_VM_LSP_G2;
-    g = g * t + VIBI_VM_LSP_G1;
-    g = g * t + VIBI_VM_LSP_G0;
+    float g = vibi_vm_poly6(t, VIBI_VM_LSP_G0, VIBI_VM_LSP_G1, VIBI_VM_LSP_G2, VIBI_VM_LSP_G3,
+                            VIBI_VM_LSP_G4, VIBI_VM_LSP_G5, VIBI_VM_LSP_G6);
     float y_left = x + t * g;
 
     float lo, hi = vibi_vm_softplus_hilo(x, t, t_lo, &lo);
@@ -427,13 +431,8 @@ VIBI_VM_INLINE float vibi_vlog_softplusf(float x)
 VIBI_VM_INLINE float vibi_vdlog_softplusf(float x)
 {
     float t_lo, t = vibi_vm_exp_hilo(-vibi_vm_absf(x), &t_lo);
-    float kp = VIBI_VM_DLSP_K6;
-    kp = kp * t + VIBI_VM_DLSP_K5;
-    kp = kp * t + VIBI_VM_DLSP_K4;
-    kp = kp * t + VIBI_VM_DLSP_K3;
-    kp = kp * t + VIBI_VM_DLSP_K2;
-    kp = kp * t + VIBI_VM_DLSP_K1;
-    kp = kp * t + VIBI_VM_DLSP_K0;
+    float kp = vibi_vm_poly6(t, VIBI_VM_DLSP_K0, VIBI_VM_DLSP_K1, VIBI_VM_DLSP_K2,
+                             VIBI_VM_DLSP_K3, VIBI_VM_DLSP_K4, VIBI_VM_DLSP_K5, VIBI_VM_DLSP_K6);
     float y_left = 1.0f - t * kp;
 
     float sig_lo, sig = vibi_vm_sigmoid_hilo(x, t, t_lo, &sig_lo);

@@ -445,8 +445,10 @@ def run_python():
         check(LIB.model_sigma_offset(m) == -5.0 and LIB.model_deterministic(m) == 0,
               "model default settings")
         buf = ctypes.create_string_buffer(128)
-        check_status(LIB.model_describe(m, buf, len(buf)), VIB_OK, "vib_model_describe")
+        n_desc = LIB.model_describe(m, buf, len(buf))
         desc = buf.value.decode()
+        check(n_desc == len(desc) and LIB.model_describe(m, None, 0) == n_desc,
+              "vib_model_describe returns the line's length", str(n_desc))
         check(desc.startswith("%d-%d | K=%d" % (IN, HID, K)), "vib_model_describe", repr(desc))
 
         check_status(LIB.adam_create(n, LR, 0.9, 0.999, 1e-8, byref(opt)), VIB_OK,
