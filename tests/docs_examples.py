@@ -143,8 +143,8 @@ def check_program(cc, root, prog, out_block, failures):
         return
     if r.returncode != 0:
         failures.append("%s: exit status %d" % (prog.where(), r.returncode))
-        print("FAIL %s: the program exited with status %d; its stderr:\n%s"
-              % (prog.where(), r.returncode, r.stderr.rstrip()))
+        print("FAIL %s: the program exited with status %d\n--- its stdout:\n%s\n--- its stderr:\n%s"
+              % (prog.where(), r.returncode, r.stdout.rstrip(), r.stderr.rstrip()))
         return
     want, got = normalize(out_block.text), normalize(r.stdout)
     if want != got:
@@ -176,33 +176,38 @@ def check_declarations(cc, root, path, decls, failures):
     os.makedirs(work, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9]+", "_", path.rsplit(".", 1)[0]).strip("_")
     src = os.path.join(work, "%s-declarations.c" % stem)
-    top, refs = ["#include <vib.h>"], []
+    top, refs, declared = ["#include <vib.h>"], [], {}
     for b in decls:
         text = COMMENT.sub(lambda c: re.sub(r"[^\n]", " ", c.group(0)), b.text)
         top.append('#line %d "%s"' % (b.line + 1, path))
         top.append(ENUM.sub(enum_asserts, text))
         for n, line in enumerate(text.split("\n")):
             for name in FUNC.findall(line):
-                refs.append('#line %d "%s"\n    ref = (void (*)(void))%s;'
-                            % (b.line + 1 + n, path, name))
+                declared.setdefault(name, "%s:%d" % (path, b.line + 1 + n))
+                refs.append("    ref = (void (*)(void))%s;" % name)
     with open(src, "w", encoding="utf-8") as f:
         f.write("\n".join(top))
         f.write("\n\nint main(void)\n{\n    void (*volatile ref)(void);\n")
         f.write("\n".join(refs))
         f.write("\n    (void)ref;\n    return 0;\n}\n")
     inc, libs = build_flags(root)
-    cmd = cc + WARN + ["-g"] + inc + [src, "-o", src[:-2]] + libs
+    cmd = cc + WARN + inc + [src, "-o", src[:-2]] + libs
     r = run(cmd)
-    first = "%s:%d-%d" % (path, decls[0].line, decls[-1].line)
+    first = "%s:%d" % (path, decls[0].line)
+    if len(decls) > 1:
+        first += "-%d" % decls[-1].line
     if r.returncode != 0:
         failures.append("%s: declaration blocks do not compile or link" % path)
-        print("FAIL %s: the %d declaration blocks do not compile against include/vib.h or "
+        print("FAIL %s: declaration blocks (%d) that do not compile against include/vib.h or "
               "do not link against libvib (a usage snippet must be a whole program with a "
               "```text output after it, or be marked <!-- docs-check: fragment -->):\n  %s\n%s"
               % (first, len(decls), " ".join(shlex.quote(c) for c in cmd), r.stderr.rstrip()))
+        for name in sorted(set(re.findall(r"undefined reference to `(vib_[a-z0-9_]+)'",
+                                          r.stderr))):
+            print("  %s declares %s, which libvib does not define" % (declared[name], name))
         return
-    print("ok   %s: %d declaration blocks agree with include/vib.h, %d functions linked"
-          % (first, len(decls), len(refs)))
+    print("ok   %s: declaration blocks (%d) agree with include/vib.h, %d functions linked"
+          % (first, len(decls), len(declared)))
 
 
 def main():
