@@ -2,8 +2,9 @@
 #
 #   make                 build lib/libvib.so.X.Y.Z (+ symlinks), lib/libvib.a and the examples
 #   make run             install missing packages, fetch MNIST, build, train (results/)
-#   make check           unit tests, the ABI check, the Python ctypes test, then the
-#                        unit tests again under ASan + UBSan
+#   make check           unit tests, the ABI check, the Python ctypes test, the
+#                        documentation's C examples, then the unit tests again under
+#                        ASan + UBSan
 #   make data            fetch and verify MNIST into data/mnist
 #   make bench           every product by every BLIS path, then training and prediction
 #                        speed against the physical floor (products at the sgemm peak
@@ -89,8 +90,8 @@ EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: bench bench-peer
-.PHONY: all lib examples check check-unit check-abi check-ffi check-sanitize install uninstall \
-        clean deps run have-blis data experiments
+.PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-sanitize \
+        install uninstall clean deps run have-blis data experiments
 .DELETE_ON_ERROR:
 
 all: lib examples
@@ -152,7 +153,7 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
 check: deps
-	$(MAKE) check-unit check-abi check-ffi check-sanitize
+	$(MAKE) check-unit check-abi check-ffi check-docs check-sanitize
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -187,6 +188,16 @@ check-ffi: lib build/ffi_ref
 	@if command -v python3 >/dev/null 2>&1; then \
 	  python3 tests/ffi_ctypes.py lib/$(SONAME) build/ffi_ref; \
 	  else echo "check-ffi: python3 not found, skipped"; fi
+
+# The C in README.md and docs/*.md, so the documentation cannot go stale: each program
+# is built as a user would build it (only the public header and -lvib), run with one
+# thread, and its output compared with the ```text block under it; each block of
+# declarations is compiled after vib.h and linked. The rule is in tests/docs_examples.py.
+# No example reads MNIST; one that did would fail until `make data` (never run from here).
+check-docs: lib
+	@if command -v python3 >/dev/null 2>&1; then \
+	  python3 tests/docs_examples.py --cc '$(CC)'; \
+	  else echo "check-docs: python3 not found, skipped"; fi
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, unforked
 # so a report points at the test that caused it.
