@@ -18,6 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 
 # One byte of value $1 (0-255), then a big-endian u32.
+# shellcheck disable=SC2059 # the format is the byte's octal escape, on purpose
 byte() { printf "\\$(printf '%03o' "$1")"; }
 u32() { byte $(($1 >> 24 & 255)); byte $(($1 >> 16 & 255)); byte $(($1 >> 8 & 255)); byte $(($1 & 255)); }
 
@@ -41,8 +42,7 @@ labels() {
         i=$((i + 1))
     done >> "$f"
     for kv in "$@"; do
-        printf "\\$(printf '%03o' "${kv#*=}")" |
-            dd of="$f" bs=1 seek=$((8 + ${kv%=*})) conv=notrunc 2>/dev/null
+        byte "${kv#*=}" | dd of="$f" bs=1 seek=$((8 + ${kv%=*})) conv=notrunc 2>/dev/null
     done
 }
 
