@@ -191,8 +191,10 @@ typedef struct {
 
 /* Evaluate `m` on `d` with `samples` draws. With `info`, also the cross-entropy of
  * single draws and the KL rate; the S-sample prediction is then assembled from the S
- * single draws (the same average vib_model_predict(samples) takes). */
-static eval evaluate(vib_model *m, const vib_dataset *d, size_t samples, int info)
+ * single draws (the same average vib_model_predict(samples) takes). A label outside the
+ * model's classes ends the program, naming item first + i of `what`. */
+static eval evaluate(vib_model *m, const vib_dataset *d, const char *what, size_t first,
+                     size_t samples, int info)
 {
     enum { CHUNK = 500 };
     const size_t n = vib_dataset_size(d), dim = vib_dataset_dim(d);
@@ -215,7 +217,8 @@ static eval evaluate(vib_model *m, const vib_dataset *d, size_t samples, int inf
                 for (size_t r = 0; r < rows; r++) {
                     /* a float softmax can round a hopeless class to 0: floor it so one
                      * such row costs 69 nats instead of making the mean infinite */
-                    double p = fmax((double)one[r * C + (size_t)y[i + r]], 1e-30);
+                    const size_t c = label_class(what, first + i + r, y[i + r], C);
+                    double p = fmax((double)one[r * C + c], 1e-30);
                     ce -= log(p);
                 }
                 for (size_t k = 0; k < rows * C; k++)
@@ -236,7 +239,7 @@ static eval evaluate(vib_model *m, const vib_dataset *d, size_t samples, int inf
             }
         }
         for (size_t r = 0; r < rows; r++)
-            wrong += (int32_t)argmax(prob + r * C, C) != y[i + r];
+            wrong += argmax(prob + r * C, C) != label_class(what, first + i + r, y[i + r], C);
     }
     free(prob), free(one), free(mu), free(sigma);
     e.error_pct = 100.0 * (double)wrong / (double)n;
@@ -328,6 +331,11 @@ int main(int argc, char **argv)
     check(vib_dataset_subset(all, N_TRAIN, N_VAL, &val), "validation split");
     vib_dataset_free(all);
     const size_t n_train = o.train_limit ? o.train_limit : N_TRAIN;
+    /* Every model has the training split's classes: the validation and test labels must
+     * be among them, checked before hours of training rather than after. */
+    const size_t classes = vib_dataset_classes(train_set);
+    check_labels(val, "training set (validation split)", N_TRAIN, classes);
+    check_labels(test, "test set", 0, classes);
     const double h_y = label_entropy_bits(val, vib_dataset_size(val));
 
     printf("libvib %s | encoder 784-%zu-%zu, K = %zu, linear decoder | inputs in [%g, 1] | "
@@ -355,8 +363,8 @@ int main(int argc, char **argv)
         const double beta = o.betas[b], t0 = now();
         double train_ce = 0.0, train_kl = 0.0;
         vib_model *m = train(&rc, &o, train_set, n_train, beta, &train_ce, &train_kl);
-        const eval v = evaluate(m, val, o.samples, 1);
-        const eval t = evaluate(m, test, o.samples, 0);
+        const eval v = evaluate(m, val, "training set (validation split)", N_TRAIN, o.samples, 1);
+        const eval t = evaluate(m, test, "test set", 0, o.samples, 0);
         vib_model_free(m);
         const double izy = h_y - v.ce_nats / log(2.0), secs = now() - t0;
         if (v.sigma_zero)

@@ -1,9 +1,10 @@
 /*
  * example_util.h - the helpers train_mnist, beta_sweep and latent2d share: checked option
  * values, failing on a libvib status, timing, output directories, the progress bar,
- * gnuplot without a shell, the BLIS thread count, loading MNIST and the minibatch epoch
- * (shuffle, staircase rate, Adam, EMA). Kept in one place so the three programs cannot
- * drift apart; header-only with static functions (as examples/vib_chain.h), public API only.
+ * gnuplot without a shell, the BLIS thread count, loading MNIST, labels checked against
+ * the model's classes and the minibatch epoch (shuffle, staircase rate, Adam, EMA). Kept
+ * in one place so the three programs cannot drift apart; header-only with static
+ * functions (as examples/vib_chain.h), public API only.
  *
  * Define EXAMPLE_NAME (the program's name, a string literal) before including: every
  * message starts with it.
@@ -161,6 +162,38 @@ EXAMPLE_UTIL_FN void load_mnist(const char *dir, float lo, vib_dataset **train, 
             fprintf(stderr, EXAMPLE_NAME ": fetch MNIST with `make data`, or pass --data DIR\n");
         exit(1);
     }
+}
+
+/* ---- labels against the model's classes ------------------------------------------ */
+
+/* The class of item `item` of `what` (e.g. "test set"), or exit 1 naming the item if
+ * `label` is outside [0, classes): a label the model has no output for would be scored
+ * as one more error without a word, and indexing a row of probabilities by it reads
+ * past the row. */
+EXAMPLE_UTIL_FN size_t label_class(const char *what, size_t item, int32_t label,
+                                   size_t classes)
+{
+    if (label < 0 || (size_t)label >= classes) {
+        fprintf(stderr, EXAMPLE_NAME ": %s item %zu: label %d is outside the model's %zu "
+                        "classes\n", what, item, (int)label, classes);
+        exit(1);
+    }
+    return (size_t)label;
+}
+
+/* Before any training: every label of `data` must be one of the model's `classes`, or
+ * the program says how many classes the data has and exits 1 at the first label out of
+ * range. `first` is the index in its file of the dataset's item 0 (a split's offset). */
+EXAMPLE_UTIL_FN void check_labels(const vib_dataset *data, const char *what, size_t first,
+                                  size_t classes)
+{
+    const size_t have = vib_dataset_classes(data);
+    if (have > classes)
+        fprintf(stderr, EXAMPLE_NAME ": the %s has labels up to %zu (%zu classes), the model "
+                        "%zu classes\n", what, have - 1, have, classes);
+    const int32_t *y = vib_dataset_labels(data);
+    for (size_t i = 0; i < vib_dataset_size(data); i++)
+        label_class(what, first + i, y[i], classes);
 }
 
 /* ---- small statistics ------------------------------------------------------------- */

@@ -203,7 +203,8 @@ static vib_model *train(const options *o, const subset *tr, double beta)
     return m;
 }
 
-/* Test error (%) with 12 posterior samples. */
+/* Test error (%) with 12 posterior samples. The remapped labels are in [0, C) by
+ * construction; label_class still guards the comparison as in the other programs. */
 static double test_error(vib_model *m, const subset *te)
 {
     enum { CHUNK = 500 };
@@ -214,7 +215,8 @@ static double test_error(vib_model *m, const subset *te)
         const size_t rows = te->n - i < CHUNK ? te->n - i : CHUNK;
         check(vib_model_predict(m, rows, te->x + i * te->dim, 12, prob), "predict");
         for (size_t r = 0; r < rows; r++)
-            wrong += (int32_t)argmax(prob + r * C, C) != te->y[i + r];
+            wrong += argmax(prob + r * C, C) !=
+                     label_class("test set (chosen digits)", i + r, te->y[i + r], C);
     }
     free(prob);
     return 100.0 * (double)wrong / (double)te->n;

@@ -184,7 +184,8 @@ static double test_error(vib_model *m, const vib_dataset *test, size_t samples)
         check(vib_model_predict(m, rows, vib_dataset_images(test) + i * d, samples, prob),
               "predict");
         for (size_t r = 0; r < rows; r++)
-            wrong += (int32_t)argmax(prob + r * c, c) != vib_dataset_labels(test)[i + r];
+            wrong += argmax(prob + r * c, c) !=
+                     label_class("test set", i + r, vib_dataset_labels(test)[i + r], c);
     }
     free(prob);
     return 100.0 * (double)wrong / (double)n;
@@ -238,6 +239,9 @@ int main(int argc, char **argv)
                                &m), "create the model");
         check(vib_model_set_deterministic(m, o.deterministic), "set deterministic");
     }
+    /* The model's classes come from the training labels (or the loaded file): say now,
+     * not after training, if the test set holds a label beyond them. */
+    check_labels(test, "test set", 0, vib_model_classes(m));
     if (!o.load || o.beta_set)
         check(vib_model_set_beta(m, (float)o.beta), "set beta");
     check(vib_model_reseed(m, o.seed), "seed the noise");

@@ -23,7 +23,7 @@ typedef struct vib_chain {
     vib_dense *enc, *mu_head, *rho_head, *dec;
     int32_t *y;
     float *x, *h_pre, *h, *mu, *rho, *sigma, *v, *z, *logits, *prob, *xent, *kl;
-    float *dh, *dh_rho, *dh_pre, *dmu, *drho, *dsigma, *dz, *dlogits, *dxent, *dkl;
+    float *dh, *dh_pre, *dmu, *drho, *dsigma, *dz, *dlogits, *dxent, *dkl;
     float *arena;
 } vib_chain;
 
@@ -48,11 +48,11 @@ static int vib_chain_create(vib_chain *c, size_t batch, size_t in, size_t hidden
     c->offset = -5.0f; /* the paper's code: training starts near-deterministic */
     size_t bh = batch * hidden, bk = batch * k, bc = batch * classes;
     size_t sizes[] = {batch * in, bh, bh, bk, bk, bk, bk, bk, bc, bc, batch, batch, /* fwd */
-                      bh, bh, bh, bk, bk, bk, bk, bc, batch, batch};                /* bwd */
+                      bh, bh, bk, bk, bk, bk, bc, batch, batch};                    /* bwd */
     float **bufs[] = {&c->x,  &c->h_pre, &c->h,    &c->mu,     &c->rho,    &c->sigma,
                       &c->v,  &c->z,     &c->logits, &c->prob, &c->xent,   &c->kl,
-                      &c->dh, &c->dh_rho, &c->dh_pre, &c->dmu, &c->drho,   &c->dsigma,
-                      &c->dz, &c->dlogits, &c->dxent, &c->dkl};
+                      &c->dh, &c->dh_pre, &c->dmu,  &c->drho,   &c->dsigma, &c->dz,
+                      &c->dlogits, &c->dxent, &c->dkl};
     size_t total = 0, nbufs = sizeof sizes / sizeof sizes[0];
     for (size_t i = 0; i < nbufs; i++)
         total += sizes[i];
@@ -137,9 +137,11 @@ static int vib_chain_gradients(vib_chain *c, double task_weight, double beta, do
     }
     /* Each backward accumulates, so start every activation gradient at zero. */
     memset(c->dlogits, 0, B * c->classes * sizeof(float));
+    memset(c->dz, 0, bk * sizeof(float));
     memset(c->dmu, 0, bk * sizeof(float));
     memset(c->dsigma, 0, bk * sizeof(float));
     memset(c->drho, 0, bk * sizeof(float));
+    memset(c->dh, 0, bh * sizeof(float));
     memset(c->dh_pre, 0, bh * sizeof(float));
     /* The KL reaches mu and sigma directly: encoder parameters only. It runs first, so
      * had it any path into the decoder, the decoder's gradient would depend on beta. */
@@ -151,13 +153,10 @@ static int vib_chain_gradients(vib_chain *c, double task_weight, double beta, do
     if (rc == VIB_OK) rc = vib_reparam_backward(bk, c->dz, c->v, c->dmu, c->dsigma);
     if (rc == VIB_OK)
         rc = vib_sigma_head_backward(bk, c->rho, c->offset, c->dsigma, NULL, c->drho);
+    /* h feeds both heads: each adds its share into the one dh. */
     if (rc == VIB_OK) rc = vib_dense_backward(c->mu_head, B, c->h, c->dmu, c->dh);
-    if (rc == VIB_OK) rc = vib_dense_backward(c->rho_head, B, c->h, c->drho, c->dh_rho);
-    if (rc != VIB_OK)
-        return rc;
-    for (size_t i = 0; i < bh; i++) /* h feeds both heads: add their gradients */
-        c->dh[i] += c->dh_rho[i];
-    rc = vib_relu_backward(bh, c->h_pre, c->dh, c->dh_pre);
+    if (rc == VIB_OK) rc = vib_dense_backward(c->rho_head, B, c->h, c->drho, c->dh);
+    if (rc == VIB_OK) rc = vib_relu_backward(bh, c->h_pre, c->dh, c->dh_pre);
     if (rc == VIB_OK) rc = vib_dense_backward(c->enc, B, c->x, c->dh_pre, NULL);
     return rc;
 }

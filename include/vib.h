@@ -14,8 +14,8 @@
  *  - Buffers are caller-owned, row-major float arrays: a [rows x cols] matrix stores
  *    element (r, c) at index r*cols + c. The library never keeps a pointer to them.
  *  - Forward functions WRITE their outputs. Backward functions ACCUMULATE (+=) into
- *    their gradient buffers, so a value used twice receives both contributions; zero
- *    the buffers before the first backward of a step.
+ *    their gradient buffers (vib_dense_backward's dx too), so a value used twice
+ *    receives both contributions; zero the buffers before the first backward of a step.
  *  - A zero count (n, rows, batch) is a no-op returning VIB_OK, and the buffers may then
  *    be NULL; a NULL buffer with a nonzero count is VIB_ERR_INVALID_ARG, and so are
  *    sizes whose product overflows size_t. Non-finite inputs (NaN, Inf) are
@@ -295,8 +295,11 @@ VIB_API int vib_kl_chol_std_normal_backward(size_t rows, size_t k, const float *
  * j), b is [out], y is [batch x out]. All products go through BLIS; transposes are
  * expressed by strides, never by copies.
  *
- * The layer checks its arguments and inputs (NaN, Inf) but not its products: weights or
- * inputs near float's range can still overflow y, dW or dx to infinity.
+ * The layer checks its arguments and inputs (NaN, Inf). The backward also refuses a
+ * gradient that would overflow (VIB_ERR_NUMERIC, nothing written): it computes its
+ * products into a workspace the layer keeps, checks them and their sums with the
+ * buffers, and only then adds them. The forward does not check y: weights or inputs
+ * near float's range can overflow it to infinity.
  *
  * Initialization scales with fan-in. With weights of std 1, an output is a sum of
  * `in` terms and has std ~ sqrt(in) times its input's: a 1024-wide layer multiplies
@@ -320,7 +323,7 @@ enum {
 VIB_API int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng,
                              vib_dense **out_layer);
 
-/* Free a layer; NULL is fine. */
+/* Free a layer and its workspace; NULL is fine. */
 VIB_API void vib_dense_free(vib_dense *layer);
 
 /* Sizes (pure getters; 0 for a NULL layer). */
@@ -342,10 +345,14 @@ VIB_API int vib_dense_zero_grad(vib_dense *layer);
  * overlap x. Non-finite x gives VIB_ERR_NUMERIC. */
 VIB_API int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, float *y);
 
-/* Backward given the forward's input x and dy = dL/dy ([batch x out]):
- * dW += x^T dy, db += sum over rows of dy, and if dx is not NULL, dx = dy W^T
- * ([batch x in], WRITTEN, not accumulated: a layer's input feeds only this layer).
- * Math: docs/math.md#dense-layer. */
+/* Backward given the forward's input x and dy = dL/dy ([batch x out]), accumulating
+ * like every backward: dW += x^T dy, db += sum over rows of dy, and if dx is not NULL,
+ * dx += dy W^T ([batch x in]; zero it first). An input read by two layers (the mu and
+ * rho heads reading one hidden layer) gets both gradients by passing the same dx to
+ * both backwards. VIB_ERR_NUMERIC, with nothing written, if a product is not finite or
+ * its sum with the buffer's current value would overflow float; VIB_ERR_NOMEM if the
+ * layer's workspace (in*out + out + batch*in floats, kept for later calls) cannot be
+ * allocated. Math: docs/math.md#dense-layer. */
 VIB_API int vib_dense_backward(vib_dense *layer, size_t batch, const float *x,
                                const float *dy, float *dx);
 

@@ -3,6 +3,7 @@
  * All products go through vibi_sgemm (docs/math.md#dense-layer). The arithmetic works
  * on a vibi_layer view so the model can run the same code over its flat arrays.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 
 struct vib_dense {
     vibi_layer l; /* w, dw, b, db follow the struct in the same allocation, 64-byte aligned */
+    float *work;  /* the backward's products before they are added: grown, never shrunk */
+    size_t work_cap;
 };
 
 #define ALIGN 64
@@ -131,6 +134,8 @@ int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
     vib_dense *d = (vib_dense *)mem;
     char *p = mem + round_up(sizeof(vib_dense));
+    d->work = NULL;
+    d->work_cap = 0;
     d->l = (vibi_layer){.in = in,
                         .out = out,
                         .w = (float *)p,
@@ -150,6 +155,8 @@ int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **
 
 void vib_dense_free(vib_dense *layer)
 {
+    if (layer != NULL)
+        free(layer->work);
     free(layer);
 }
 
@@ -220,6 +227,64 @@ int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, floa
     return VIB_OK;
 }
 
+/* The layer's workspace of at least n floats; nothing is changed on failure. */
+static int reserve(const char *fn, vib_dense *d, size_t n)
+{
+    if (n <= d->work_cap)
+        return VIB_OK;
+    size_t bytes;
+    if (!vibi_mul_size(n, sizeof(float), &bytes) || bytes > SIZE_MAX - ALIGN)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: a workspace of %zu floats overflows size_t", fn, n);
+    float *w = aligned_alloc(ALIGN, round_up(bytes));
+    if (w == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate a workspace of %zu bytes", fn,
+                         round_up(bytes));
+    free(d->work);
+    d->work = w;
+    d->work_cap = n;
+    return VIB_OK;
+}
+
+/* Whether every g[i] + p[i] can be stored: p[i] finite and the float sum within
+ * FLT_MAX. The sum checked is the one then stored, so the test is exact, not a bound.
+ * A NaN already in g passes, as in the nodes: only an infinity there is refused. */
+static bool sums_fit(size_t n, const float *g, const float *p)
+{
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabsf(p[i]) <= FLT_MAX) | (fabsf(g[i] + p[i]) > FLT_MAX);
+    return !bad;
+}
+
+/* The detail for the first element sums_fit refused, `g` named `what`, `p` the product
+ * `prod` (e.g. "x^T dy"). */
+static int refuse_sum(const char *fn, const char *what, const char *prod, size_t n,
+                      const float *g, const float *p)
+{
+    size_t i = 0;
+    while (i + 1 < n && fabsf(p[i]) <= FLT_MAX && !(fabsf(g[i] + p[i]) > FLT_MAX))
+        i++;
+    if (!(fabsf(p[i]) <= FLT_MAX))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu]: %s gives %g, not finite", fn, what, i,
+                         prod, (double)p[i]);
+    return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g plus %s = %g overflows float", fn, what,
+                     i, (double)g[i], prod, (double)p[i]);
+}
+
+static void add_into(size_t n, float *restrict g, const float *restrict p)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        g[i] += p[i];
+}
+
+/* Every backward accumulates, this one too: dW += x^T dy, db += column sums of dy and
+ * dx += dy W^T. Refusing an overflow before anything is written needs the products
+ * first: a bound on |x|^T |dy| would cost another product, so they are computed into
+ * the layer's workspace, each sum with its buffer checked, and only then added. The
+ * model writes its gradients through vibi_layer_products directly and has no such
+ * check (docs/api.md#vib_dense_backward). */
 int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const float *dy,
                        float *dx)
 {
@@ -232,7 +297,27 @@ int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const flo
     rc = vibi_check_finite(fn, "dy", batch * layer->l.out, dy);
     if (rc != VIB_OK)
         return rc;
-    vibi_layer_products(&layer->l, batch, x, dy, dx, true);
-    vibi_colsum(batch, layer->l.out, dy, layer->l.db, true); /* db += column sums of dy */
+    vibi_layer *l = &layer->l;
+    /* nw and out fit in SIZE_MAX / 32 floats (vib_dense_create), nx in SIZE_MAX / 4
+     * (check_batch): the sum cannot wrap. */
+    const size_t nw = l->in * l->out, nx = dx != NULL ? batch * l->in : 0;
+    rc = reserve(fn, layer, nw + l->out + nx);
+    if (rc != VIB_OK)
+        return rc;
+    float *pw = layer->work, *pb = pw + nw, *px = dx != NULL ? pb + l->out : NULL;
+    vibi_layer scratch = *l;
+    scratch.dw = pw;
+    vibi_layer_products(&scratch, batch, x, dy, px, false); /* written into the workspace */
+    vibi_colsum(batch, l->out, dy, pb, false);
+    if (!sums_fit(nw, l->dw, pw))
+        return refuse_sum(fn, "dW", "x^T dy", nw, l->dw, pw);
+    if (!sums_fit(l->out, l->db, pb))
+        return refuse_sum(fn, "db", "the column sum of dy", l->out, l->db, pb);
+    if (dx != NULL && !sums_fit(nx, dx, px))
+        return refuse_sum(fn, "dx", "dy W^T", nx, dx, px);
+    add_into(nw, l->dw, pw);
+    add_into(l->out, l->db, pb);
+    if (dx != NULL)
+        add_into(nx, dx, px);
     return VIB_OK;
 }

@@ -1,5 +1,7 @@
 /* test_dense.c - the dense layer: forward against float64, every gradient against
- * finite differences, initialization scales, bad arguments. */
+ * finite differences, accumulation into every gradient, overflow refused, initialization
+ * scales, bad arguments. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,7 @@ END_TEST
 START_TEST(gradients_match_finite_differences)
 {
     probe *p = make_probe(VIB_INIT_HE);
-    float dx[B * IN];
+    float dx[B * IN] = {0}; /* backward accumulates into dx */
     ck_assert_ok(vib_dense_zero_grad(p->layer));
     ck_assert_ok(vib_dense_forward(p->layer, B, p->x, p->y));
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx)); /* dL/dy = w */
@@ -80,7 +82,7 @@ START_TEST(backward_matches_closed_form)
     /* Finite differences resolve ~1e-3; this pins dW = x^T dy, db = sum dy, dx = dy W^T
      * to float rounding against float64. */
     probe *p = make_probe(VIB_INIT_GLOROT);
-    float dx[B * IN];
+    float dx[B * IN] = {0};
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx));
     const float *W = vib_dense_weights(p->layer), *dW = vib_dense_weights_grad(p->layer);
     const float *db = vib_dense_bias_grad(p->layer);
@@ -112,23 +114,41 @@ START_TEST(backward_matches_closed_form)
 }
 END_TEST
 
-START_TEST(backward_accumulates_parameters_writes_dx)
+START_TEST(backward_adds_into_a_prefilled_dx)
+{
+    /* dx = 1 before the call: the backward must leave 1 + dy W^T, like every backward,
+     * so a value read by two layers collects both gradients in one buffer. */
+    probe *p = make_probe(VIB_INIT_GLOROT);
+    float dx[B * IN];
+    fill_const(dx, B * IN, 1.0f);
+    ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx));
+    const float *W = vib_dense_weights(p->layer);
+    for (int r = 0; r < B; r++)
+        for (int i = 0; i < IN; i++) {
+            double ref = 1.0, mag = 1.0;
+            for (int j = 0; j < OUT; j++) {
+                ref += (double)p->w[r * OUT + j] * W[i * OUT + j];
+                mag += fabs((double)p->w[r * OUT + j] * W[i * OUT + j]);
+            }
+            ck_assert_double_eq_tol(dx[r * IN + i], ref, 2e-7 * mag + 1e-12);
+        }
+    free_probe(p);
+}
+END_TEST
+
+START_TEST(backward_accumulates_every_gradient)
 {
     probe *p = make_probe(VIB_INIT_LECUN);
-    float dx1[B * IN], dx2[B * IN], dw1[IN * OUT], db1[OUT];
+    float dx1[B * IN] = {0}, dx2[B * IN], dw1[IN * OUT], db1[OUT];
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx1));
     memcpy(dw1, vib_dense_weights_grad(p->layer), sizeof dw1);
     memcpy(db1, vib_dense_bias_grad(p->layer), sizeof db1);
-    for (int i = 0; i < B * IN; i++)
-        dx2[i] = 1e6f; /* garbage that must be overwritten, not added to */
+    /* A second call from where the first left off: every gradient doubles. */
+    memcpy(dx2, dx1, sizeof dx2);
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx2));
-    ck_assert_mem_eq(dx1, dx2, sizeof dx1);
-    for (int i = 0; i < IN * OUT; i++)
-        ck_assert_float_eq_tol(vib_dense_weights_grad(p->layer)[i], 2.0f * dw1[i],
-                               1e-6f * (1 + fabsf(dw1[i])));
-    for (int j = 0; j < OUT; j++)
-        ck_assert_float_eq_tol(vib_dense_bias_grad(p->layer)[j], 2.0f * db1[j],
-                               1e-6f * (1 + fabsf(db1[j])));
+    check_accumulated("dx", dx2, dx1, dx1, B * IN);
+    check_accumulated("dW", vib_dense_weights_grad(p->layer), dw1, dw1, IN * OUT);
+    check_accumulated("db", vib_dense_bias_grad(p->layer), db1, db1, OUT);
     /* dx may be NULL; the parameter gradients still accumulate. */
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, NULL));
     ck_assert_float_eq_tol(vib_dense_bias_grad(p->layer)[0], 3.0f * db1[0], 1e-5f);
@@ -137,6 +157,94 @@ START_TEST(backward_accumulates_parameters_writes_dx)
         ck_assert(vib_dense_weights_grad(p->layer)[i] == 0.0f);
     for (int j = 0; j < OUT; j++)
         ck_assert(vib_dense_bias_grad(p->layer)[j] == 0.0f);
+    free_probe(p);
+}
+END_TEST
+
+START_TEST(backward_refuses_overflow)
+{
+    /* A 2 -> 2 layer on a batch of 2 with hand-set values: each case overflows one of the
+     * three sums and must be refused with nothing written, the detail naming the sum. */
+    static const char fn[] = "vib_dense_backward";
+    vib_dense *l = NULL;
+    ck_assert_ok(vib_dense_create(2, 2, VIB_INIT_ZERO, NULL, &l));
+    float *W = vib_dense_weights(l), *dW = vib_dense_weights_grad(l), *db = vib_dense_bias_grad(l);
+    float x[4], dy[4], dx[4], dW0[4], db0[2], dx0[4];
+    outbuf outs[] = {{"dW", dW, sizeof dW0, dW0}, {"db", db, sizeof db0, db0},
+                     {"dx", dx, sizeof dx0, dx0}};
+    /* Known starting contents, kept in the expect copies. */
+#define RESET(wv, xv, dyv, gv)                                                             \
+    do {                                                                                   \
+        fill_const(W, 4, wv), fill_const(x, 4, xv), fill_const(dy, 4, dyv);                \
+        fill_const(dW, 4, gv), fill_const(db, 2, gv), fill_const(dx, 4, gv);               \
+        memcpy(dW0, dW, sizeof dW0), memcpy(db0, db, sizeof db0), memcpy(dx0, dx, sizeof dx0); \
+    } while (0)
+    /* The products themselves overflow: x^T dy = 2 * 1e20 * 1e20. */
+    RESET(1.0f, 1e20f, 1e20f, 0.0f);
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dW");
+    /* dy W^T = 2 * 1e20 * 1e20 with x^T dy small. */
+    RESET(1e20f, 1e-20f, 1e20f, 0.0f);
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dx");
+    /* The column sums of dy: 2 * 3e38 (dx NULL, else dy W^T would fail first). */
+    RESET(1.0f, 1e-30f, 3e38f, 0.0f);
+    BAD(vib_dense_backward(l, 2, x, dy, NULL), VIB_ERR_NUMERIC, "db");
+    /* Finite products that overflow only when added to what the buffers hold. */
+    RESET(1.0f, 1.0f, 1e38f, 3e38f);
+    fill_const(db, 2, 0.0f), memcpy(db0, db, sizeof db0);
+    fill_const(dx, 4, 0.0f), memcpy(dx0, dx, sizeof dx0);
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dW");
+    RESET(1.0f, 1.0f, 1e38f, 0.0f);
+    fill_const(dx, 4, FLT_MAX), memcpy(dx0, dx, sizeof dx0);
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dx");
+    RESET(1.0f, 1.0f, 1e38f, 0.0f);
+    fill_const(db, 2, FLT_MAX), memcpy(db0, db, sizeof db0);
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "db");
+    /* An infinity already in a buffer is refused, a NaN is the caller's (as the nodes). */
+    RESET(1.0f, 1.0f, 1.0f, 0.0f);
+    dx[1] = INFINITY, dx0[1] = INFINITY;
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dx");
+    dx[1] = NAN;
+    ck_assert_ok(vib_dense_backward(l, 2, x, dy, dx));
+    ck_assert(isnan(dx[1]) && dx[0] == 2.0f && dW[0] == 2.0f && db[0] == 2.0f);
+    /* A non-finite weight reaches dx only: refused there, harmless without dx. */
+    RESET(1.0f, 1.0f, 1.0f, 0.0f);
+    W[3] = INFINITY;
+    BAD(vib_dense_backward(l, 2, x, dy, dx), VIB_ERR_NUMERIC, "dx");
+    ck_assert_ok(vib_dense_backward(l, 2, x, dy, NULL));
+    ck_assert(dW[3] == 2.0f && db[1] == 2.0f);
+    /* A larger batch after the smaller ones: the results still hold. */
+    RESET(0.5f, 1.0f, 1.0f, 0.0f);
+    float xb[6 * 2], dyb[6 * 2], dxb[6 * 2] = {0};
+    fill_const(xb, 12, 1.0f), fill_const(dyb, 12, 1.0f);
+    ck_assert_ok(vib_dense_backward(l, 6, xb, dyb, dxb));
+    for (int i = 0; i < 12; i++)
+        ck_assert(dxb[i] == 1.0f);
+    ck_assert(dW[0] == 6.0f && db[0] == 6.0f);
+#undef RESET
+    vib_dense_free(l);
+}
+END_TEST
+
+START_TEST(layer_products_write_for_the_model)
+{
+    /* The model's backward calls the internal products with accumulate = false and
+     * expects dW and dx WRITTEN over whatever its workspace held. */
+    probe *p = make_probe(VIB_INIT_GLOROT);
+    vib_dense *ref = NULL;
+    ck_assert_ok(vib_dense_create(IN, OUT, VIB_INIT_ZERO, NULL, &ref));
+    memcpy(vib_dense_weights(ref), vib_dense_weights(p->layer), IN * OUT * sizeof(float));
+    float dx[B * IN] = {0}, dx_model[B * IN], dw_model[IN * OUT];
+    ck_assert_ok(vib_dense_backward(ref, B, p->x, p->w, dx));
+    fill_const(dx_model, B * IN, 1e6f);
+    fill_const(dw_model, IN * OUT, 1e6f);
+    vibi_layer l = {.in = IN, .out = OUT, .w = vib_dense_weights(p->layer),
+                    .b = vib_dense_bias(p->layer), .dw = dw_model, .db = NULL};
+    vibi_layer_products(&l, B, p->x, p->w, dx_model, false);
+    for (int i = 0; i < B * IN; i++)
+        ck_assert_float_eq(dx_model[i], dx[i]);
+    for (int i = 0; i < IN * OUT; i++)
+        ck_assert_float_eq(dw_model[i], vib_dense_weights_grad(ref)[i]);
+    vib_dense_free(ref);
     free_probe(p);
 }
 END_TEST
@@ -258,7 +366,10 @@ Suite *make_dense_suite(void)
     tcase_add_test(tc, forward_matches_float64);
     tcase_add_test(tc, gradients_match_finite_differences);
     tcase_add_test(tc, backward_matches_closed_form);
-    tcase_add_test(tc, backward_accumulates_parameters_writes_dx);
+    tcase_add_test(tc, backward_adds_into_a_prefilled_dx);
+    tcase_add_test(tc, backward_accumulates_every_gradient);
+    tcase_add_test(tc, backward_refuses_overflow);
+    tcase_add_test(tc, layer_products_write_for_the_model);
     tcase_add_test(tc, initialization_scales_with_fan_in);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);

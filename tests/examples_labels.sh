@@ -1,0 +1,102 @@
+#!/bin/sh
+# examples_labels.sh - the example programs refuse data whose labels the model has no
+# class for: a test set holding a label 12 for a 10-class model is named item by item
+# and ends the program with status 1, instead of being scored as plain errors.
+#
+# Needs the examples built (make examples); run from anywhere. The data are tiny
+# synthetic IDX files written here, so no MNIST download is needed.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+for p in examples/train_mnist examples/beta_sweep; do
+    if [ ! -x "$p" ]; then
+        echo "examples_labels: $p is not built (make examples)"
+        exit 1
+    fi
+done
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# One byte of value $1 (0-255), then a big-endian u32.
+# shellcheck disable=SC2059 # the format is the byte's octal escape, on purpose
+byte() { printf "\\$(printf '%03o' "$1")"; }
+u32() { byte $(($1 >> 24 & 255)); byte $(($1 >> 16 & 255)); byte $(($1 >> 8 & 255)); byte $(($1 & 255)); }
+
+# images FILE N: N images of 1 x 1 pixel (an IDX3 file of unsigned bytes), all 0.
+images() {
+    { printf '\000\000\010\003'; u32 "$2"; u32 1; u32 1; head -c "$2" /dev/zero; } > "$1"
+}
+
+# labels FILE N [ITEM=LABEL ...]: N labels, item i holding i mod 10, then the overrides.
+labels() {
+    f=$1 n=$2
+    shift 2
+    { printf '\000\000\010\001'; u32 "$n"; } > "$f"
+    i=0
+    while [ $((i + 10)) -le "$n" ]; do # printf is a builtin: no process per block
+        printf '\000\001\002\003\004\005\006\007\010\011'
+        i=$((i + 10))
+    done >> "$f"
+    while [ $i -lt "$n" ]; do
+        byte $((i % 10))
+        i=$((i + 1))
+    done >> "$f"
+    for kv in "$@"; do
+        byte "${kv#*=}" | dd of="$f" bs=1 seek=$((8 + ${kv%=*})) conv=notrunc 2>/dev/null
+    done
+}
+
+# expect NAME STATUS MESSAGE CMD...: CMD exits with STATUS and, if MESSAGE is not empty,
+# prints it on stderr.
+expect() {
+    name=$1 want=$2 msg=$3
+    shift 3
+    "$@" > "$tmp/out" 2> "$tmp/err"
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        echo "examples_labels: $name: exit status $got, expected $want"
+        sed 's/^/  | /' "$tmp/err"
+        failures=$((failures + 1))
+    elif [ -n "$msg" ] && ! grep -qF -- "$msg" "$tmp/err"; then
+        echo "examples_labels: $name: stderr lacks '$msg'"
+        sed 's/^/  | /' "$tmp/err"
+        failures=$((failures + 1))
+    else
+        echo "examples_labels: $name: ok"
+    fi
+}
+
+# train_mnist: 20 training images (labels 0-9: a 10-class model), 5 test images.
+mkdir -p "$tmp/clean" "$tmp/bad"
+images "$tmp/clean/train-images-idx3-ubyte" 20
+labels "$tmp/clean/train-labels-idx1-ubyte" 20
+images "$tmp/clean/t10k-images-idx3-ubyte" 5
+labels "$tmp/clean/t10k-labels-idx1-ubyte" 5
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte; do
+    ln -s "$tmp/clean/$f" "$tmp/bad/$f"
+done
+labels "$tmp/bad/t10k-labels-idx1-ubyte" 5 1=12
+tiny="--epochs 1 --hidden 4 --latent 2 --batch 10 --samples 1 --ema 0 --threads 1"
+# shellcheck disable=SC2086 # $tiny is a list of options
+expect "train_mnist, clean test set" 0 "" examples/train_mnist --data "$tmp/clean" $tiny \
+    --csv "$tmp/clean.csv" --plot "$tmp/clean.png"
+# shellcheck disable=SC2086
+expect "train_mnist, test label 12" 1 \
+    "train_mnist: test set item 1: label 12 is outside the model's 10 classes" \
+    examples/train_mnist --data "$tmp/bad" $tiny --csv "$tmp/bad.csv" --plot "$tmp/bad.png"
+
+# beta_sweep: 60,000 training images (labels 0-9: 10-class models; it needs 50,000 to
+# train and 10,000 to validate) and the 5 test images holding a 12.
+mkdir -p "$tmp/sweep"
+images "$tmp/sweep/train-images-idx3-ubyte" 60000
+labels "$tmp/sweep/train-labels-idx1-ubyte" 60000
+ln -s "$tmp/clean/t10k-images-idx3-ubyte" "$tmp/sweep/t10k-images-idx3-ubyte"
+ln -s "$tmp/bad/t10k-labels-idx1-ubyte" "$tmp/sweep/t10k-labels-idx1-ubyte"
+expect "beta_sweep, test label 12" 1 \
+    "beta_sweep: test set item 1: label 12 is outside the model's 10 classes" \
+    examples/beta_sweep --data "$tmp/sweep" --betas 1 --epochs 1 --train-limit 100 \
+    --samples 1 --threads 1 --csv "$tmp/sweep.csv" --error-plot "$tmp/e.png" \
+    --plane-plot "$tmp/p.png"
+
+[ "$failures" -eq 0 ] || { echo "examples_labels: $failures failed"; exit 1; }
+echo "examples_labels: all passed"
