@@ -90,7 +90,7 @@ EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: bench bench-peer
-.PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-sanitize \
+.PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-examples check-sanitize \
         install uninstall clean deps run have-blis data experiments
 .DELETE_ON_ERROR:
 
@@ -153,7 +153,7 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
 check: deps
-	$(MAKE) check-unit check-abi check-ffi check-docs check-sanitize
+	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-sanitize
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -198,6 +198,11 @@ check-docs: lib
 	@if command -v python3 >/dev/null 2>&1; then \
 	  python3 tests/docs_examples.py --cc '$(CC)'; \
 	  else echo "check-docs: python3 not found, skipped"; fi
+
+# The example programs as a user runs them, on tiny synthetic IDX files: a label outside
+# the model's classes in the data they evaluate is an error naming the item.
+check-examples: examples
+	sh tests/examples_labels.sh
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, unforked
 # so a report points at the test that caused it.

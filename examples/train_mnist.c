@@ -259,7 +259,8 @@ int main(int argc, char **argv)
     mb.floor_lr = mb.want_loss = true;
 
     char desc[256];
-    check(vib_model_describe(m, desc, sizeof desc), "describe");
+    const int desc_len = vib_model_describe(m, desc, sizeof desc); /* length, or a status */
+    check(desc_len < 0 ? desc_len : VIB_OK, "describe");
     printf("libvib %s | model %s | %zu parameters\n", vib_version_string(), desc, P);
     printf("data %s: %zu train, %zu test, %zu classes, inputs in [%g, 1] | batch %zu, Adam lr %g "
            "beta1 %g, decay %g every %g epochs, EMA %g, %zu test samples\n",

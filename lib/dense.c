@@ -16,13 +16,6 @@ struct vib_dense {
     size_t work_cap;
 };
 
-#define ALIGN 64
-
-static size_t round_up(size_t x)
-{
-    return (x + ALIGN - 1) / ALIGN * ALIGN;
-}
-
 /* Each output sums `in` terms w_ij x_i; with var(w) = c/in its variance is c * E[x^2],
  * independent of the width (docs/math.md#initialization). */
 int vibi_layer_init(const vibi_layer *l, int init, vib_rng *rng)
@@ -119,32 +112,22 @@ int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: unknown init scheme %d", fn, init);
     if (rng == NULL && init != VIB_INIT_ZERO)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: rng is NULL", fn);
-    /* Two weight arrays and two bias arrays, each rounded up to ALIGN: bound every term
-     * by SIZE_MAX / 8 so neither the products nor the sum can wrap. */
-    size_t nw, wbytes, bbytes, total;
-    const size_t cap = SIZE_MAX / 8;
-    if (!vibi_mul_size(in, out, &nw) || !vibi_mul_size(nw, sizeof(float), &wbytes) ||
-        wbytes > cap || out > cap / sizeof(float))
+    size_t nw, wbytes;
+    if (!vibi_mul_size(in, out, &nw) || !vibi_mul_size(nw, sizeof(float), &wbytes))
         return vibi_fail(VIB_ERR_NOMEM, "%s: %zu x %zu weights overflow size_t", fn, in, out);
-    wbytes = round_up(wbytes);
-    bbytes = round_up(out * sizeof(float));
-    total = round_up(sizeof(vib_dense)) + 2 * wbytes + 2 * bbytes;
-    char *mem = aligned_alloc(ALIGN, total);
-    if (mem == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
-    vib_dense *d = (vib_dense *)mem;
-    char *p = mem + round_up(sizeof(vib_dense));
+    /* The handle, W, dW, b and db in one block. */
+    const size_t bbytes = out * sizeof(float); /* out <= nw: cannot wrap */
+    void *p[5];
+    vib_dense *d = vibi_alloc_parts(5, (const size_t[]){sizeof(vib_dense), wbytes, wbytes,
+                                                        bbytes, bbytes}, p);
+    if (d == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate a %zu x %zu layer", fn, in, out);
     d->work = NULL;
     d->work_cap = 0;
-    d->l = (vibi_layer){.in = in,
-                        .out = out,
-                        .w = (float *)p,
-                        .dw = (float *)(p + wbytes),
-                        .b = (float *)(p + 2 * wbytes),
-                        .db = (float *)(p + 2 * wbytes + bbytes)};
+    d->l = (vibi_layer){.in = in, .out = out, .w = p[1], .dw = p[2], .b = p[3], .db = p[4]};
     int rc = vibi_layer_init(&d->l, init, rng);
     if (rc != VIB_OK) {
-        free(mem);
+        free(d);
         return rc;
     }
     memset(d->l.dw, 0, nw * sizeof(float));
@@ -233,12 +216,12 @@ static int reserve(const char *fn, vib_dense *d, size_t n)
     if (n <= d->work_cap)
         return VIB_OK;
     size_t bytes;
-    if (!vibi_mul_size(n, sizeof(float), &bytes) || bytes > SIZE_MAX - ALIGN)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: a workspace of %zu floats overflows size_t", fn, n);
-    float *w = aligned_alloc(ALIGN, round_up(bytes));
+    void *part;
+    float *w = NULL;
+    if (vibi_mul_size(n, sizeof(float), &bytes))
+        w = vibi_alloc_parts(1, &bytes, &part);
     if (w == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate a workspace of %zu bytes", fn,
-                         round_up(bytes));
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate a workspace of %zu floats", fn, n);
     free(d->work);
     d->work = w;
     d->work_cap = n;
