@@ -55,15 +55,24 @@ VIB_CLONES static void sigma_bwd(size_t n, const float *restrict rho, float offs
                                  const float *restrict dsigma, const float *restrict dlog_sigma,
                                  float *restrict drho)
 {
+    /* One loop per case: a test inside the loop would keep it from vectorizing. */
+    if (dlog_sigma == NULL) {
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        const float x = rho[i] + offset;
-        double g = drho[i];
-        if (dsigma != NULL)
-            g += (double)dsigma[i] * (double)vibi_vsigmoidf(x);
-        if (dlog_sigma != NULL)
-            g += (double)dlog_sigma[i] * (double)vibi_vdlog_softplusf(x);
-        drho[i] = (float)g;
+        for (size_t i = 0; i < n; i++)
+            drho[i] = (float)((double)drho[i] +
+                              (double)dsigma[i] * (double)vibi_vsigmoidf(rho[i] + offset));
+    } else if (dsigma == NULL) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            drho[i] = (float)((double)drho[i] + (double)dlog_sigma[i] *
+                                                    (double)vibi_vdlog_softplusf(rho[i] + offset));
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const float x = rho[i] + offset;
+            drho[i] = (float)((double)drho[i] + (double)dsigma[i] * (double)vibi_vsigmoidf(x) +
+                              (double)dlog_sigma[i] * (double)vibi_vdlog_softplusf(x));
+        }
     }
 }
 
@@ -108,15 +117,33 @@ void vibi_head_reparam_backward(size_t n, const float *dz, const float *v, float
 
 /* ---- KL( N(mu, diag sigma^2) || N(0, I) ) of one row ------------------------------ */
 
+/* log sigma for a block of n <= KL_BLOCK values, vectorized. */
+enum { KL_BLOCK = 64 };
+VIB_CLONES static void log_block(size_t n, const float *restrict sigma, float *restrict out)
+{
+#pragma omp simd
+    for (size_t j = 0; j < n; j++)
+        out[j] = vibi_vlogf(sigma[j]);
+}
+
 double vibi_head_kl(size_t k, const float *mu, const float *sigma, const float *log_sigma)
 {
     /* Summed in index order, in double: the same sum, term for term, as vibi_chol_kl's
-     * for a diagonal L. (A vectorized reduction would reorder it; the terms are cheap,
-     * and the logarithms, the costly part, come from the sigma head's vector loop.) */
+     * for a diagonal L. (A vectorized reduction would reorder it. The terms are cheap;
+     * the logarithms, the costly part, come from a vector loop: the sigma head's, or
+     * log_block's a block at a time.) */
     double acc = 0.0;
-    for (size_t j = 0; j < k; j++)
-        acc += vibi_head_kl_term(mu[j], sigma[j],
-                                 log_sigma != NULL ? log_sigma[j] : vibi_vlogf(sigma[j]));
+    float logs[KL_BLOCK];
+    for (size_t j0 = 0; j0 < k; j0 += KL_BLOCK) {
+        const size_t n = k - j0 < KL_BLOCK ? k - j0 : KL_BLOCK;
+        const float *ls = logs;
+        if (log_sigma != NULL)
+            ls = log_sigma + j0;
+        else
+            log_block(n, sigma + j0, logs);
+        for (size_t j = 0; j < n; j++)
+            acc += vibi_head_kl_term(mu[j0 + j], sigma[j0 + j], ls[j]);
+    }
     return 0.5 * acc;
 }
 
