@@ -147,6 +147,13 @@ int vibi_model_count_params(size_t input_dim, size_t n_enc, const size_t *enc_hi
                             size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
                             size_t classes, uint32_t flags, size_t *num_params);
 
+/* idx.c: opening a file to read, shared with io.c's model loader ---------------- */
+
+/* Open `path` read-only into *fd if it is a regular file, its length in *size; else
+ * VIB_ERR_IO naming fn and path, among them "not a regular file (a FIFO)" and the like,
+ * returned at once: a FIFO without a writer does not block the open. */
+int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size);
+
 /* rng.c --------------------------------------------------------------------------- */
 
 /* Uniform double in (0, 1]: 53 random bits, never 0, so log() of it is finite. */
