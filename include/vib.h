@@ -592,7 +592,10 @@ VIB_API int vib_model_predict(vib_model *model, size_t batch, const float *x, si
 VIB_API int vib_model_save(const vib_model *model, const char *path);
 
 /* Load a model saved by vib_model_save into *out. Every field is checked; a truncated,
- * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. */
+ * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. The
+ * magic, then the header against the file's length, are checked before the file is read
+ * whole, so a large foreign file costs 8 bytes of reading. Only a regular file is read:
+ * anything else, a FIFO included, is VIB_ERR_IO at once. */
 VIB_API int vib_model_load(const char *path, vib_model **out);
 
 #ifdef __cplusplus
