@@ -308,9 +308,9 @@ static size_t idx_bytes(size_t ndim, size_t n)
  * on failure (the caller frees it). A plain file's length was checked against count,
  * so its body is allocated whole. A gzip body is allocated as it decodes, from
  * GROW_FIRST bytes doubling up to count: a forged header whose claim the file's length
- * permits, but which the data does not fill, costs at most twice the bytes that
- * arrived, and a real body at most one copy of it on the way. *have receives the bytes
- * read. */
+ * permits, but which the data does not fill, costs at most GROW_FIRST or twice the
+ * bytes that arrived, and the doublings of a real body copy fewer bytes than it holds.
+ * *have receives the bytes read. */
 static int read_body(idx_src *s, size_t ndim, const size_t *dims, size_t count,
                      vib_idx **out, size_t *have)
 {
