@@ -362,13 +362,17 @@ VIB_API int vib_dense_backward(vib_dense *layer, size_t batch, const float *x,
  * IDX: a big-endian header of two zero bytes, a type byte and a dimension count, then
  * one 32-bit size per dimension, then the data. libvib reads type 0x08 (unsigned byte),
  * the type of MNIST and Fashion-MNIST, from plain files or gzip-compressed ones
- * (recognised by their content, whatever the name). Every malformed input (bad magic,
- * unsupported type, no or too many dimensions, a zero size, sizes whose product
- * overflows, a truncated body or trailing bytes, a corrupt gzip stream) gives
- * VIB_ERR_FORMAT with a message naming the file and what is wrong; a file that cannot
- * be opened or read gives VIB_ERR_IO. A body over 2^31 bytes (MNIST's largest is 47 MB)
- * is refused before allocating: VIB_ERR_FORMAT for a plain file shorter than its claim,
- * VIB_ERR_NOMEM ("too large") otherwise.
+ * (recognised by their content, whatever the name; a gzip file may hold several
+ * members, and nothing after the last). Every malformed input (bad magic, unsupported
+ * type, no or too many dimensions, a zero size, sizes whose product overflows, a
+ * truncated body or trailing bytes, a corrupt gzip stream, bytes after it) gives
+ * VIB_ERR_FORMAT with a message naming the file and what is wrong. A path that cannot
+ * be opened or read, or is not a regular file, gives VIB_ERR_IO: a directory, a device,
+ * or a FIFO, which is refused at once, not waited on. The header's claim is checked
+ * against the file's length before the body is allocated: VIB_ERR_FORMAT for a plain
+ * file of another length or a gzip file too short to hold it (deflate expands at most
+ * 1032:1). A body over 2^31 bytes (MNIST's largest is 47 MB) is VIB_ERR_NOMEM ("too
+ * large").
  * ------------------------------------------------------------------------------- */
 typedef struct vib_idx vib_idx;
 
@@ -598,7 +602,10 @@ VIB_API int vib_model_predict(vib_model *model, size_t batch, const float *x, si
 VIB_API int vib_model_save(const vib_model *model, const char *path);
 
 /* Load a model saved by vib_model_save into *out. Every field is checked; a truncated,
- * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. */
+ * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. The
+ * magic, then the header against the file's length, are checked before the file is read
+ * whole, so a large foreign file costs 8 bytes of reading. Only a regular file is read:
+ * anything else, a FIFO included, is VIB_ERR_IO at once. */
 VIB_API int vib_model_load(const char *path, vib_model **out);
 
 #ifdef __cplusplus

@@ -10,10 +10,13 @@
  *   4       4*d  u32    the size of each dimension, outermost first
  *   4+4d    prod(dims)  the elements, row-major
  *
- * Files go through zlib's gz* functions, which read a gzip stream or, when the content
- * is not gzip, the plain bytes: one code path for both, recognised by content rather
- * than by name. Every check is done before *out is written, so a failed load leaves it
- * untouched.
+ * Only regular files are read: a FIFO could block the reader forever and a device has
+ * no length to check a header against. A file whose first two bytes are gzip's magic
+ * (1F 8B) is decoded with zlib's inflate, member after member as gzip allows; any other
+ * content is read as plain bytes: one reader for both, recognised by content rather than
+ * by name. libvib decodes the members itself instead of through zlib's gz* functions,
+ * which skip whatever follows the last member unseen. Every check is done before *out is
+ * written, so a failed load leaves it untouched.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -34,8 +37,24 @@
  * few bad bytes never turn into an absurd allocation. */
 #define IDX_MAX_BYTES ((uint64_t)1 << 31)
 
-/* gzread takes an unsigned length and returns an int: read in pieces below INT_MAX. */
+/* deflate's largest expansion, output bytes per input byte. The cheapest output is a
+ * match of 258 bytes, the longest there is: its length code can be 1 bit long (a
+ * literal/length code of two symbols, that one and end-of-block) and so can its
+ * distance code (a distance code of one symbol), 2 bits for 258 bytes, 1032 bytes per
+ * input byte. Literals cost at least 1 bit a byte, stored blocks 8, and block headers,
+ * code tables and gzip's header and trailer produce nothing, so a gzip file of L bytes,
+ * of one member or several, decodes to fewer than 1032 L bytes. */
+#define DEFLATE_MAX_RATIO 1032
+
+/* read() and inflate() move at most this much at once: below INT_MAX, and within
+ * inflate's unsigned avail_out. */
 #define READ_CHUNK ((size_t)1 << 30)
+
+/* The buffer of raw file bytes: fewer system calls than zlib's 8 KiB default. */
+#define IN_BYTES ((size_t)128 * 1024)
+
+/* A gzip body's first allocation, doubled as the data arrives (see read_body). */
+#define GROW_FIRST ((size_t)1 << 20)
 
 #define ALIGN 64
 
@@ -61,65 +80,206 @@ static uint32_t get_be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* ---- opening ------------------------------------------------------------------- */
+
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    return "a special file";
+}
+
+int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size)
+{
+    /* O_NONBLOCK: opening a FIFO for reading waits for a writer, perhaps forever, before
+     * fstat could say what it is; with it the open returns at once. O_NOCTTY: a
+     * terminal opened here never becomes the process's controlling one. */
+    const int f = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (f < 0)
+        return vibi_fail(VIB_ERR_IO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
+    struct stat st;
+    int flags;
+    int rc = VIB_OK;
+    if (fstat(f, &st) != 0)
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: cannot stat: %s", fn, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: not a regular file (%s)", fn, path,
+                       file_kind(st.st_mode));
+    /* Reads block as usual from here; for a regular file the flag changes nothing on
+     * Linux, but POSIX leaves its effect there unspecified. */
+    else if ((flags = fcntl(f, F_GETFL)) < 0 || fcntl(f, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        rc = vibi_fail(VIB_ERR_IO, "%s: %s: cannot set blocking reads: %s", fn, path,
+                       strerror(errno));
+    if (rc != VIB_OK) {
+        close(f);
+        return rc;
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return VIB_OK;
+}
+
 /* ---- reading ------------------------------------------------------------------- */
 
-/* Read up to len bytes into buf, *got receiving how many arrived. A short count with
- * VIB_OK is the end of the input (for a gzip stream that ends early too, which the
- * caller reports as truncation); a read failure is VIB_ERR_IO and a gzip stream that
- * does not decode or fails its CRC is VIB_ERR_FORMAT. */
-static int read_full(const char *fn, const char *path, gzFile f, void *buf, size_t len,
-                     size_t *got)
+/* An open IDX file: the raw bytes, and for gzip content the decoder. z.next_in and
+ * z.avail_in are the unread raw bytes in `in` whichever the content. */
+typedef struct {
+    const char *fn, *path; /* for messages: the public caller and the file */
+    int fd;
+    uint64_t file_size; /* fstat's length at the open */
+    uint64_t raw_read;  /* bytes read from fd so far */
+    unsigned char *in;  /* IN_BYTES */
+    z_stream z;
+    bool eof;     /* read() has returned 0 */
+    bool gzip;    /* the content starts with 1F 8B */
+    bool z_ready; /* inflateInit2 succeeded: inflateEnd is due */
+    enum { IN_MEMBER, AFTER_MEMBER, ENDED, CUT } state; /* gzip only */
+} idx_src;
+
+static int read_error(const idx_src *s)
+{
+    return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", s->fn, s->path, strerror(errno));
+}
+
+/* Move the unread raw bytes to the start of `in` and append what one read() gives. */
+static int raw_more(idx_src *s)
+{
+    if (s->z.avail_in > 0 && s->z.next_in != s->in)
+        memmove(s->in, s->z.next_in, s->z.avail_in);
+    s->z.next_in = s->in;
+    for (;;) {
+        const ssize_t r = read(s->fd, s->in + s->z.avail_in, IN_BYTES - s->z.avail_in);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return read_error(s);
+        if (r == 0)
+            s->eof = true;
+        s->z.avail_in += (uInt)r;
+        s->raw_read += (uint64_t)r;
+        return VIB_OK;
+    }
+}
+
+/* Read until n (at most IN_BYTES) raw bytes are unread, or the file ends. */
+static int raw_need(idx_src *s, size_t n)
+{
+    while (s->z.avail_in < n && !s->eof)
+        TRY(raw_more(s));
+    return VIB_OK;
+}
+
+/* After a gzip member, the file must end or hold another member; anything else is
+ * refused as a plain file's trailing bytes are. */
+static int next_member(idx_src *s)
+{
+    TRY(raw_need(s, 2));
+    if (s->z.avail_in == 0) {
+        s->state = ENDED;
+        return VIB_OK;
+    }
+    if (s->z.avail_in >= 2 && s->z.next_in[0] == 0x1F && s->z.next_in[1] == 0x8B) {
+        if (inflateReset(&s->z) != Z_OK)
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: corrupt gzip stream (zlib: %s)", s->fn,
+                             s->path, zError(Z_STREAM_ERROR));
+        s->state = IN_MEMBER;
+        return VIB_OK;
+    }
+    /* The file's length from fstat counts them without reading them all. */
+    const uint64_t at = s->raw_read - s->z.avail_in;
+    const uint64_t extra = s->file_size > at ? s->file_size - at : s->z.avail_in;
+    return vibi_fail(VIB_ERR_FORMAT,
+                     "%s: %s: trailing bytes after the gzip stream (%llu byte%s from offset "
+                     "%llu, not a gzip member)",
+                     s->fn, s->path, (unsigned long long)extra, extra == 1 ? "" : "s",
+                     (unsigned long long)at);
+}
+
+/* Read up to len bytes of content into buf, *got receiving how many arrived. A short
+ * count with VIB_OK is the end of the content (for gzip, also a member cut short, which
+ * the caller reports as truncation); a read failure is VIB_ERR_IO, a gzip stream that
+ * does not decode or fails its CRC-32 or length check, or that is followed by other
+ * bytes, VIB_ERR_FORMAT. */
+static int read_full(idx_src *s, void *buf, size_t len, size_t *got)
 {
     unsigned char *p = buf;
     size_t done = 0;
     *got = 0;
-    while (done < len) {
-        size_t want = len - done < READ_CHUNK ? len - done : READ_CHUNK;
-        int r = gzread(f, p + done, (unsigned)want);
-        const int e = errno; /* before gzerror or vibi_fail can change it */
-        if (r > 0) {
+    if (!s->gzip) {
+        const size_t have = s->z.avail_in < len ? s->z.avail_in : len;
+        if (have > 0)
+            memcpy(p, s->z.next_in, have);
+        s->z.next_in += have;
+        s->z.avail_in -= (uInt)have;
+        done = have;
+        while (done < len && !s->eof) { /* the rest straight into buf */
+            const size_t want = len - done < READ_CHUNK ? len - done : READ_CHUNK;
+            const ssize_t r = read(s->fd, p + done, want);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return read_error(s);
+            if (r == 0)
+                s->eof = true;
             done += (size_t)r;
+            s->raw_read += (uint64_t)r;
+        }
+        *got = done;
+        return VIB_OK;
+    }
+    while (done < len) {
+        if (s->state == AFTER_MEMBER) {
+            TRY(next_member(s));
             continue;
         }
-        int err = Z_OK;
-        const char *msg = gzerror(f, &err);
-        /* zlib prefixes its message with the stream's name, "<fd:N>" for a gzdopen'd
-         * descriptor; the path is already in ours. */
-        const char *sep = strstr(msg, ": ");
-        if (sep != NULL)
-            msg = sep + 2;
-        if (err == Z_ERRNO)
-            return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", fn, path, strerror(e));
-        if (err == Z_DATA_ERROR)
-            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: corrupt gzip stream (zlib: %s)", fn, path,
-                             msg);
-        if (err == Z_MEM_ERROR)
-            return vibi_fail(VIB_ERR_NOMEM, "%s: %s: zlib is out of memory", fn, path);
-        if (r < 0) /* an error zlib did not classify: treat it as unreadable input */
-            return vibi_fail(VIB_ERR_IO, "%s: %s: read error (zlib: %s)", fn, path, msg);
-        break; /* 0: end of input (Z_OK), or a gzip stream cut short (Z_BUF_ERROR) */
+        if (s->state != IN_MEMBER)
+            break;
+        if (s->z.avail_in == 0) {
+            TRY(raw_more(s));
+            if (s->z.avail_in == 0) { /* the file ends inside a member */
+                s->state = CUT;
+                break;
+            }
+        }
+        const size_t want = len - done < READ_CHUNK ? len - done : READ_CHUNK;
+        s->z.next_out = p + done;
+        s->z.avail_out = (uInt)want;
+        const int zr = inflate(&s->z, Z_NO_FLUSH);
+        done += want - s->z.avail_out;
+        if (zr == Z_STREAM_END) /* the member's CRC-32 and length have been checked */
+            s->state = AFTER_MEMBER;
+        else if (zr == Z_MEM_ERROR)
+            return vibi_fail(VIB_ERR_NOMEM, "%s: %s: zlib is out of memory", s->fn, s->path);
+        else if (zr != Z_OK && zr != Z_BUF_ERROR)
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: corrupt gzip stream (zlib: %s)", s->fn,
+                             s->path, s->z.msg != NULL ? s->z.msg : zError(zr));
     }
     *got = done;
     return VIB_OK;
 }
 
-/* " (the gzip stream ends early)" when the short read was a cut gzip stream, so the
+/* " (the gzip stream ends early)" when the short read was a cut gzip member, so the
  * message says which of the two layers is truncated. */
-static const char *cut_note(gzFile f)
+static const char *cut_note(const idx_src *s)
 {
-    int err = Z_OK;
-    (void)gzerror(f, &err);
-    return err == Z_BUF_ERROR ? " (the gzip stream ends early)" : "";
+    return s->gzip && s->state == CUT ? " (the gzip stream ends early)" : "";
 }
 
-/* Read f to its end, discarding the bytes: VIB_OK, or the error that stopped it. */
-static int drain(const char *fn, const char *path, gzFile f)
+/* Read the content to its end, discarding the bytes: VIB_OK, or the error that stopped
+ * it. */
+static int drain(idx_src *s)
 {
     unsigned char sink[4096];
     size_t got;
     int rc;
     do
-        rc = read_full(fn, path, f, sink, sizeof sink, &got);
+        rc = read_full(s, sink, sizeof sink, &got);
     while (rc == VIB_OK && got == sizeof sink);
     return rc;
 }
@@ -137,22 +297,69 @@ static const char *type_name(int type)
     }
 }
 
-/* Parse and check the header from f, then read the body into a new vib_idx. `st` is
- * the opened file's status, used to check a plain file's length against its header
- * before allocating anything. Messages start with fn, the public function the caller
- * is inside. */
-static int idx_read_stream(const char *fn, const char *path, gzFile f, const struct stat *st,
-                           vib_idx **out)
+/* The bytes of a vib_idx holding ndim sizes and n data bytes; ndim <= 255 and
+ * n <= 2^31 keep the sum far from overflow. */
+static size_t idx_bytes(size_t ndim, size_t n)
 {
+    return sizeof(vib_idx) + ndim * sizeof(size_t) + n;
+}
+
+/* Read the body of `count` bytes into a new vib_idx of the given sizes, in *out even
+ * on failure (the caller frees it). A plain file's length was checked against count,
+ * so its body is allocated whole. A gzip body is allocated as it decodes, from
+ * GROW_FIRST bytes doubling up to count: a forged header whose claim the file's length
+ * permits, but which the data does not fill, costs at most GROW_FIRST or twice the
+ * bytes that arrived, and the doublings of a real body copy fewer bytes than it holds.
+ * *have receives the bytes read. */
+static int read_body(idx_src *s, size_t ndim, const size_t *dims, size_t count,
+                     vib_idx **out, size_t *have)
+{
+    size_t cap = s->gzip && count > GROW_FIRST ? GROW_FIRST : count;
+    vib_idx *idx = malloc(idx_bytes(ndim, cap));
+    *out = NULL;
+    *have = 0;
+    if (idx == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", s->fn, s->path,
+                         idx_bytes(ndim, cap));
+    idx->ndim = ndim;
+    idx->count = count;
+    memcpy(idx->dims, dims, ndim * sizeof(size_t));
+    int rc;
+    for (;;) {
+        size_t got;
+        rc = read_full(s, (uint8_t *)(idx->dims + ndim) + *have, cap - *have, &got);
+        *have += got;
+        if (rc != VIB_OK || *have < cap || cap == count)
+            break;
+        const size_t next = cap > count / 2 ? count : 2 * cap;
+        vib_idx *bigger = realloc(idx, idx_bytes(ndim, next));
+        if (bigger == NULL) {
+            rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", s->fn, s->path,
+                           idx_bytes(ndim, next));
+            break;
+        }
+        idx = bigger;
+        cap = next;
+    }
+    idx->data = (uint8_t *)(idx->dims + ndim);
+    *out = idx;
+    return rc;
+}
+
+/* Parse and check the header, then read the body into a new vib_idx. Messages start
+ * with the public function s->fn is, then the path. */
+static int idx_read_stream(idx_src *s, vib_idx **out)
+{
+    const char *fn = s->fn, *path = s->path;
     unsigned char head[4 + 4 * 255];
     size_t got;
-    int rc = read_full(fn, path, f, head, 4, &got);
+    int rc = read_full(s, head, 4, &got);
     if (rc != VIB_OK)
         return rc;
     if (got < 4)
         return vibi_fail(VIB_ERR_FORMAT,
                          "%s: %s: truncated header: expected 4 bytes, got %zu%s", fn, path, got,
-                         cut_note(f));
+                         cut_note(s));
     if (head[0] != 0 || head[1] != 0)
         return vibi_fail(VIB_ERR_FORMAT,
                          "%s: %s: bad magic 0x%02X%02X (an IDX file starts with two zero "
@@ -175,14 +382,14 @@ static int idx_read_stream(const char *fn, const char *path, gzFile f, const str
     if (ndim == 0)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: ndim 0: an IDX file needs 1 to 255 dimensions",
                          fn, path);
-    rc = read_full(fn, path, f, head + 4, 4 * ndim, &got);
+    rc = read_full(s, head + 4, 4 * ndim, &got);
     if (rc != VIB_OK)
         return rc;
     if (got < 4 * ndim)
         return vibi_fail(VIB_ERR_FORMAT,
                          "%s: %s: truncated header: expected %zu bytes for %zu dimensions, got "
                          "%zu%s",
-                         fn, path, 4 + 4 * ndim, ndim, 4 + got, cut_note(f));
+                         fn, path, 4 + 4 * ndim, ndim, 4 + got, cut_note(s));
     size_t dims[255];
     size_t count = 1;
     for (size_t i = 0; i < ndim; i++) {
@@ -196,15 +403,15 @@ static int idx_read_stream(const char *fn, const char *path, gzFile f, const str
                              "%s: %s: the product of the %zu dimension sizes overflows size_t",
                              fn, path, ndim);
     }
-    /* A plain file's length is known before reading it: refuse a header that claims
-     * more or less than is there without allocating what it claims. (A gzip stream's
-     * length is only known by decoding it; the reads below check it.) */
+    /* Refuse a header that claims more than the file can hold without allocating what
+     * it claims. A plain file's body is its length less the header, exactly; a gzip
+     * file decodes to less than DEFLATE_MAX_RATIO times its length, header included.
+     * (The length is fstat's at the open: a file changed since is caught by the reads.) */
     const size_t head_bytes = 4 + 4 * ndim;
-    if (gzdirect(f) && S_ISREG(st->st_mode)) {
+    if (!s->gzip) {
         /* The body's length, compared without adding to count: a product of sizes can
          * sit just below 2^64, where head_bytes + count would wrap. */
-        const uint64_t size = (uint64_t)st->st_size;
-        const uint64_t body = size > head_bytes ? size - head_bytes : 0;
+        const uint64_t body = s->file_size > head_bytes ? s->file_size - head_bytes : 0;
         if (body < (uint64_t)count)
             return vibi_fail(VIB_ERR_FORMAT,
                              "%s: %s: truncated: expected %zu data bytes, got %llu", fn, path,
@@ -213,39 +420,41 @@ static int idx_read_stream(const char *fn, const char *path, gzFile f, const str
             return vibi_fail(VIB_ERR_FORMAT,
                              "%s: %s: %llu trailing bytes after the %zu data bytes", fn, path,
                              (unsigned long long)(body - count), count);
+    } else {
+        const uint64_t hold = s->file_size > UINT64_MAX / DEFLATE_MAX_RATIO
+                                  ? UINT64_MAX
+                                  : s->file_size * DEFLATE_MAX_RATIO;
+        if (hold < head_bytes || (uint64_t)count > hold - head_bytes)
+            return vibi_fail(VIB_ERR_FORMAT,
+                             "%s: %s: the header claims %zu data bytes, more than a gzip file "
+                             "of %llu bytes can hold (deflate expands at most %d:1)",
+                             fn, path, count, (unsigned long long)s->file_size,
+                             DEFLATE_MAX_RATIO);
     }
     if ((uint64_t)count > IDX_MAX_BYTES)
         return vibi_fail(VIB_ERR_NOMEM,
                          "%s: %s: too large: %zu data bytes exceed libvib's limit of %llu", fn,
                          path, count, (unsigned long long)IDX_MAX_BYTES);
-    /* The struct, its dims and the data in one allocation; count <= 2^34 and ndim <= 255
-     * keep the sum far from overflow. */
-    const size_t total = sizeof(vib_idx) + ndim * sizeof(size_t) + count;
-    vib_idx *idx = malloc(total);
-    if (idx == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", fn, path, total);
-    idx->ndim = ndim;
-    idx->count = count;
-    memcpy(idx->dims, dims, ndim * sizeof(size_t));
-    idx->data = (uint8_t *)(idx->dims + ndim);
-    rc = read_full(fn, path, f, idx->data, count, &got);
+    vib_idx *idx;
+    rc = read_body(s, ndim, dims, count, &idx, &got);
     if (rc == VIB_OK && got < count)
         rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated: expected %zu data bytes, got %zu%s",
-                       fn, path, count, got, cut_note(f));
+                       fn, path, count, got, cut_note(s));
     /* One more byte must not exist. Reading it also drives a gzip stream to its end,
-     * where zlib checks the CRC-32 and length trailer. */
+     * where inflate checks each member's CRC-32 and length trailer and what follows the
+     * last member is looked at. */
     unsigned char extra;
     if (rc == VIB_OK)
-        rc = read_full(fn, path, f, &extra, 1, &got);
+        rc = read_full(s, &extra, 1, &got);
     if (rc == VIB_OK && got != 0) {
         /* In a damaged gzip stream, extra output is a symptom and the damage the cause:
          * decode to the end, so a failed CRC is reported as what it is. */
-        rc = drain(fn, path, f);
+        rc = drain(s);
         if (rc == VIB_OK)
             rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: trailing bytes after the %zu data bytes",
                            fn, path, count);
     }
-    if (rc == VIB_OK && *cut_note(f) != '\0')
+    if (rc == VIB_OK && *cut_note(s) != '\0')
         rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: the gzip stream ends early (no trailer)", fn,
                        path);
     if (rc != VIB_OK) {
@@ -259,29 +468,38 @@ static int idx_read_stream(const char *fn, const char *path, gzFile f, const str
 /* Open `path` and read it as IDX into *out; fn names the public caller in messages. */
 static int idx_read(const char *fn, const char *path, vib_idx **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vibi_fail(VIB_ERR_IO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return vibi_fail(VIB_ERR_IO, "%s: %s: cannot stat: %s", fn, path, strerror(e));
+    idx_src s;
+    memset(&s, 0, sizeof s);
+    s.fn = fn;
+    s.path = path;
+    TRY(vibi_open_regular(fn, path, &s.fd, &s.file_size));
+    int rc = VIB_OK;
+    s.in = malloc(IN_BYTES);
+    if (s.in == NULL)
+        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %zu bytes", fn, path, IN_BYTES);
+    if (rc == VIB_OK) {
+        s.z.next_in = s.in;
+        rc = raw_need(&s, 2);
     }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return vibi_fail(VIB_ERR_IO, "%s: %s: is a directory", fn, path);
+    if (rc == VIB_OK && s.z.avail_in >= 2 && s.in[0] == 0x1F && s.in[1] == 0x8B) {
+        s.gzip = true;
+        /* 15: deflate's largest window; + 16: a gzip wrapper, and only that */
+        const int zr = inflateInit2(&s.z, 15 + 16);
+        if (zr == Z_OK) {
+            s.z_ready = true;
+            s.state = IN_MEMBER;
+        } else {
+            rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: zlib cannot allocate its state (zlib: %s)",
+                           fn, path, zError(zr));
+        }
     }
-    gzFile f = gzdopen(fd, "rb");
-    if (f == NULL) {
-        close(fd);
-        return vibi_fail(VIB_ERR_NOMEM, "%s: %s: zlib cannot allocate its state", fn, path);
-    }
-    /* A larger buffer than zlib's 8 KiB default: fewer system calls for a gzip file. */
-    (void)gzbuffer(f, 128 * 1024);
-    int rc = idx_read_stream(fn, path, f, &st, out);
-    /* Closing a read-only stream cannot lose data; its status adds nothing to rc. */
-    (void)gzclose(f);
+    if (rc == VIB_OK)
+        rc = idx_read_stream(&s, out);
+    if (s.z_ready)
+        (void)inflateEnd(&s.z);
+    free(s.in);
+    /* Closing a descriptor only read from cannot lose data; its status adds nothing. */
+    (void)close(s.fd);
     return rc;
 }
 

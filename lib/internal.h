@@ -203,6 +203,13 @@ void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, cons
 /* sum[j] (+)= sum over r of d[r][j], rows added in order. */
 void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accumulate);
 
+/* idx.c: opening a file to read, shared with io.c's model loader ---------------- */
+
+/* Open `path` read-only into *fd if it is a regular file, its length in *size; else
+ * VIB_ERR_IO naming fn and path, among them "not a regular file (a FIFO)" and the like,
+ * returned at once: a FIFO without a writer does not block the open. */
+int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size);
+
 /* rng.c --------------------------------------------------------------------------- */
 
 /* A generator's whole state, so that a call which fails after drawing can put the

@@ -220,42 +220,114 @@ int vib_model_save(const vib_model *model, const char *path)
 
 /* ---- load ----------------------------------------------------------------------- */
 
-/* Read the whole file at path into *buf (caller frees). Only regular files of at most
- * `cap` bytes: the size is known before anything is allocated, so neither a device
- * like /dev/zero nor a huge file can make the reader grow without bound. */
+/* The longest header a loadable file has: 56 bytes, 8 per hidden size (at most 64 + 64
+ * of them), then beta, offset, seed and P. */
+#define HEADER_MAX (56 + 8 * (64 + 64) + 24)
+
+/* Read up to n bytes from fd into b, *got receiving how many arrived (fewer at the end
+ * of the file). */
+static int read_fd(const char *fn, const char *path, int fd, unsigned char *b, size_t n,
+                   size_t *got)
+{
+    size_t done = 0;
+    while (done < n) {
+        /* read() moves at most about 2 GiB at once */
+        const size_t want = n - done < ((size_t)1 << 30) ? n - done : ((size_t)1 << 30);
+        const ssize_t r = read(fd, b + done, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", fn, path, strerror(errno));
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return VIB_OK;
+}
+
+/* The checks parse() begins with, which need only the header: `head` holds its first
+ * head_len bytes, all the file has up to HEADER_MAX, and file_len is the file's length.
+ * Run before the file is read whole, so a large foreign file is refused from its first
+ * 8 bytes and a model file padded or cut from its header; in parse()'s order and words,
+ * so what a file is told does not depend on which of the two refuses it. */
+static int check_header(const char *fn, const char *path, const unsigned char *head,
+                        size_t head_len, uint64_t file_len)
+{
+#define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
+    if (head_len < 8 || memcmp(head, MAGIC, 8) != 0)
+        return BAD("%s: %s: not a libvib model (bad magic)", fn, path);
+    if (file_len < 56)
+        return BAD("%s: %s: truncated header (%llu bytes)", fn, path,
+                   (unsigned long long)file_len);
+    const uint32_t version = get_u32(head + 8), flags = get_u32(head + 12);
+    if (version != FORMAT_VERSION)
+        return BAD("%s: %s: format version %u, this libvib reads version %d", fn, path,
+                   version, FORMAT_VERSION);
+    if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
+        return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
+    const uint64_t n_enc = get_u64(head + 40), n_dec = get_u64(head + 48);
+    /* The layer counts bound where the fields after them sit: only they are checked
+     * before the length (every other limit is vibi_arch_check's, in parse). */
+    if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
+        return BAD("%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
+                   (unsigned long long)n_enc, (unsigned long long)n_dec);
+    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24; /* at most HEADER_MAX */
+    if (file_len < hdr + 4)
+        return BAD("%s: %s: truncated header (%llu bytes)", fn, path,
+                   (unsigned long long)file_len);
+    const uint64_t P = get_u64(head + hdr - 8);
+    if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != file_len)
+        return BAD("%s: %s: truncated or padded: %llu bytes, the header promises %llu", fn,
+                   path, (unsigned long long)file_len,
+                   P > ((uint64_t)1 << 40) ? 0ULL : (unsigned long long)file_size(n_enc, n_dec, P));
+#undef BAD
+    return VIB_OK;
+}
+
+/* Read the model file at path into *buf (caller frees) of *len bytes. Only a regular
+ * file, opened without blocking on a FIFO (vibi_open_regular). Its magic is read and
+ * checked first, then its header against its length (check_header), and only then is
+ * the whole file allocated, of at most `cap` bytes: neither a device, nor a large
+ * foreign file, nor a forged header makes the reader grow beyond the file's true
+ * size. */
 static int read_file(const char *fn, const char *path, size_t cap, unsigned char **buf,
                      size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(errno));
-    struct stat st;
-    int rc = VIB_OK;
+    int fd;
+    uint64_t size;
+    TRY(vibi_open_regular(fn, path, &fd, &size));
+    unsigned char head[HEADER_MAX];
+    const size_t head_want = size < HEADER_MAX ? (size_t)size : HEADER_MAX;
+    size_t got, rest = 0;
+    /* the magic alone first: a foreign file costs 8 bytes of reading */
+    int rc = read_fd(fn, path, fd, head, 8, &got);
+    if (rc == VIB_OK && got == 8 && memcmp(head, MAGIC, 8) == 0 && head_want > 8)
+        rc = read_fd(fn, path, fd, head + 8, head_want - 8, &rest);
+    const size_t head_len = got + rest;
+    /* a file that shrank since fstat is as long as what was read of it */
+    const uint64_t file_len = head_len < head_want ? head_len : size;
+    if (rc == VIB_OK)
+        rc = check_header(fn, path, head, head_len, file_len);
     unsigned char *b = NULL;
-    size_t size = 0;
-    if (fstat(fileno(f), &st) != 0)
-        rc = vibi_fail(VIB_ERR_IO, "%s: %s: %s", fn, path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = vibi_fail(VIB_ERR_IO, "%s: %s: not a regular file", fn, path);
-    else if ((uint64_t)st.st_size > (uint64_t)cap)
-        rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: %lld bytes is larger than any model", fn, path,
-                       (long long)st.st_size);
-    else if ((b = malloc((size_t)st.st_size + 1)) == NULL)
-        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %lld bytes", fn, path,
-                       (long long)st.st_size);
-    else {
-        /* one byte more than the size: a file that grew meanwhile reads as padded */
-        size = fread(b, 1, (size_t)st.st_size + 1, f);
-        if (ferror(f))
-            rc = vibi_fail(VIB_ERR_IO, "%s: %s: read error", fn, path);
+    if (rc == VIB_OK && file_len > (uint64_t)cap)
+        rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu bytes is larger than any model", fn, path,
+                       (unsigned long long)file_len);
+    else if (rc == VIB_OK && (b = malloc((size_t)file_len + 1)) == NULL)
+        rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %llu bytes", fn, path,
+                       (unsigned long long)file_len + 1);
+    if (rc == VIB_OK) {
+        memcpy(b, head, head_len);
+        /* one byte more than the length: a file that grew meanwhile reads as padded */
+        rc = read_fd(fn, path, fd, b + head_len, (size_t)file_len + 1 - head_len, &got);
+        *len = head_len + got;
     }
-    fclose(f);
+    (void)close(fd); /* only read from: its status adds nothing */
     if (rc != VIB_OK) {
         free(b);
         return rc;
     }
     *buf = b;
-    *len = size;
     return VIB_OK;
 }
 
@@ -263,31 +335,13 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
 static int parse(const char *fn, const char *path, const unsigned char *b, size_t len,
                  vib_model **out)
 {
+    /* the header again, against the length read (the file may have changed since) */
+    TRY(check_header(fn, path, b, len, len));
 #define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
-    if (len < 8 || memcmp(b, MAGIC, 8) != 0)
-        return BAD("%s: %s: not a libvib model (bad magic)", fn, path);
-    if (len < 56)
-        return BAD("%s: %s: truncated header (%zu bytes)", fn, path, len);
-    uint32_t version = get_u32(b + 8), flags = get_u32(b + 12);
-    if (version != FORMAT_VERSION)
-        return BAD("%s: %s: format version %u, this libvib reads version %d", fn, path,
-                   version, FORMAT_VERSION);
-    if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
-        return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
-    /* The layer counts bound where the fields after them sit: only they are checked
-     * before the length (every other limit is vibi_arch_check's, below). */
+    const uint32_t flags = get_u32(b + 12);
     const uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
-    if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
-        return BAD("%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
-                   (unsigned long long)n_enc, (unsigned long long)n_dec);
-    size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
-    if (len < hdr + 4)
-        return BAD("%s: %s: truncated header (%zu bytes)", fn, path, len);
-    uint64_t P = get_u64(b + hdr - 8);
-    if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != len)
-        return BAD("%s: %s: truncated or padded: %zu bytes, the header promises %llu", fn,
-                   path, len, P > ((uint64_t)1 << 40) ? 0ULL
-                                                      : (unsigned long long)file_size(n_enc, n_dec, P));
+    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
+    const uint64_t P = get_u64(b + hdr - 8);
     uint32_t stored = get_u32(b + len - 4), actual = crc_of(b, len - 4);
     if (stored != actual)
         return BAD("%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,

@@ -3,8 +3,10 @@
  *
  * The test binary is linked with -Wl,--wrap for malloc, calloc, realloc and
  * aligned_alloc, so every allocation made by the statically linked libvib (and by
- * this test) goes through the counters below; BLIS, a shared library, keeps its own
- * memory pools and is not counted. */
+ * the tests) goes through the counters below; BLIS and zlib, shared libraries, keep
+ * their own memory and are not counted. The wrappers also keep the largest request
+ * (alloc_watch_largest), which the file-reading suites use to show that a forged file
+ * causes no large allocation. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,28 +22,47 @@ void *__wrap_realloc(void *p, size_t n);
 void *__wrap_aligned_alloc(size_t a, size_t n);
 
 static size_t allocations;
+static size_t largest; /* the largest request since alloc_watch_reset */
+
+static void count_request(size_t n)
+{
+    allocations++;
+    if (n > largest)
+        largest = n;
+}
+
+void alloc_watch_reset(void)
+{
+    largest = 0;
+}
+
+size_t alloc_watch_largest(void)
+{
+    return largest;
+}
 
 void *__wrap_malloc(size_t n)
 {
-    allocations++;
+    count_request(n);
     return __real_malloc(n);
 }
 
 void *__wrap_calloc(size_t k, size_t n)
 {
-    allocations++;
+    size_t bytes;
+    count_request(vibi_mul_size(k, n, &bytes) ? bytes : SIZE_MAX);
     return __real_calloc(k, n);
 }
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    allocations++;
+    count_request(n);
     return __real_realloc(p, n);
 }
 
 void *__wrap_aligned_alloc(size_t a, size_t n)
 {
-    allocations++;
+    count_request(n);
     return __real_aligned_alloc(a, n);
 }
 

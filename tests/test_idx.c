@@ -1,7 +1,9 @@
-/* test_idx.c - the data reader: IDX files plain and gzip'd, a table of malformed
- * inputs each named in its error, datasets (scaling, shapes, classes, subsets), the
- * MNIST directory layout, bad arguments, and Debian's Fashion-MNIST end to end.
- * Every test writes its files into a fresh directory under /tmp. */
+/* test_idx.c - the data reader: IDX files plain and gzip'd (of several members too), a
+ * table of malformed inputs each named in its error, forged size claims and the
+ * allocations they cause, bytes after a gzip stream, paths that are not regular files,
+ * datasets (scaling, shapes, classes, subsets), the MNIST directory layout, bad
+ * arguments, and Debian's Fashion-MNIST end to end. Every test writes its files into a
+ * fresh directory under /tmp. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <math.h>
@@ -71,13 +73,28 @@ static void write_plain(const char *path, const void *bytes, size_t len)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static void write_gz(const char *path, const void *bytes, size_t len)
+/* Write bytes as one gzip member; mode is gzopen's ("wb", or "ab" to append another
+ * member; a digit after it sets the level, "wb0" stores the bytes uncompressed). */
+static void write_gz_mode(const char *path, const void *bytes, size_t len, const char *mode)
 {
-    gzFile f = gzopen(path, "wb");
+    gzFile f = gzopen(path, mode);
     ck_assert_ptr_nonnull(f);
     if (len > 0)
         ck_assert_int_eq(gzwrite(f, bytes, (unsigned)len), (int)len);
     ck_assert_int_eq(gzclose(f), Z_OK);
+}
+
+static void write_gz(const char *path, const void *bytes, size_t len)
+{
+    write_gz_mode(path, bytes, len, "wb");
+}
+
+static void append_plain(const char *path, const void *bytes, size_t len)
+{
+    FILE *f = fopen(path, "ab");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -141,6 +158,16 @@ static void assert_error_mentions(const char *a, const char *b)
     ck_assert_msg(strstr(e, a) != NULL, "error '%s' does not mention '%s'", e, a);
     if (b != NULL)
         ck_assert_msg(strstr(e, b) != NULL, "error '%s' does not mention '%s'", e, b);
+}
+
+/* The detail starts "<fn>: <path>: ", as every message about one file does. */
+static void assert_error_starts(const char *fn, const char *path)
+{
+    char want[600];
+    snprintf(want, sizeof want, "%s: %s: ", fn, path);
+    const char *e = vib_last_error();
+    ck_assert_msg(strncmp(e, want, strlen(want)) == 0, "error '%s' does not start with '%s'",
+                  e, want);
 }
 
 /* A 3 x 2 x 2 image file with bytes 0..11 and its 3 labels, written plain or gzip'd. */
@@ -258,8 +285,8 @@ START_TEST(malformed_headers_are_format_errors)
             ck_assert_msg(rc == VIB_ERR_FORMAT, "%s (%s): got %d, '%s'", BAD[i].what,
                           gz ? "gzip" : "plain", rc, vib_last_error());
             ck_assert_ptr_eq(idx, sentinel);
-            assert_error_mentions(path, BAD[i].keyword);
-            assert_error_mentions("vib_idx_load", NULL);
+            assert_error_starts("vib_idx_load", path);
+            assert_error_mentions(BAD[i].keyword, NULL);
         }
     }
 }
@@ -327,7 +354,7 @@ END_TEST
 START_TEST(huge_claims_are_refused_before_allocating)
 {
     /* 2^36 bytes claimed: a plain file is checked against its length first, a gzip
-     * stream (whose length is unknown) hits the size limit instead of an allocation. */
+     * file against what its compressed length can hold (1032 bytes a byte). */
     const unsigned char head[16] = {0, 0, 0x08, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 16};
     const char *plain = tmp_path("huge"), *gz = tmp_path("huge.gz");
     write_plain(plain, head, sizeof head);
@@ -335,9 +362,183 @@ START_TEST(huge_claims_are_refused_before_allocating)
     vib_idx *idx = NULL;
     ck_assert_fails(vib_idx_load(plain, &idx), VIB_ERR_FORMAT);
     assert_error_mentions(plain, "truncated: expected 68719476736 data bytes, got 0");
+    ck_assert_fails(vib_idx_load(gz, &idx), VIB_ERR_FORMAT);
+    assert_error_mentions(gz, "68719476736 data bytes, more than");
+    /* A gzip file long enough to hold its claim of 2^31 + 1 bytes (2.1 MB stored
+     * uncompressed) reaches libvib's 2 GiB limit instead. */
+    enum { STORED = 2100000 };
+    unsigned char *big = calloc(STORED, 1);
+    ck_assert_ptr_nonnull(big);
+    const unsigned char claim[8] = {0, 0, 0x08, 1, 0x80, 0, 0, 1};
+    memcpy(big, claim, sizeof claim);
+    write_gz_mode(gz, big, STORED, "wb0");
+    free(big);
     ck_assert_fails(vib_idx_load(gz, &idx), VIB_ERR_NOMEM);
     assert_error_mentions(gz, "too large");
     ck_assert_ptr_null(idx);
+}
+END_TEST
+
+START_TEST(forged_gzip_claims_allocate_little)
+{
+    /* A 28-byte gzip file whose header claims 2^31 bytes: refused from the header and
+     * the file's length, before anything is allocated for the body. */
+    const unsigned char claim[8] = {0, 0, 0x08, 1, 0x80, 0, 0, 0};
+    const char *gz = tmp_path("forged.gz");
+    write_gz(gz, claim, sizeof claim);
+    vib_idx *idx = NULL;
+    alloc_watch_reset();
+    int rc = vib_idx_load(gz, &idx);
+    size_t largest = alloc_watch_largest();
+    ck_assert_msg(largest < ((size_t)1 << 20), "a %zu-byte allocation", largest);
+    ck_assert_msg(rc == VIB_ERR_FORMAT, "got %d: %s", rc, vib_last_error());
+    assert_error_starts("vib_idx_load", gz);
+    assert_error_mentions("2147483648 data bytes, more than a gzip file of", "can hold");
+    ck_assert_ptr_null(idx);
+
+    /* A claim the file's length could hold, 10^8 bytes, over 3 MB of stored data: the
+     * body grows with the data that arrives, so the allocation stays within twice it. */
+    enum { STORED = 3000000 };
+    unsigned char *body = calloc(STORED, 1);
+    ck_assert_ptr_nonnull(body);
+    const unsigned char claim8[8] = {0, 0, 0x08, 1, 0x05, 0xF5, 0xE1, 0x00}; /* 10^8 */
+    memcpy(body, claim8, sizeof claim8);
+    write_gz_mode(gz, body, STORED, "wb0");
+    free(body);
+    alloc_watch_reset();
+    rc = vib_idx_load(gz, &idx);
+    largest = alloc_watch_largest();
+    ck_assert_msg(largest <= 2 * (size_t)STORED, "a %zu-byte allocation for %d bytes of data",
+                  largest, STORED);
+    ck_assert_msg(rc == VIB_ERR_FORMAT, "got %d: %s", rc, vib_last_error());
+    assert_error_mentions(gz, "truncated: expected 100000000 data bytes, got 2999992");
+    ck_assert_ptr_null(idx);
+}
+END_TEST
+
+/* ---- what follows a gzip stream ------------------------------------------------ */
+
+START_TEST(gzip_members_concatenate)
+{
+    /* gzip allows a file of several members, read as their concatenation: the header in
+     * one member, the body split over two more, and an empty member between. */
+    size_t len;
+    unsigned char *b = make_idx(3, IMG_DIMS, IMG_DATA, 12, &len);
+    const char *img = tmp_path("img.gz");
+    write_gz_mode(img, b, 7, "wb");
+    write_gz_mode(img, b + 7, 5, "ab");
+    write_gz_mode(img, NULL, 0, "ab");
+    write_gz_mode(img, b + 12, len - 12, "ab9");
+    free(b);
+    write_idx(tmp_path("lab.gz"), 1, 1, LAB_DIMS, LAB_DATA);
+    check_small_pair(img, tmp_path("lab.gz"));
+    /* One byte too many, in a member of its own, is a trailing data byte. */
+    write_gz_mode(img, "x", 1, "ab");
+    vib_idx *idx = NULL;
+    ck_assert_fails(vib_idx_load(img, &idx), VIB_ERR_FORMAT);
+    assert_error_mentions(img, "trailing bytes after the 12 data bytes");
+    ck_assert_ptr_null(idx);
+}
+END_TEST
+
+START_TEST(bytes_after_the_gzip_stream_are_refused)
+{
+    /* What follows the last member must be nothing: zlib's gz* reader would skip it,
+     * libvib refuses it as a plain file's trailing byte is refused. */
+    static const struct {
+        const char *what;
+        unsigned char bytes[8];
+        size_t len;
+        const char *keyword;
+    } tails[] = {
+        {"junk", {'j', 'u', 'n', 'k'}, 4, "trailing bytes after the gzip stream (4 bytes from"},
+        {"one zero byte", {0}, 1, "trailing bytes after the gzip stream (1 byte from"},
+        {"half a gzip magic", {0x1F}, 1, "trailing bytes after the gzip stream (1 byte from"},
+        {"a member cut after its magic", {0x1F, 0x8B, 0x08}, 3, "gzip stream ends early"},
+        {"a member with a bad method", {0x1F, 0x8B, 0x07, 0, 0, 0, 0, 0}, 8, "corrupt gzip"},
+    };
+    size_t len;
+    unsigned char *b = make_idx(1, LAB_DIMS, LAB_DATA, 3, &len);
+    const char *path = tmp_path("tail.gz");
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        write_gz(path, b, len);
+        append_plain(path, tails[i].bytes, tails[i].len);
+        vib_idx *sentinel = (vib_idx *)&len, *idx = sentinel;
+        int rc = vib_idx_load(path, &idx);
+        ck_assert_msg(rc == VIB_ERR_FORMAT, "%s: got %d, '%s'", tails[i].what, rc,
+                      vib_last_error());
+        ck_assert_ptr_eq(idx, sentinel);
+        assert_error_starts("vib_idx_load", path);
+        assert_error_mentions(tails[i].keyword, NULL);
+    }
+    /* The same after a second, valid member. */
+    write_gz(path, b, 5);
+    write_gz_mode(path, b + 5, len - 5, "ab");
+    append_plain(path, "junk", 4);
+    vib_idx *idx = NULL;
+    ck_assert_fails(vib_idx_load(path, &idx), VIB_ERR_FORMAT);
+    assert_error_mentions(path, "trailing bytes after the gzip stream (4 bytes from");
+    /* And in a dataset, named after the dataset call. */
+    write_idx(tmp_path("img"), 0, 3, IMG_DIMS, IMG_DATA);
+    vib_dataset *d = NULL;
+    ck_assert_fails(vib_dataset_load(tmp_path("img"), path, 0.0f, 1.0f, &d), VIB_ERR_FORMAT);
+    assert_error_starts("vib_dataset_load", path);
+    assert_error_mentions("trailing bytes after the gzip stream", NULL);
+    ck_assert_ptr_null(d);
+    free(b);
+}
+END_TEST
+
+/* ---- files that are not regular files ------------------------------------------ */
+
+static int load_idx_at(const void *path)
+{
+    vib_idx *idx = NULL;
+    int rc = vib_idx_load(path, &idx);
+    vib_idx_free(idx);
+    return rc;
+}
+
+/* vib_dataset_load of arg[0] (images) and arg[1] (labels). */
+static int load_pair_at(const void *arg)
+{
+    const char *const *paths = arg;
+    vib_dataset *d = NULL;
+    int rc = vib_dataset_load(paths[0], paths[1], 0.0f, 1.0f, &d);
+    vib_dataset_free(d);
+    return rc;
+}
+
+/* call(arg) must return at once (a child process is ended after 2 s) with VIB_ERR_IO and
+ * a detail "<fn>: <path>: not a regular file ...". */
+static void expect_not_regular(int (*call)(const void *), const void *arg, const char *fn,
+                               const char *path, const char *kind)
+{
+    int status;
+    char detail[600];
+    ck_assert_msg(call_in_child(call, arg, 2, &status, detail, sizeof detail),
+                  "%s on %s blocked (the child was ended by signal %d)", fn, path, status);
+    ck_assert_msg(status == VIB_ERR_IO, "%s on %s: got %d, '%s'", fn, path, status, detail);
+    char want[600];
+    snprintf(want, sizeof want, "%s: %s: not a regular file (%s)", fn, path, kind);
+    ck_assert_msg(strcmp(detail, want) == 0, "detail '%s', expected '%s'", detail, want);
+}
+
+START_TEST(fifos_and_devices_are_refused_at_once)
+{
+    /* A FIFO without a writer would block an open for reading forever; a device has no
+     * length to check a header against. Both are refused before anything is read. */
+    const char *fifo = tmp_path("fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    expect_not_regular(load_idx_at, fifo, "vib_idx_load", fifo, "a FIFO");
+    expect_not_regular(load_idx_at, "/dev/zero", "vib_idx_load", "/dev/zero",
+                       "a character device");
+    expect_not_regular(load_idx_at, tmpdir, "vib_idx_load", tmpdir, "a directory");
+    /* In a dataset: the FIFO as the labels (read first), then as the images. */
+    write_idx(tmp_path("lab"), 0, 1, LAB_DIMS, LAB_DATA);
+    const char *labels_fifo[2] = {tmp_path("lab"), fifo}, *images_fifo[2] = {fifo, tmp_path("lab")};
+    expect_not_regular(load_pair_at, labels_fifo, "vib_dataset_load", fifo, "a FIFO");
+    expect_not_regular(load_pair_at, images_fifo, "vib_dataset_load", fifo, "a FIFO");
 }
 END_TEST
 
@@ -350,7 +551,8 @@ START_TEST(missing_file_is_io_error)
     assert_error_mentions(path, "No such file");
     /* A directory opens but is not a file. */
     ck_assert_fails(vib_idx_load(tmpdir, &idx), VIB_ERR_IO);
-    assert_error_mentions(tmpdir, "directory");
+    assert_error_starts("vib_idx_load", tmpdir);
+    assert_error_mentions("directory", NULL);
     ck_assert_ptr_eq(idx, sentinel);
 }
 END_TEST
@@ -680,6 +882,10 @@ Suite *make_idx_suite(void)
     tcase_add_test(tc, corrupt_gzip_stream_is_format_error);
     tcase_add_test(tc, cut_gzip_stream_is_format_error);
     tcase_add_test(tc, huge_claims_are_refused_before_allocating);
+    tcase_add_test(tc, forged_gzip_claims_allocate_little);
+    tcase_add_test(tc, gzip_members_concatenate);
+    tcase_add_test(tc, bytes_after_the_gzip_stream_are_refused);
+    tcase_add_test(tc, fifos_and_devices_are_refused_at_once);
     tcase_add_test(tc, missing_file_is_io_error);
     tcase_add_test(tc, dataset_scaling_is_exact_at_the_ends);
     tcase_add_test(tc, dataset_from_gzip_matches_plain);

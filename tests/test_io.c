@@ -1,8 +1,10 @@
 /* test_io.c - saving and loading models: a round trip predicts exactly as before; a
- * truncated, corrupted, padded or foreign file is refused with a status; a failed save
- * leaves the previous file and no temporary behind. */
+ * truncated, corrupted, padded or foreign file is refused with a status, a large one from
+ * its header without being read whole; a FIFO or a device is refused at once; a failed
+ * save leaves the previous file and no temporary behind. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +287,83 @@ START_TEST(forged_files_behind_a_valid_crc)
 }
 END_TEST
 
+static int load_model_at(const void *p)
+{
+    vib_model *m = NULL;
+    int rc = vib_model_load(p, &m);
+    vib_model_free(m);
+    return rc;
+}
+
+/* vib_model_load(p) must return at once (a child process is ended after 2 s) with
+ * VIB_ERR_IO and the detail "vib_model_load: <p>: not a regular file (<kind>)". */
+static void expect_not_regular(const char *p, const char *kind)
+{
+    int status;
+    char detail[600], want[600];
+    ck_assert_msg(call_in_child(load_model_at, p, 2, &status, detail, sizeof detail),
+                  "vib_model_load on %s blocked (the child was ended by signal %d)", p, status);
+    ck_assert_msg(status == VIB_ERR_IO, "%s: got %d, '%s'", p, status, detail);
+    snprintf(want, sizeof want, "vib_model_load: %s: not a regular file (%s)", p, kind);
+    ck_assert_msg(strcmp(detail, want) == 0, "detail '%s', expected '%s'", detail, want);
+}
+
+START_TEST(fifos_and_devices_are_refused_at_once)
+{
+    /* Opening a FIFO without a writer for reading would wait forever. */
+    char fifo[160];
+    snprintf(fifo, sizeof fifo, "%s/fifo.vibm", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    expect_not_regular(fifo, "a FIFO");
+    expect_not_regular("/dev/zero", "a character device");
+    expect_not_regular(dir, "a directory");
+}
+END_TEST
+
+/* Load p, which must fail with VIB_ERR_FORMAT, a detail "vib_model_load: <p>: ..."
+ * holding `word`, and no allocation of 64 KiB or more. */
+static void expect_refused_small(const char *p, const char *word)
+{
+    vib_model *m = NULL;
+    alloc_watch_reset();
+    const int rc = vib_model_load(p, &m);
+    const size_t largest = alloc_watch_largest();
+    ck_assert_msg(rc == VIB_ERR_FORMAT, "%s: got %d, '%s'", p, rc, vib_last_error());
+    ck_assert_ptr_null(m);
+    char want[300];
+    snprintf(want, sizeof want, "vib_model_load: %s: ", p);
+    ck_assert_msg(strncmp(vib_last_error(), want, strlen(want)) == 0,
+                  "'%s' does not start with '%s'", vib_last_error(), want);
+    ck_assert_msg(strstr(vib_last_error(), word) != NULL, "'%s' does not mention '%s'",
+                  vib_last_error(), word);
+    ck_assert_msg(largest < 65536, "%s: a %zu-byte allocation", p, largest);
+}
+
+START_TEST(large_files_are_refused_from_their_header)
+{
+    /* 256 MiB files, sparse: a foreign one is refused from its first 8 bytes, a model
+     * file with 256 MiB of padding from its header, neither read nor allocated whole. */
+    const off_t big = (off_t)256 << 20;
+    char junk[160];
+    snprintf(junk, sizeof junk, "%s/junk.bin", dir);
+    spit(junk, (const unsigned char *)"NOTAMODEL, just junk", 20);
+    ck_assert_int_eq(truncate(junk, big), 0);
+    expect_refused_small(junk, "not a libvib model (bad magic)");
+
+    vib_model *a = small_model();
+    ck_assert_ok(vib_model_save(a, path));
+    vib_model_free(a);
+    ck_assert_int_eq(truncate(path, big), 0);
+    expect_refused_small(path, "truncated or padded");
+    /* and a header that promises more than the file holds */
+    size_t len;
+    unsigned char *good = slurp(path, &len);
+    spit(path, good, 200);
+    expect_refused_small(path, "truncated or padded");
+    free(good);
+}
+END_TEST
+
 START_TEST(failed_save_keeps_the_old_file)
 {
     vib_model *a = small_model();
@@ -331,6 +410,8 @@ Suite *make_io_suite(void)
     tcase_add_test(tc, damaged_files_are_refused);
     tcase_add_test(tc, forged_files_behind_a_valid_crc);
     tcase_add_test(tc, failed_save_keeps_the_old_file);
+    tcase_add_test(tc, fifos_and_devices_are_refused_at_once);
+    tcase_add_test(tc, large_files_are_refused_from_their_header);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -29,6 +29,19 @@ Suite *make_backend_suite(void);
 Suite *make_alloc_suite(void);
 Suite *make_vmath_suite(void);
 
+/* test_alloc.c's allocation wrappers: the largest single request (malloc, calloc,
+ * realloc, aligned_alloc) made by libvib or the tests since alloc_watch_reset. Read it
+ * right after the call under test: Check's assertions allocate too. */
+void alloc_watch_reset(void);
+size_t alloc_watch_largest(void);
+
+/* Run call(arg) in a child process that SIGALRM ends after `seconds`, so a call that
+ * blocks (on a FIFO, say) fails its test instead of hanging the suite, forked or not.
+ * Returns 1 and the call's status and vib_last_error() (cut to detail_size) if it
+ * returned, or 0 and the signal that ended the child in *status. */
+int call_in_child(int (*call)(const void *arg), const void *arg, unsigned seconds,
+                  int *status, char *detail, size_t detail_size);
+
 /* A scalar function of some float buffers, evaluated in double. */
 typedef double (*scalar_fn)(void *ctx);
 

@@ -1,10 +1,15 @@
 /* testutil.c - finite-difference, fill, value and failure-checking helpers shared by the
  * suites (see tests.h for what each is for). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests.h"
 
@@ -150,4 +155,63 @@ void check_detail(const char *call, const char *fn, const char *what)
     if (what != NULL)
         ck_assert_msg(has_word(msg + len + 1, what), "%s: detail \"%s\" does not name %s",
                       call, msg, what);
+}
+
+int call_in_child(int (*call)(const void *arg), const void *arg, unsigned seconds,
+                  int *status, char *detail, size_t detail_size)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    const pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* The child: SIGALRM's default action ends it if the call blocks. The handler
+         * inherited from Check's runner would kill the whole test's process group
+         * instead, so the default is restored first. The child reports through the
+         * pipe and leaves by _exit, running none of the parent's atexit handlers
+         * (Check's, the sanitizers'). */
+        close(fds[0]);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigset_t alrm;
+        sigemptyset(&alrm);
+        sigaddset(&alrm, SIGALRM);
+        if (sigaction(SIGALRM, &dfl, NULL) != 0 || sigprocmask(SIG_UNBLOCK, &alrm, NULL) != 0)
+            _exit(2);
+        alarm(seconds);
+        const int rc = call(arg);
+        const char *msg = vib_last_error();
+        ssize_t w = write(fds[1], &rc, sizeof rc);
+        if (w == (ssize_t)sizeof rc)
+            w = write(fds[1], msg, strlen(msg));
+        _exit(w < 0 ? 1 : 0);
+    }
+    close(fds[1]);
+    int wstatus = 0;
+    pid_t done;
+    while ((done = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
+        ;
+    ck_assert_int_eq(done, pid);
+    if (WIFSIGNALED(wstatus)) {
+        close(fds[0]);
+        *status = WTERMSIG(wstatus);
+        return 0;
+    }
+    ck_assert_msg(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0,
+                  "the child process failed to report (wait status 0x%x)", wstatus);
+    /* The child has exited: everything it wrote is in the pipe, then end of file. */
+    int rc = 0;
+    ck_assert_int_eq(read(fds[0], &rc, sizeof rc), (ssize_t)sizeof rc);
+    size_t have = 0;
+    ssize_t r;
+    while (have + 1 < detail_size &&
+           (r = read(fds[0], detail + have, detail_size - 1 - have)) > 0)
+        have += (size_t)r;
+    if (detail_size > 0)
+        detail[have] = '\0';
+    close(fds[0]);
+    *status = rc;
+    return 1;
 }
