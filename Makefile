@@ -6,9 +6,10 @@
 #                        documentation's C examples, then the unit tests again under
 #                        ASan + UBSan
 #   make data            fetch and verify MNIST into data/mnist
-#   make bench           every product by every BLIS path, then training and prediction
-#                        speed against the physical floor (products at the sgemm peak
-#                        plus the optimizer's memory stream)
+#   make bench           the Gaussian head's public nodes against its row kernels, every
+#                        product by every BLIS path, then training and prediction speed
+#                        against the physical floor (products at the sgemm peak plus the
+#                        optimizer's memory stream)
 #   make bench-peer      the same against PyTorch with BLIS and with OpenBLAS (installs
 #                        python3-torch and OpenBLAS if missing, keeping the system's BLAS)
 #   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc)
@@ -245,11 +246,15 @@ BENCH_LIBS  := $(STLIB) $(LIB_LIBS)
 bench/vib_bench bench/gemm_paths: bench/%: bench/%.c bench/bench_paths.h $(HDRS) $(STLIB)
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(BENCH_FLAGS) $(LDFLAGS) $< -o $@ $(BENCH_LIBS)
 
+bench/head_bench: bench/head_bench.c $(HDRS) $(STLIB)
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(BENCH_FLAGS) $(LDFLAGS) $< -o $@ $(BENCH_LIBS)
+
 # Every product of a training step by every path BLIS offers, next to libvib's, with 1
 # and 2 threads; then one epoch of the paper's network with 1 and 2 threads against
 # the physical floor, and 12-sample prediction on the test set.
-bench: lib bench/vib_bench bench/gemm_paths
+bench: lib bench/vib_bench bench/gemm_paths bench/head_bench
 	$(MAKE) data
+	./bench/head_bench
 	./bench/gemm_paths --threads 1,2
 	./bench/vib_bench --threads 1,2
 
@@ -293,4 +298,5 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
 
 clean:
-	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench bench/gemm_paths
+	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench bench/gemm_paths \
+	  bench/head_bench

@@ -128,23 +128,27 @@ VIB_CLONES static void log_block(size_t n, const float *restrict sigma, float *r
 
 double vibi_head_kl(size_t k, const float *mu, const float *sigma, const float *log_sigma)
 {
-    /* Summed in index order, in double: the same sum, term for term, as vibi_chol_kl's
-     * for a diagonal L. (A vectorized reduction would reorder it. The terms are cheap;
-     * the logarithms, the costly part, come from a vector loop: the sigma head's, or
-     * log_block's a block at a time.) */
-    double acc = 0.0;
+    /* In double, term j into partial sum j mod 4 (four chains of additions, not one),
+     * the same sum, term for term, as vibi_chol_kl's for a diagonal L. (A vectorized
+     * reduction would reorder it. The logarithms, the costly part, come from a vector
+     * loop: the sigma head's, or log_block's a block at a time.) */
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
     float logs[KL_BLOCK];
     for (size_t j0 = 0; j0 < k; j0 += KL_BLOCK) {
         const size_t n = k - j0 < KL_BLOCK ? k - j0 : KL_BLOCK;
-        const float *ls = logs;
+        const float *ls = logs, *m = mu + j0, *s = sigma + j0;
         if (log_sigma != NULL)
             ls = log_sigma + j0;
         else
-            log_block(n, sigma + j0, logs);
-        for (size_t j = 0; j < n; j++)
-            acc += vibi_head_kl_term(mu[j0 + j], sigma[j0 + j], ls[j]);
+            log_block(n, s, logs);
+        size_t j = 0;
+        for (; j + 4 <= n; j += 4) /* j0 is a multiple of 4: lane j mod 4 */
+            for (size_t u = 0; u < 4; u++)
+                acc[u] += vibi_head_kl_term(m[j + u], s[j + u], ls[j + u]);
+        for (; j < n; j++)
+            acc[j % 4] += vibi_head_kl_term(m[j], s[j], ls[j]);
     }
-    return 0.5 * acc;
+    return 0.5 * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
 /* g times the KL row's gradient, d/dmu = mu, d/dsigma = sigma, d/dlog sigma = -1, in
@@ -233,16 +237,16 @@ void vibi_chol_reparam_backward(size_t k, const float *dz, const float *v, float
  * of vibi_head_kl. With a diagonal L the sum is vibi_head_kl's, term for term. */
 double vibi_chol_kl(size_t k, const float *mu, const float *l, const float *log_diag)
 {
-    double acc = 0.0;
+    double acc[4] = {0.0, 0.0, 0.0, 0.0}; /* latent i into partial sum i mod 4 */
     for (size_t i = 0; i < k; i++) {
         const float *li = l + vibi_tri(i, 0);
         double off = 0.0;
         for (size_t j = 0; j < i; j++)
             off += (double)li[j] * (double)li[j];
         const double s = li[i];
-        acc += off + vibi_head_kl_term(mu[i], s, log_diag != NULL ? log_diag[i] : vibi_vlogf(li[i]));
+        acc[i % 4] += off + vibi_head_kl_term(mu[i], s, log_diag != NULL ? log_diag[i] : vibi_vlogf(li[i]));
     }
-    return 0.5 * acc;
+    return 0.5 * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
 /* g times the KL's gradient: d/dmu_i = mu_i, d/dL_ij = L_ij, and on the diagonal

@@ -63,6 +63,22 @@ void *vibi_alloc_parts(size_t n, const size_t *bytes, void **parts);
  * it was cut. */
 int vibi_copy_text(const char *text, char *buf, size_t len);
 
+/* idx = the first i in [0, n) for which `bad` (an expression of i) holds, else n: one
+ * branch-free pass that vectorizes (the common case, where nothing is bad), then the
+ * search for the index only if something is. The checks of every node run this way. */
+#define VIBI_FIND_FIRST(idx, n, i, bad)                                                    \
+    do {                                                                                   \
+        unsigned vibi_any_ = 0;                                                            \
+        _Pragma("omp simd reduction(| : vibi_any_)") for (size_t i = 0; i < (n); i++)      \
+            vibi_any_ |= (unsigned)(bad);                                                  \
+        (idx) = (n);                                                                       \
+        for (size_t i = 0; vibi_any_ && i < (n); i++)                                      \
+            if (bad) {                                                                     \
+                (idx) = i;                                                                 \
+                break;                                                                     \
+            }                                                                              \
+    } while (0)
+
 /* Validation helpers shared by the nodes and layers. Each returns VIB_OK or records
  * an error naming `fn` and the argument `what`. */
 int vibi_check_ptr(const char *fn, const char *what, const void *p);

@@ -19,19 +19,50 @@ static int matrix_size(const char *fn, size_t rows, size_t cols, size_t *n)
     return VIB_OK;
 }
 
-/* An error unless every |a[i]| + |b[i] * c[i]| fits in a float, with a NULL a read as 0
- * and a NULL c as 1: the bound on a result or an accumulation of the form a + b * c,
- * checked before anything is written so that an overflow never leaves a buffer half
- * updated. */
+/* The bounds the nodes check before writing: a result or an accumulation must stay
+ * within FLT_MAX. */
+typedef enum {
+    FIT_PRODUCT, /* |a| + |b c|       a + b c: z = mu + sigma v, dsigma += dz v */
+    FIT_SUM,     /* |a| + |b|         a + b: dmu += dz; drho += dsigma times a factor <= 1 */
+    FIT_SUM3,    /* |a| + |b| + |c|   drho += dsigma s' + dlog (d log s), factors <= 1 */
+    FIT_SHIFT    /* |a + t|           x = rho + offset */
+} fit_form;
+
+/* The first i whose bound of the given form exceeds FLT_MAX, else n: in double, a
+ * vector scan compiled per instruction set. */
+VIB_CLONES static size_t first_unfit(size_t n, fit_form form, const float *a, const float *b,
+                                     const float *c, float t)
+{
+    size_t i;
+    switch (form) {
+    case FIT_PRODUCT:
+        VIBI_FIND_FIRST(i, n, j,
+                        fabs((double)a[j]) + fabs((double)b[j] * (double)c[j]) > (double)FLT_MAX);
+        break;
+    case FIT_SUM:
+        VIBI_FIND_FIRST(i, n, j, fabs((double)a[j]) + fabs((double)b[j]) > (double)FLT_MAX);
+        break;
+    case FIT_SUM3:
+        VIBI_FIND_FIRST(i, n, j,
+                        fabs((double)a[j]) + fabs((double)b[j]) + fabs((double)c[j]) >
+                            (double)FLT_MAX);
+        break;
+    default:
+        VIBI_FIND_FIRST(i, n, j, fabs((double)a[j] + (double)t) > (double)FLT_MAX);
+        break;
+    }
+    return i;
+}
+
+/* An error unless every |a[i]| + |b[i] * c[i]| fits in a float (a NULL c read as 1):
+ * the bound on a result or an accumulation of the form a + b * c, checked before
+ * anything is written so that an overflow never leaves a buffer half updated. */
 static int check_fits(const char *fn, const char *what, size_t n, const float *a,
                       const float *b, const float *c)
 {
-    for (size_t i = 0; i < n; i++) {
-        double bound = (a ? fabs((double)a[i]) : 0.0) +
-                       fabs((double)b[i] * (c ? (double)c[i] : 1.0));
-        if (bound > (double)FLT_MAX)
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] would overflow float", fn, what, i);
-    }
+    const size_t i = first_unfit(n, c ? FIT_PRODUCT : FIT_SUM, a, b, c, 0.0f);
+    if (i < n)
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] would overflow float", fn, what, i);
     return VIB_OK;
 }
 
@@ -74,6 +105,16 @@ int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, 
 
 /* ---- KL( N(mu, sigma^2) || N(0, 1) ) per row (docs/math.md#kl-to-the-standard-normal) ---- */
 
+/* max |x[i]| over n finite values, 0 for n = 0. */
+VIB_CLONES static float max_abs(size_t n, const float *x)
+{
+    float m = 0.0f;
+#pragma omp simd reduction(max : m)
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
 int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma, float *kl)
 {
     static const char fn[] = "vib_kl_std_normal";
@@ -91,13 +132,34 @@ int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma
     TRY(vibi_check_ptr(fn, "sigma", sigma));
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
-    /* Check every row fits in a float before writing any (|mu| near 2^64 overflows). */
-    for (size_t r = 0; r < rows; r++)
-        if (vibi_head_kl(k, mu + r * k, sigma + r * k, NULL) > (double)FLT_MAX)
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: kl[%zu] would overflow float", fn, r);
+    /* Every row must fit in a float before any is written (|mu| near 2^64 overflows).
+     * With |mu|, sigma <= 2^50 a term mu^2 + sigma^2 - 1 - 2 log sigma is below 2^102
+     * (-log sigma < 104 for any positive float), so 2^20 of them cannot overflow: then
+     * the rows need not be computed twice. */
+    if (k > ((size_t)1 << 20) || max_abs(n, mu) > 0x1p50f || max_abs(n, sigma) > 0x1p50f)
+        for (size_t r = 0; r < rows; r++)
+            if (vibi_head_kl(k, mu + r * k, sigma + r * k, NULL) > (double)FLT_MAX)
+                return vibi_fail(VIB_ERR_NUMERIC, "%s: kl[%zu] would overflow float", fn, r);
     for (size_t r = 0; r < rows; r++)
         kl[r] = (float)vibi_head_kl(k, mu + r * k, sigma + r * k, NULL);
     return VIB_OK;
+}
+
+/* The first j where the KL backward's accumulation into d overflows, else k: with
+ * |g| = ag, |dmu + g mu| <= |dmu| + ag |mu| and |dsigma + g (sigma - 1/sigma)| <=
+ * |dsigma| + ag (sigma + 1/sigma), which a subnormal sigma from an underflowed sigma head
+ * would send to infinity. */
+VIB_CLONES static size_t first_kl_unfit(size_t k, const float *mu, const float *sigma,
+                                        double ag, const float *d, bool into_dsigma)
+{
+    size_t j;
+    if (into_dsigma)
+        VIBI_FIND_FIRST(j, k, i,
+                        fabs((double)d[i]) + ag * ((double)sigma[i] + 1.0 / (double)sigma[i]) >
+                            (double)FLT_MAX);
+    else
+        VIBI_FIND_FIRST(j, k, i, fabs((double)d[i]) + ag * fabs((double)mu[i]) > (double)FLT_MAX);
+    return j;
 }
 
 int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const float *sigma,
@@ -116,20 +178,15 @@ int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const flo
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
-    /* Each accumulation must stay finite: |dmu + dkl mu| <= |dmu| + |dkl mu| and
-     * |dkl (sigma - 1/sigma)| <= |dkl| (sigma + 1/sigma), which a subnormal sigma from
-     * an underflowed sigma head would send to infinity. */
     for (size_t r = 0; r < rows; r++) {
-        const double g = fabs((double)dkl[r]);
-        for (size_t j = 0; j < k; j++) {
-            size_t i = r * k + j;
-            double s = sigma[i];
-            if (fabs((double)dmu[i]) + g * fabs((double)mu[i]) > (double)FLT_MAX)
-                return vibi_fail(VIB_ERR_NUMERIC, "%s: dmu[%zu] would overflow float", fn, i);
-            if (fabs((double)dsigma[i]) + g * (s + 1.0 / s) > (double)FLT_MAX)
-                return vibi_fail(VIB_ERR_NUMERIC,
-                                 "%s: dsigma[%zu] would overflow float (sigma = %g)", fn, i, s);
-        }
+        const size_t o = r * k;
+        size_t j = first_kl_unfit(k, mu + o, sigma + o, fabs((double)dkl[r]), dmu + o, false);
+        if (j < k)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: dmu[%zu] would overflow float", fn, o + j);
+        j = first_kl_unfit(k, mu + o, sigma + o, fabs((double)dkl[r]), dsigma + o, true);
+        if (j < k)
+            return vibi_fail(VIB_ERR_NUMERIC, "%s: dsigma[%zu] would overflow float (sigma = %g)",
+                             fn, o + j, (double)sigma[o + j]);
     }
     for (size_t r = 0; r < rows; r++)
         vibi_head_kl_backward(k, mu + r * k, sigma + r * k, dkl[r], dmu + r * k, dsigma + r * k,
@@ -171,9 +228,9 @@ static int head_input(const char *fn, size_t n, const float *rho, float offset)
     if (!isfinite(offset))
         return vibi_fail(VIB_ERR_NUMERIC, "%s: offset = %g is not finite", fn, (double)offset);
     TRY(vibi_check_finite(fn, "rho", n, rho));
-    for (size_t i = 0; i < n; i++)
-        if (fabs((double)rho[i] + (double)offset) > (double)FLT_MAX)
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: rho[%zu] + offset overflows float", fn, i);
+    const size_t i = first_unfit(n, FIT_SHIFT, rho, NULL, NULL, offset);
+    if (i < n)
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: rho[%zu] + offset overflows float", fn, i);
     return VIB_OK;
 }
 
@@ -205,13 +262,12 @@ int vib_sigma_head_backward(size_t n, const float *rho, float offset, const floa
         TRY(vibi_check_finite(fn, "dsigma", n, dsigma));
     if (dlog_sigma != NULL)
         TRY(vibi_check_finite(fn, "dlog_sigma", n, dlog_sigma));
-    /* Both factors lie in (0, 1], so |drho| + |dsigma| + |dlog_sigma| bounds the result. */
-    for (size_t i = 0; i < n; i++) {
-        double bound = fabs((double)drho[i]) + (dsigma ? fabs((double)dsigma[i]) : 0.0) +
-                       (dlog_sigma ? fabs((double)dlog_sigma[i]) : 0.0);
-        if (bound > (double)FLT_MAX)
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: drho[%zu] would overflow float", fn, i);
-    }
+    /* Both factors lie in (0, 1], so |drho| + |dsigma| + |dlog_sigma| bounds the result
+     * (a missing gradient reads as 0: the other takes its place). */
+    const float *g1 = dsigma ? dsigma : dlog_sigma, *g2 = dsigma && dlog_sigma ? dlog_sigma : NULL;
+    const size_t i = first_unfit(n, g2 ? FIT_SUM3 : FIT_SUM, drho, g1, g2, 0.0f);
+    if (i < n)
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: drho[%zu] would overflow float", fn, i);
     vibi_head_sigma_backward(n, rho, offset, dsigma, dlog_sigma, drho);
     return VIB_OK;
 }

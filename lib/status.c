@@ -1,4 +1,5 @@
 /* status.c - version getters, status strings and the thread-local error detail. */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,25 +64,40 @@ int vibi_check_ptr(const char *fn, const char *what, const void *p)
     return VIB_OK;
 }
 
+/* The first x[i] that is not finite (first_bad_finite) or not a finite positive value
+ * (first_bad_positive), else n: vector scans, compiled per instruction set. */
+VIB_CLONES static size_t first_bad_finite(size_t n, const float *x)
+{
+    size_t i;
+    VIBI_FIND_FIRST(i, n, j, !(fabsf(x[j]) <= FLT_MAX));
+    return i;
+}
+
+VIB_CLONES static size_t first_bad_positive(size_t n, const float *x)
+{
+    size_t i;
+    VIBI_FIND_FIRST(i, n, j, !((x[j] > 0.0f) & (x[j] <= FLT_MAX)));
+    return i;
+}
+
 int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
-                             (double)x[i]);
+    const size_t i = first_bad_finite(n, x);
+    if (i < n)
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
+                         (double)x[i]);
     return VIB_OK;
 }
 
 int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i]))
-            return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
-                             (double)x[i]);
-        if (!(x[i] > 0.0f))
-            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s[%zu] = %g is not positive", fn,
-                             what, i, (double)x[i]);
-    }
+    const size_t i = first_bad_positive(n, x);
+    if (i < n && !isfinite(x[i]))
+        return vibi_fail(VIB_ERR_NUMERIC, "%s: %s[%zu] = %g is not finite", fn, what, i,
+                         (double)x[i]);
+    if (i < n)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s[%zu] = %g is not positive", fn, what, i,
+                         (double)x[i]);
     return VIB_OK;
 }
 
