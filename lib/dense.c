@@ -103,8 +103,7 @@ void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, cons
 int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **out_layer)
 {
     static const char fn[] = "vib_dense_create";
-    if (out_layer == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out_layer is NULL", fn);
+    TRY(vibi_check_ptr(fn, "out_layer", out_layer));
     if (in == 0 || out == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: sizes must be positive, got %zu x %zu", fn,
                          in, out);
@@ -185,16 +184,14 @@ int vib_dense_zero_grad(vib_dense *layer)
 /* The checks forward and backward share: the layer, the batch size and x. */
 static int check_batch(const char *fn, const vib_dense *layer, size_t batch, const float *x)
 {
-    if (layer == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: layer is NULL", fn);
+    TRY(vibi_check_ptr(fn, "layer", layer));
     size_t n;
     size_t widest = layer->l.in > layer->l.out ? layer->l.in : layer->l.out;
     if (!vibi_mul_size(batch, widest, &n) || n > SIZE_MAX / sizeof(float))
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu overflows size_t", fn, batch);
     if (batch == 0)
         return VIB_OK;
-    if (x == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: x is NULL", fn);
+    TRY(vibi_check_ptr(fn, "x", x));
     return vibi_check_finite(fn, "x", batch * layer->l.in, x);
 }
 
@@ -204,8 +201,7 @@ int vib_dense_forward(const vib_dense *layer, size_t batch, const float *x, floa
     int rc = check_batch(fn, layer, batch, x);
     if (rc != VIB_OK || batch == 0)
         return rc;
-    if (y == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: y is NULL", fn);
+    TRY(vibi_check_ptr(fn, "y", y));
     vibi_layer_forward(&layer->l, batch, x, y, false);
     return VIB_OK;
 }
@@ -275,18 +271,13 @@ int vib_dense_backward(vib_dense *layer, size_t batch, const float *x, const flo
     int rc = check_batch(fn, layer, batch, x);
     if (rc != VIB_OK || batch == 0)
         return rc;
-    if (dy == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dy is NULL", fn);
-    rc = vibi_check_finite(fn, "dy", batch * layer->l.out, dy);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(vibi_check_ptr(fn, "dy", dy));
+    TRY(vibi_check_finite(fn, "dy", batch * layer->l.out, dy));
     vibi_layer *l = &layer->l;
     /* nw and out fit in SIZE_MAX / 32 floats (vib_dense_create), nx in SIZE_MAX / 4
      * (check_batch): the sum cannot wrap. */
     const size_t nw = l->in * l->out, nx = dx != NULL ? batch * l->in : 0;
-    rc = reserve(fn, layer, nw + l->out + nx);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(reserve(fn, layer, nw + l->out + nx));
     float *pw = layer->work, *pb = pw + nw, *px = dx != NULL ? pb + l->out : NULL;
     vibi_layer scratch = *l;
     scratch.dw = pw;

@@ -353,9 +353,7 @@ static int idx_read_stream(idx_src *s, vib_idx **out)
     const char *fn = s->fn, *path = s->path;
     unsigned char head[4 + 4 * 255];
     size_t got;
-    int rc = read_full(s, head, 4, &got);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(read_full(s, head, 4, &got));
     if (got < 4)
         return vibi_fail(VIB_ERR_FORMAT,
                          "%s: %s: truncated header: expected 4 bytes, got %zu%s", fn, path, got,
@@ -382,9 +380,7 @@ static int idx_read_stream(idx_src *s, vib_idx **out)
     if (ndim == 0)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: ndim 0: an IDX file needs 1 to 255 dimensions",
                          fn, path);
-    rc = read_full(s, head + 4, 4 * ndim, &got);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(read_full(s, head + 4, 4 * ndim, &got));
     if (got < 4 * ndim)
         return vibi_fail(VIB_ERR_FORMAT,
                          "%s: %s: truncated header: expected %zu bytes for %zu dimensions, got "
@@ -436,7 +432,7 @@ static int idx_read_stream(idx_src *s, vib_idx **out)
                          "%s: %s: too large: %zu data bytes exceed libvib's limit of %llu", fn,
                          path, count, (unsigned long long)IDX_MAX_BYTES);
     vib_idx *idx;
-    rc = read_body(s, ndim, dims, count, &idx, &got);
+    int rc = read_body(s, ndim, dims, count, &idx, &got);
     if (rc == VIB_OK && got < count)
         rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated: expected %zu data bytes, got %zu%s",
                        fn, path, count, got, cut_note(s));
@@ -508,8 +504,8 @@ static int idx_read(const char *fn, const char *path, vib_idx **out)
 int vib_idx_load(const char *path, vib_idx **out)
 {
     static const char fn[] = "vib_idx_load";
-    if (path == NULL || out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, path ? "out" : "path");
+    TRY(vibi_check_ptr(fn, "path", path));
+    TRY(vibi_check_ptr(fn, "out", out));
     return idx_read(fn, path, out);
 }
 
@@ -588,9 +584,7 @@ static int dataset_from_idx(const char *fn, const char *images_path, const vib_i
                          "%s: count mismatch: %s holds %zu images, %s holds %zu labels", fn,
                          images_path, img->dims[0], labels_path, n);
     vib_dataset *d;
-    int rc = dataset_alloc(fn, n, img->count / n, &d);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(dataset_alloc(fn, n, img->count / n, &d));
     /* Every pixel maps through one of 256 values. Each is computed in double and rounded
      * once; the ends are set exactly, so 0 gives lo and 255 gives hi whatever rounding
      * lo + (hi - lo) would suffer. */
@@ -637,15 +631,10 @@ int vib_dataset_load(const char *images_path, const char *labels_path, float lo,
                      vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_load";
-    if (images_path == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: images_path is NULL", fn);
-    if (labels_path == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: labels_path is NULL", fn);
-    if (out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
-    int rc = check_range(fn, lo, hi);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(vibi_check_ptr(fn, "images_path", images_path));
+    TRY(vibi_check_ptr(fn, "labels_path", labels_path));
+    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(check_range(fn, lo, hi));
     return dataset_load(fn, images_path, labels_path, lo, hi, out);
 }
 
@@ -693,21 +682,16 @@ int vib_dataset_load_mnist(const char *dir, const char *split, float lo, float h
                            vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_load_mnist";
-    if (dir == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dir is NULL", fn);
-    if (split == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: split is NULL", fn);
-    if (out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    TRY(vibi_check_ptr(fn, "dir", dir));
+    TRY(vibi_check_ptr(fn, "split", split));
+    TRY(vibi_check_ptr(fn, "out", out));
     const bool train = strcmp(split, "train") == 0;
     if (!train && strcmp(split, "t10k") != 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: split \"%.64s\" is not \"train\" or \"t10k\"",
                          fn, split);
-    int rc = check_range(fn, lo, hi);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(check_range(fn, lo, hi));
     char *images = NULL, *labels = NULL;
-    rc = find_split_file(fn, dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte",
+    int rc = find_split_file(fn, dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte",
                          train ? "train images" : "t10k images", &images);
     if (rc == VIB_OK)
         rc = find_split_file(fn, dir,
@@ -723,8 +707,8 @@ int vib_dataset_load_mnist(const char *dir, const char *split, float lo, float h
 int vib_dataset_subset(const vib_dataset *src, size_t first, size_t count, vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_subset";
-    if (src == NULL || out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, src ? "out" : "src");
+    TRY(vibi_check_ptr(fn, "src", src));
+    TRY(vibi_check_ptr(fn, "out", out));
     if (count == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: count is 0 (a dataset holds at least one item)",
                          fn);
@@ -733,9 +717,7 @@ int vib_dataset_subset(const vib_dataset *src, size_t first, size_t count, vib_d
                          "%s: items [%zu, %zu + %zu) are outside the dataset's %zu items", fn,
                          first, first, count, src->n);
     vib_dataset *d;
-    int rc = dataset_alloc(fn, count, src->dim, &d);
-    if (rc != VIB_OK)
-        return rc;
+    TRY(dataset_alloc(fn, count, src->dim, &d));
     memcpy(d->images, src->images + first * src->dim, count * src->dim * sizeof(float));
     memcpy(d->labels, src->labels + first, count * sizeof(int32_t));
     /* The subset keeps its source's label space: a slice that happens to miss the top

@@ -146,8 +146,8 @@ static void sync_dir(const char *path)
 int vib_model_save(const vib_model *model, const char *path)
 {
     static const char fn[] = "vib_model_save";
-    if (model == NULL || path == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, model ? "path" : "model");
+    TRY(vibi_check_ptr(fn, "model", model));
+    TRY(vibi_check_ptr(fn, "path", path));
     const vibi_arch *a = &model->arch;
     const size_t P = a->num_params;
     const size_t total = (size_t)file_size(a->n_enc, a->n_dec, P);
@@ -254,34 +254,32 @@ static int read_fd(const char *fn, const char *path, int fd, unsigned char *b, s
 static int check_header(const char *fn, const char *path, const unsigned char *head,
                         size_t head_len, uint64_t file_len)
 {
-#define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
     if (head_len < 8 || memcmp(head, MAGIC, 8) != 0)
-        return BAD("%s: %s: not a libvib model (bad magic)", fn, path);
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: not a libvib model (bad magic)", fn, path);
     if (file_len < 56)
-        return BAD("%s: %s: truncated header (%llu bytes)", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
     const uint32_t version = get_u32(head + 8), flags = get_u32(head + 12);
     if (version != FORMAT_VERSION)
-        return BAD("%s: %s: format version %u, this libvib reads version %d", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: format version %u, this libvib reads version %d", fn, path,
                    version, FORMAT_VERSION);
     if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
-        return BAD("%s: %s: unknown flags 0x%x", fn, path, flags);
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: unknown flags 0x%x", fn, path, flags);
     const uint64_t n_enc = get_u64(head + 40), n_dec = get_u64(head + 48);
     /* The layer counts bound where the fields after them sit: only they are checked
      * before the length (every other limit is vibi_arch_check's, in parse). */
     if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
-        return BAD("%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
                    (unsigned long long)n_enc, (unsigned long long)n_dec);
     const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24; /* at most HEADER_MAX */
     if (file_len < hdr + 4)
-        return BAD("%s: %s: truncated header (%llu bytes)", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
     const uint64_t P = get_u64(head + hdr - 8);
     if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != file_len)
-        return BAD("%s: %s: truncated or padded: %llu bytes, the header promises %llu", fn,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated or padded: %llu bytes, the header promises %llu", fn,
                    path, (unsigned long long)file_len,
                    P > ((uint64_t)1 << 40) ? 0ULL : (unsigned long long)file_size(n_enc, n_dec, P));
-#undef BAD
     return VIB_OK;
 }
 
@@ -337,14 +335,13 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
 {
     /* the header again, against the length read (the file may have changed since) */
     TRY(check_header(fn, path, b, len, len));
-#define BAD(...) vibi_fail(VIB_ERR_FORMAT, __VA_ARGS__)
     const uint32_t flags = get_u32(b + 12);
     const uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
     const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
     const uint64_t P = get_u64(b + hdr - 8);
     uint32_t stored = get_u32(b + len - 4), actual = crc_of(b, len - 4);
     if (stored != actual)
-        return BAD("%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
                    stored, actual);
     /* Sizes beyond size_t are clamped to SIZE_MAX, which the check refuses as it
      * refuses any size past its limit. */
@@ -365,18 +362,17 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
     snprintf(who, sizeof who, "%s: %s: impossible architecture", fn, path);
     TRY(vibi_arch_check(who, true, &a));
     if (a.num_params != P)
-        return BAD("%s: %s: %llu parameters, the architecture has %zu", fn, path,
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu parameters, the architecture has %zu", fn, path,
                    (unsigned long long)P, a.num_params);
     const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
     float beta = get_f32(p), offset = get_f32(p + 4);
     uint64_t seed = get_u64(p + 8);
     if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
-        return BAD("%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
     const unsigned char *q = b + hdr;
     for (size_t i = 0; i < P; i++)
         if (!isfinite(get_f32(q + 4 * i)))
-            return BAD("%s: %s: parameter %zu is not finite", fn, path, i);
-#undef BAD
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: parameter %zu is not finite", fn, path, i);
     /* Allocated, not initialized: the weights are the file's. */
     vib_model *m;
     TRY(vibi_model_alloc(fn, &a, seed, &m));
@@ -392,14 +388,12 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
 int vib_model_load(const char *path, vib_model **out)
 {
     static const char fn[] = "vib_model_load";
-    if (path == NULL || out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, path ? "out" : "path");
+    TRY(vibi_check_ptr(fn, "path", path));
+    TRY(vibi_check_ptr(fn, "out", out));
     unsigned char *buf = NULL;
     size_t len = 0;
-    int rc = read_file(fn, path, (size_t)1 << 34, &buf, &len);
-    if (rc != VIB_OK)
-        return rc;
-    rc = parse(fn, path, buf, len, out);
+    TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len));
+    const int rc = parse(fn, path, buf, len, out);
     free(buf);
     return rc;
 }

@@ -265,12 +265,10 @@ static inline double half_open_unit(vib_rng *rng)
 int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out)
 {
     static const char fn[] = "vib_rng_uniform";
-    if (rng == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: rng is NULL", fn);
+    TRY(vibi_check_ptr(fn, "rng", rng));
     if (n == 0)
         return VIB_OK;
-    if (out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    TRY(vibi_check_ptr(fn, "out", out));
     if (!isfinite(lo) || !isfinite(hi))
         return vibi_fail(VIB_ERR_NUMERIC, "%s: bounds [%g, %g) are not finite", fn,
                          (double)lo, (double)hi);
@@ -347,12 +345,10 @@ static double zig_finish(vib_rng *rng, uint64_t b)
 int vib_rng_normal(vib_rng *rng, size_t n, float mean, float std, float *out)
 {
     static const char fn[] = "vib_rng_normal";
-    if (rng == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: rng is NULL", fn);
+    TRY(vibi_check_ptr(fn, "rng", rng));
     if (n == 0)
         return VIB_OK;
-    if (out == NULL)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    TRY(vibi_check_ptr(fn, "out", out));
     if (!isfinite(mean) || !isfinite(std))
         return vibi_fail(VIB_ERR_NUMERIC, "%s: mean %g and std %g must be finite", fn,
                          (double)mean, (double)std);
