@@ -56,8 +56,6 @@
 /* A gzip body's first allocation, doubled as the data arrives (see read_body). */
 #define GROW_FIRST ((size_t)1 << 20)
 
-#define ALIGN 64
-
 struct vib_idx {
     size_t ndim, count;
     uint8_t *data;  /* count bytes, after dims[] in the same allocation */
@@ -69,11 +67,6 @@ struct vib_dataset {
     float *images;   /* [n x dim], 64-byte aligned for the products that read it */
     int32_t *labels; /* [n] */
 };
-
-static size_t round_up(size_t x)
-{
-    return (x + ALIGN - 1) / ALIGN * ALIGN;
-}
 
 static uint32_t get_be32(const unsigned char *p)
 {
@@ -541,20 +534,19 @@ const uint8_t *vib_idx_data(const vib_idx *idx)
 static int dataset_alloc(const char *fn, size_t n, size_t dim, vib_dataset **out)
 {
     size_t values, ibytes, lbytes;
-    if (!vibi_mul_size(n, dim, &values) || !vibi_mul_size(values, sizeof(float), &ibytes) ||
-        ibytes > SIZE_MAX / 4 || !vibi_mul_size(n, sizeof(int32_t), &lbytes) ||
-        lbytes > SIZE_MAX / 4)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: %zu x %zu values overflow size_t", fn, n, dim);
-    const size_t total = round_up(sizeof(vib_dataset)) + round_up(ibytes) + round_up(lbytes);
-    char *mem = aligned_alloc(ALIGN, total);
-    if (mem == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
-    vib_dataset *d = (vib_dataset *)mem;
+    void *p[3];
+    vib_dataset *d = NULL;
+    if (vibi_mul_size(n, dim, &values) && vibi_mul_size(values, sizeof(float), &ibytes) &&
+        vibi_mul_size(n, sizeof(int32_t), &lbytes))
+        d = vibi_alloc_parts(3, (const size_t[]){sizeof(vib_dataset), ibytes, lbytes}, p);
+    if (d == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu items of %zu values", fn, n,
+                         dim);
     d->n = n;
     d->dim = dim;
     d->classes = 0;
-    d->images = (float *)(mem + round_up(sizeof(vib_dataset)));
-    d->labels = (int32_t *)(mem + round_up(sizeof(vib_dataset)) + round_up(ibytes));
+    d->images = p[1];
+    d->labels = p[2];
     *out = d;
     return VIB_OK;
 }
