@@ -70,10 +70,7 @@ int vib_chol_reparam_forward(size_t rows, size_t k, const float *mu, const float
     TRY(chol_sizes(fn, rows, k, &n, &p));
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "l", l));
-    TRY(vibi_check_ptr(fn, "v", v));
-    TRY(vibi_check_ptr(fn, "z", z));
+    TRY(VIBI_CHECK_PTRS(fn, "mu l v z", mu, l, v, z));
     TRY(check_posterior(fn, rows, k, n, p, mu, l));
     TRY(vibi_check_finite(fn, "v", n, v));
     const size_t ck = p / rows;
@@ -99,10 +96,7 @@ int vib_chol_reparam_backward(size_t rows, size_t k, const float *dz, const floa
     TRY(chol_sizes(fn, rows, k, &n, &p));
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "dz", dz));
-    TRY(vibi_check_ptr(fn, "v", v));
-    TRY(vibi_check_ptr(fn, "dmu", dmu));
-    TRY(vibi_check_ptr(fn, "dl", dl));
+    TRY(VIBI_CHECK_PTRS(fn, "dz v dmu dl", dz, v, dmu, dl));
     TRY(vibi_check_finite(fn, "dz", n, dz));
     TRY(vibi_check_finite(fn, "v", n, v));
     const size_t ck = p / rows;
@@ -142,8 +136,7 @@ int vib_kl_chol_std_normal(size_t rows, size_t k, const float *mu, const float *
             kl[r] = 0.0f;
         return VIB_OK;
     }
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "l", l));
+    TRY(VIBI_CHECK_PTRS(fn, "mu l", mu, l));
     TRY(check_posterior(fn, rows, k, n, p, mu, l));
     const size_t ck = p / rows;
     /* Every row fits in a float before any is written (|mu| or |L_ij| near 2^64). */
@@ -163,11 +156,7 @@ int vib_kl_chol_std_normal_backward(size_t rows, size_t k, const float *mu, cons
     TRY(chol_sizes(fn, rows, k, &n, &p));
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "l", l));
-    TRY(vibi_check_ptr(fn, "dkl", dkl));
-    TRY(vibi_check_ptr(fn, "dmu", dmu));
-    TRY(vibi_check_ptr(fn, "dl", dl));
+    TRY(VIBI_CHECK_PTRS(fn, "mu l dkl dmu dl", mu, l, dkl, dmu, dl));
     TRY(check_posterior(fn, rows, k, n, p, mu, l));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
     const size_t ck = p / rows;

@@ -497,8 +497,7 @@ static int idx_read(const char *fn, const char *path, vib_idx **out)
 int vib_idx_load(const char *path, vib_idx **out)
 {
     static const char fn[] = "vib_idx_load";
-    TRY(vibi_check_ptr(fn, "path", path));
-    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(VIBI_CHECK_PTRS(fn, "path out", path, out));
     return idx_read(fn, path, out);
 }
 
@@ -623,9 +622,7 @@ int vib_dataset_load(const char *images_path, const char *labels_path, float lo,
                      vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_load";
-    TRY(vibi_check_ptr(fn, "images_path", images_path));
-    TRY(vibi_check_ptr(fn, "labels_path", labels_path));
-    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(VIBI_CHECK_PTRS(fn, "images_path labels_path out", images_path, labels_path, out));
     TRY(check_range(fn, lo, hi));
     return dataset_load(fn, images_path, labels_path, lo, hi, out);
 }
@@ -674,9 +671,7 @@ int vib_dataset_load_mnist(const char *dir, const char *split, float lo, float h
                            vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_load_mnist";
-    TRY(vibi_check_ptr(fn, "dir", dir));
-    TRY(vibi_check_ptr(fn, "split", split));
-    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(VIBI_CHECK_PTRS(fn, "dir split out", dir, split, out));
     const bool train = strcmp(split, "train") == 0;
     if (!train && strcmp(split, "t10k") != 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: split \"%.64s\" is not \"train\" or \"t10k\"",
@@ -699,8 +694,7 @@ int vib_dataset_load_mnist(const char *dir, const char *split, float lo, float h
 int vib_dataset_subset(const vib_dataset *src, size_t first, size_t count, vib_dataset **out)
 {
     static const char fn[] = "vib_dataset_subset";
-    TRY(vibi_check_ptr(fn, "src", src));
-    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(VIBI_CHECK_PTRS(fn, "src out", src, out));
     if (count == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: count is 0 (a dataset holds at least one item)",
                          fn);

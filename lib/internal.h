@@ -82,6 +82,12 @@ int vibi_copy_text(const char *text, char *buf, size_t len);
 /* Validation helpers shared by the nodes and layers. Each returns VIB_OK or records
  * an error naming `fn` and the argument `what`. */
 int vibi_check_ptr(const char *fn, const char *what, const void *p);
+/* The first NULL among ptrs[0..n), named from `names` (the n argument names, separated
+ * by single spaces): VIBI_CHECK_PTRS(fn, "mu sigma", mu, sigma) checks both in order. */
+int vibi_check_ptrs(const char *fn, const char *names, size_t n, const void *const *ptrs);
+#define VIBI_CHECK_PTRS(fn, names, ...)                                                    \
+    vibi_check_ptrs(fn, names, sizeof((const void *[]){__VA_ARGS__}) / sizeof(const void *), \
+                    (const void *[]){__VA_ARGS__})
 int vibi_check_finite(const char *fn, const char *what, size_t n, const float *x);
 int vibi_check_positive(const char *fn, const char *what, size_t n, const float *x);
 /* Every labels[r] in [0, classes): a label outside is VIB_ERR_INVALID_ARG naming the item. */

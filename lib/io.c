@@ -146,8 +146,7 @@ static void sync_dir(const char *path)
 int vib_model_save(const vib_model *model, const char *path)
 {
     static const char fn[] = "vib_model_save";
-    TRY(vibi_check_ptr(fn, "model", model));
-    TRY(vibi_check_ptr(fn, "path", path));
+    TRY(VIBI_CHECK_PTRS(fn, "model path", model, path));
     const vibi_arch *a = &model->arch;
     const size_t P = a->num_params;
     const size_t total = (size_t)file_size(a->n_enc, a->n_dec, P);
@@ -388,8 +387,7 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
 int vib_model_load(const char *path, vib_model **out)
 {
     static const char fn[] = "vib_model_load";
-    TRY(vibi_check_ptr(fn, "path", path));
-    TRY(vibi_check_ptr(fn, "out", out));
+    TRY(VIBI_CHECK_PTRS(fn, "path out", path, out));
     unsigned char *buf = NULL;
     size_t len = 0;
     TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len));

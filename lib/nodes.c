@@ -74,10 +74,7 @@ int vib_reparam_forward(size_t n, const float *mu, const float *sigma, const flo
     static const char fn[] = "vib_reparam_forward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "sigma", sigma));
-    TRY(vibi_check_ptr(fn, "v", v));
-    TRY(vibi_check_ptr(fn, "z", z));
+    TRY(VIBI_CHECK_PTRS(fn, "mu sigma v z", mu, sigma, v, z));
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "v", n, v));
@@ -91,10 +88,7 @@ int vib_reparam_backward(size_t n, const float *dz, const float *v, float *dmu, 
     static const char fn[] = "vib_reparam_backward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "dz", dz));
-    TRY(vibi_check_ptr(fn, "v", v));
-    TRY(vibi_check_ptr(fn, "dmu", dmu));
-    TRY(vibi_check_ptr(fn, "dsigma", dsigma));
+    TRY(VIBI_CHECK_PTRS(fn, "dz v dmu dsigma", dz, v, dmu, dsigma));
     TRY(vibi_check_finite(fn, "dz", n, dz));
     TRY(vibi_check_finite(fn, "v", n, v));
     TRY(check_fits(fn, "dmu", n, dmu, dz, NULL));
@@ -128,8 +122,7 @@ int vib_kl_std_normal(size_t rows, size_t k, const float *mu, const float *sigma
             kl[r] = 0.0f;
         return VIB_OK;
     }
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(VIBI_CHECK_PTRS(fn, "mu sigma", mu, sigma));
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     /* Every row must fit in a float before any is written (|mu| near 2^64 overflows).
@@ -170,11 +163,7 @@ int vib_kl_std_normal_backward(size_t rows, size_t k, const float *mu, const flo
     TRY(matrix_size(fn, rows, k, &n));
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "mu", mu));
-    TRY(vibi_check_ptr(fn, "sigma", sigma));
-    TRY(vibi_check_ptr(fn, "dkl", dkl));
-    TRY(vibi_check_ptr(fn, "dmu", dmu));
-    TRY(vibi_check_ptr(fn, "dsigma", dsigma));
+    TRY(VIBI_CHECK_PTRS(fn, "mu sigma dkl dmu dsigma", mu, sigma, dkl, dmu, dsigma));
     TRY(vibi_check_finite(fn, "mu", n, mu));
     TRY(vibi_check_positive(fn, "sigma", n, sigma));
     TRY(vibi_check_finite(fn, "dkl", rows, dkl));
@@ -202,10 +191,7 @@ int vib_kl_diag_gauss(size_t k, const float *mu_p, const float *sigma_p, const f
     static const char fn[] = "vib_kl_diag_gauss";
     TRY(vibi_check_ptr(fn, "kl", kl));
     if (k > 0) {
-        TRY(vibi_check_ptr(fn, "mu_p", mu_p));
-        TRY(vibi_check_ptr(fn, "sigma_p", sigma_p));
-        TRY(vibi_check_ptr(fn, "mu_q", mu_q));
-        TRY(vibi_check_ptr(fn, "sigma_q", sigma_q));
+        TRY(VIBI_CHECK_PTRS(fn, "mu_p sigma_p mu_q sigma_q", mu_p, sigma_p, mu_q, sigma_q));
         TRY(vibi_check_finite(fn, "mu_p", k, mu_p));
         TRY(vibi_check_positive(fn, "sigma_p", k, sigma_p));
         TRY(vibi_check_finite(fn, "mu_q", k, mu_q));
@@ -240,8 +226,7 @@ int vib_sigma_head_forward(size_t n, const float *rho, float offset, float *sigm
     static const char fn[] = "vib_sigma_head_forward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "rho", rho));
-    TRY(vibi_check_ptr(fn, "sigma", sigma));
+    TRY(VIBI_CHECK_PTRS(fn, "rho sigma", rho, sigma));
     TRY(head_input(fn, n, rho, offset));
     vibi_head_sigma(n, rho, offset, sigma, log_sigma);
     return VIB_OK;
@@ -253,8 +238,7 @@ int vib_sigma_head_backward(size_t n, const float *rho, float offset, const floa
     static const char fn[] = "vib_sigma_head_backward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "rho", rho));
-    TRY(vibi_check_ptr(fn, "drho", drho));
+    TRY(VIBI_CHECK_PTRS(fn, "rho drho", rho, drho));
     if (dsigma == NULL && dlog_sigma == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: dsigma and dlog_sigma are both NULL", fn);
     TRY(head_input(fn, n, rho, offset));
@@ -279,8 +263,7 @@ int vib_relu_forward(size_t n, const float *x, float *y)
     static const char fn[] = "vib_relu_forward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "x", x));
-    TRY(vibi_check_ptr(fn, "y", y));
+    TRY(VIBI_CHECK_PTRS(fn, "x y", x, y));
     TRY(vibi_check_finite(fn, "x", n, x));
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -292,9 +275,7 @@ int vib_relu_backward(size_t n, const float *x, const float *dy, float *dx)
     static const char fn[] = "vib_relu_backward";
     if (n == 0)
         return VIB_OK;
-    TRY(vibi_check_ptr(fn, "x", x));
-    TRY(vibi_check_ptr(fn, "dy", dy));
-    TRY(vibi_check_ptr(fn, "dx", dx));
+    TRY(VIBI_CHECK_PTRS(fn, "x dy dx", x, dy, dx));
     TRY(vibi_check_finite(fn, "x", n, x));
     TRY(vibi_check_finite(fn, "dy", n, dy));
     for (size_t i = 0; i < n; i++) /* only where the gradient passes */
@@ -334,9 +315,7 @@ int vib_softmax_xent_forward(size_t rows, size_t classes, const float *logits,
         return VIB_OK;
     if (classes == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: classes is 0", fn);
-    TRY(vibi_check_ptr(fn, "logits", logits));
-    TRY(vibi_check_ptr(fn, "labels", labels));
-    TRY(vibi_check_ptr(fn, "loss", loss));
+    TRY(VIBI_CHECK_PTRS(fn, "logits labels loss", logits, labels, loss));
     TRY(vibi_check_finite(fn, "logits", n, logits));
     TRY(vibi_check_labels(fn, rows, classes, labels));
     /* loss[r] = lse - l_y <= max - l_y + log(classes): check it fits before writing. */
@@ -364,10 +343,7 @@ int vib_softmax_xent_backward(size_t rows, size_t classes, const float *prob,
         return VIB_OK;
     if (classes == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: classes is 0", fn);
-    TRY(vibi_check_ptr(fn, "prob", prob));
-    TRY(vibi_check_ptr(fn, "labels", labels));
-    TRY(vibi_check_ptr(fn, "dloss", dloss));
-    TRY(vibi_check_ptr(fn, "dlogits", dlogits));
+    TRY(VIBI_CHECK_PTRS(fn, "prob labels dloss dlogits", prob, labels, dloss, dlogits));
     TRY(vibi_check_finite(fn, "prob", n, prob));
     for (size_t i = 0; i < n; i++)
         if (prob[i] < 0.0f || prob[i] > 1.0f)

@@ -64,6 +64,17 @@ int vibi_check_ptr(const char *fn, const char *what, const void *p)
     return VIB_OK;
 }
 
+int vibi_check_ptrs(const char *fn, const char *names, size_t n, const void *const *ptrs)
+{
+    for (size_t i = 0; i < n; i++) {
+        const size_t len = strcspn(names, " ");
+        if (ptrs[i] == NULL)
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %.*s is NULL", fn, (int)len, names);
+        names += len + (names[len] == ' ');
+    }
+    return VIB_OK;
+}
+
 /* The first x[i] that is not finite (first_bad_finite) or not a finite positive value
  * (first_bad_positive), else n: vector scans, compiled per instruction set. */
 VIB_CLONES static size_t first_bad_finite(size_t n, const float *x)
