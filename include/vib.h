@@ -432,8 +432,14 @@ VIB_API void vib_optim_free(vib_optim *opt);
 
 /* One update of params[0..n) from grads[0..n) (which must not overlap). A non-finite
  * gradient, or one so large the state would overflow (|g| > 2^63 for Adam, whose v holds
- * g^2; |g| > (1 - momentum) FLT_MAX / 2 for SGD), gives VIB_ERR_NUMERIC and leaves params
- * and the optimizer state unchanged. */
+ * g^2; |g| > (1 - momentum) FLT_MAX / 2 for SGD), gives VIB_ERR_NUMERIC, and so does a
+ * step that would turn a finite parameter into an infinity (a learning rate or gradients
+ * near float's range; Adam's lr * mhat / (sqrt(vhat) + eps) with a tiny eps); either way
+ * params and the optimizer state are left unchanged. A move under 2^103, half the float
+ * spacing at FLT_MAX, cannot overflow a finite parameter; a step whose bound on its
+ * moves (from max|g| and the state) exceeds 2^102 first computes its results without
+ * writing them, a second pass over the arrays. Parameters already NaN or infinite are
+ * not looked for; they stay so. */
 VIB_API int vib_optim_step(vib_optim *opt, float *params, const float *grads);
 
 /* The learning rate for the following steps (> 0), and the current one. */
@@ -465,12 +471,12 @@ VIB_API const float *vib_ema_values(const vib_ema *ema);
 
 /* vib_optim_step, then vib_ema_update of the new parameters, in ONE pass over the
  * arrays (the step is memory-bound: this reads and writes each array once instead of
- * twice), with bit-identical results. Unlike vib_ema_update it does not check the new
- * parameters for finiteness: a step can only overflow one with a learning rate near
- * float's range, which it does not detect (the average then takes the infinity). ema may be NULL (then this is vib_optim_step); it
- * must hold as many values as the optimizer and must not overlap params or grads. The
- * gradients are checked as vib_optim_step checks them; on any error neither the
- * parameters, the optimizer nor the average change. */
+ * twice), with bit-identical results. It refuses what vib_optim_step refuses, so the
+ * new parameters are finite wherever the given ones were; only parameters passed in
+ * already NaN or infinite, which vib_ema_update would refuse, are averaged (the step
+ * does not read them before its pass). ema may be NULL (then this is vib_optim_step); it
+ * must hold as many values as the optimizer and must not overlap params or grads. On
+ * any error neither the parameters, the optimizer nor the average change. */
 VIB_API int vib_optim_step_ema(vib_optim *opt, float *params, const float *grads,
                                vib_ema *ema);
 
