@@ -147,9 +147,4 @@ int vibi_model_count_params(size_t input_dim, size_t n_enc, const size_t *enc_hi
                             size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
                             size_t classes, uint32_t flags, size_t *num_params);
 
-/* rng.c --------------------------------------------------------------------------- */
-
-/* Uniform double in (0, 1]: 53 random bits, never 0, so log() of it is finite. */
-double vibi_rng_open_unit(vib_rng *rng);
-
 #endif /* VIB_INTERNAL_H */

@@ -261,11 +261,6 @@ static inline double half_open_unit(vib_rng *rng)
     return (double)(next_u64(rng) >> 11) * 0x1.0p-53;
 }
 
-double vibi_rng_open_unit(vib_rng *rng)
-{
-    return open_unit(rng);
-}
-
 int vib_rng_uniform(vib_rng *rng, size_t n, float lo, float hi, float *out)
 {
     static const char fn[] = "vib_rng_uniform";
