@@ -130,7 +130,8 @@ VIB_API const char *vib_last_error(void);
 /* Threads for the calls that follow, from any thread: 1..VIB_MAX_THREADS, or 0 to go
  * back to the default. A call running in another thread at that moment may use the new
  * count for its remaining products and passes. A forked child starts at 1 (GNU
- * OpenMP's threads do not survive fork; raising the count in the child may hang). */
+ * OpenMP's threads do not survive fork; raising the count in the child may hang), which
+ * vib_backend_info reports as "1 thread (a forked child)". */
 VIB_API int vib_set_num_threads(int n);
 
 /* The count the next call will use (>= 1). */
