@@ -42,6 +42,10 @@
 extern "C" {
 #endif
 
+/* The export attribute of every function below. Define VIB_API yourself before
+ * including this header to replace it (e.g. as empty, for an FFI binding generator
+ * that does not parse attributes, or a build of your own). */
+#ifndef VIB_API
 #if defined(_WIN32) && defined(VIB_BUILDING_LIBRARY)
 #define VIB_API __declspec(dllexport)
 #elif defined(_WIN32) && !defined(VIB_STATIC)
@@ -50,6 +54,7 @@ extern "C" {
 #define VIB_API __attribute__((visibility("default")))
 #else
 #define VIB_API
+#endif
 #endif
 
 /* ---------------------------------------------------------------------------------

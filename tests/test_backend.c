@@ -199,6 +199,20 @@ START_TEST(forked_child_trains)
 }
 END_TEST
 
+/* tests/vib_api_predefined.c includes vib.h after defining VIB_API as empty. */
+const char *vibt_api_expansion(void);
+uint32_t vibt_api_version(void);
+
+/* A predefined VIB_API is kept by vib.h (the header only defines it when it is not
+ * defined), and the declarations it then reads call the same library. */
+START_TEST(predefined_vib_api_is_kept)
+{
+    ck_assert_str_eq(vibt_api_expansion(), "");
+    ck_assert_uint_eq(vibt_api_version(), vib_version_number());
+    ck_assert_uint_eq(vibt_api_version(), VIB_VERSION_NUMBER);
+}
+END_TEST
+
 /* A forked child's one thread is libvib's doing, not the caller's: vib_backend_info must
  * say so, until the child sets a count of its own. */
 START_TEST(forked_child_info_says_why)
@@ -242,6 +256,7 @@ Suite *make_backend_suite(void)
     tcase_add_test(tc, same_seed_same_threads_same_bits);
     tcase_add_test(tc, forked_child_trains);
     tcase_add_test(tc, forked_child_info_says_why);
+    tcase_add_test(tc, predefined_vib_api_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }
