@@ -42,6 +42,10 @@
 extern "C" {
 #endif
 
+/* The export attribute of every function below. Define VIB_API yourself before
+ * including this header to replace it (e.g. as empty, for an FFI binding generator
+ * that does not parse attributes, or a build of your own). */
+#ifndef VIB_API
 #if defined(_WIN32) && defined(VIB_BUILDING_LIBRARY)
 #define VIB_API __declspec(dllexport)
 #elif defined(_WIN32) && !defined(VIB_STATIC)
@@ -50,6 +54,7 @@ extern "C" {
 #define VIB_API __attribute__((visibility("default")))
 #else
 #define VIB_API
+#endif
 #endif
 
 /* ---------------------------------------------------------------------------------
@@ -130,7 +135,8 @@ VIB_API const char *vib_last_error(void);
 /* Threads for the calls that follow, from any thread: 1..VIB_MAX_THREADS, or 0 to go
  * back to the default. A call running in another thread at that moment may use the new
  * count for its remaining products and passes. A forked child starts at 1 (GNU
- * OpenMP's threads do not survive fork; raising the count in the child may hang). */
+ * OpenMP's threads do not survive fork; raising the count in the child may hang), which
+ * vib_backend_info reports as "1 thread (a forked child)". */
 VIB_API int vib_set_num_threads(int n);
 
 /* The count the next call will use (>= 1). */
@@ -443,8 +449,14 @@ VIB_API void vib_optim_free(vib_optim *opt);
 
 /* One update of params[0..n) from grads[0..n) (which must not overlap). A non-finite
  * gradient, or one so large the state would overflow (|g| > 2^63 for Adam, whose v holds
- * g^2; |g| > (1 - momentum) FLT_MAX / 2 for SGD), gives VIB_ERR_NUMERIC and leaves params
- * and the optimizer state unchanged. */
+ * g^2; |g| > (1 - momentum) FLT_MAX / 2 for SGD), gives VIB_ERR_NUMERIC, and so does a
+ * step that would turn a finite parameter into an infinity (a learning rate or gradients
+ * near float's range; Adam's lr * mhat / (sqrt(vhat) + eps) with a tiny eps); either way
+ * params and the optimizer state are left unchanged. A move under 2^103, half the float
+ * spacing at FLT_MAX, cannot overflow a finite parameter; a step whose bound on its
+ * moves (from max|g| and the state) exceeds 2^102 first computes its results without
+ * writing them, a second pass over the arrays. Parameters already NaN or infinite are
+ * not looked for; they stay so. */
 VIB_API int vib_optim_step(vib_optim *opt, float *params, const float *grads);
 
 /* The learning rate for the following steps (> 0), and the current one. */
@@ -476,12 +488,12 @@ VIB_API const float *vib_ema_values(const vib_ema *ema);
 
 /* vib_optim_step, then vib_ema_update of the new parameters, in ONE pass over the
  * arrays (the step is memory-bound: this reads and writes each array once instead of
- * twice), with bit-identical results. Unlike vib_ema_update it does not check the new
- * parameters for finiteness: a step can only overflow one with a learning rate near
- * float's range, which it does not detect (the average then takes the infinity). ema may be NULL (then this is vib_optim_step); it
- * must hold as many values as the optimizer and must not overlap params or grads. The
- * gradients are checked as vib_optim_step checks them; on any error neither the
- * parameters, the optimizer nor the average change. */
+ * twice), with bit-identical results. It refuses what vib_optim_step refuses, so the
+ * new parameters are finite wherever the given ones were; only parameters passed in
+ * already NaN or infinite, which vib_ema_update would refuse, are averaged (the step
+ * does not read them before its pass). ema may be NULL (then this is vib_optim_step); it
+ * must hold as many values as the optimizer and must not overlap params or grads. On
+ * any error neither the parameters, the optimizer nor the average change. */
 VIB_API int vib_optim_step_ema(vib_optim *opt, float *params, const float *grads,
                                vib_ema *ema);
 

@@ -53,7 +53,10 @@
 
 #include "internal.h"
 
-static atomic_int user_threads; /* vib_set_num_threads's count; 0: the default */
+/* vib_set_num_threads's count; 0: the default; FORKED_CHILD: one thread, set by
+ * after_fork_in_child (one variable, so vib_backend_info reads count and reason alike). */
+static atomic_int user_threads;
+#define FORKED_CHILD (-1)
 static void after_fork_in_child(void);
 
 /* What the constructor found and did, for vib_backend_info. */
@@ -288,7 +291,7 @@ static void find_default_threads(void)
  * libvib on one thread (its own vib_set_num_threads can raise that, at that risk). */
 static void after_fork_in_child(void)
 {
-    atomic_store(&user_threads, 1);
+    atomic_store(&user_threads, FORKED_CHILD);
 }
 int vib_set_num_threads(int n)
 {
@@ -305,6 +308,8 @@ int vib_num_threads(void)
     int n = atomic_load(&user_threads);
     if (n > 0)
         return n;
+    if (n == FORKED_CHILD)
+        return 1;
     pthread_once(&default_once, find_default_threads);
     return default_threads;
 }
@@ -333,8 +338,15 @@ int vib_backend_info(char *buf, size_t len)
                  * BLIS_ARCH_TYPE is set */
     const arch_t id = bli_arch_query_id();
     const char *active = bli_arch_string(id);
-    const int threads = vib_num_threads();
-    const bool user = atomic_load(&user_threads) > 0;
+    const int setting = atomic_load(&user_threads);
+    const char *source = setting > 0              ? "vib_set_num_threads"
+                         : setting == FORKED_CHILD ? "a forked child"
+                                                   : NULL;
+    if (source == NULL) {
+        pthread_once(&default_once, find_default_threads);
+        source = default_source;
+    }
+    const int threads = setting > 0 ? setting : setting == FORKED_CHILD ? 1 : default_threads;
     char note[160];
     if (arch_wanted != NULL && strcmp(arch_wanted, active) != 0)
         snprintf(note, sizeof note, "libvib asked for %s (%s) but BLIS had already chosen",
@@ -343,14 +355,12 @@ int vib_backend_info(char *buf, size_t len)
         snprintf(note, sizeof note, "chosen by libvib: %s", arch_reason);
     else
         snprintf(note, sizeof note, "%s", arch_reason ? arch_reason : "BLIS's own choice");
-    if (!user)
-        pthread_once(&default_once, find_default_threads);
     /* The rule only chooses where the kernel set has sup kernels. */
     const char *paths = gemm_path == VIBI_GEMM_RULE && !vibi_gemm_kernels_have_sup()
                             ? "BLIS's choice (no sup kernels to choose)"
                             : gemm_path_note;
     int n = snprintf(buf, len, "BLIS %s, kernels %s (%s), %d thread%s (%s), products: %s",
                      bli_info_get_version_str(), active, note, threads, threads == 1 ? "" : "s",
-                     user ? "vib_set_num_threads" : default_source, paths);
+                     source, paths);
     return n < 0 ? vibi_fail(VIB_ERR_INVALID_ARG, "vib_backend_info: formatting failed") : n;
 }

@@ -2,6 +2,7 @@
  * determinism the header promises: the same inputs and thread count give the same bits. */
 #include <blis.h> /* BLIS_CONFIG_*: the kernel sets this BLIS build registered */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -198,6 +199,52 @@ START_TEST(forked_child_trains)
 }
 END_TEST
 
+/* tests/vib_api_predefined.c includes vib.h after defining VIB_API as empty. */
+const char *vibt_api_expansion(void);
+uint32_t vibt_api_version(void);
+
+/* A predefined VIB_API is kept by vib.h (the header only defines it when it is not
+ * defined), and the declarations it then reads call the same library. */
+START_TEST(predefined_vib_api_is_kept)
+{
+    ck_assert_str_eq(vibt_api_expansion(), "");
+    ck_assert_uint_eq(vibt_api_version(), vib_version_number());
+    ck_assert_uint_eq(vibt_api_version(), VIB_VERSION_NUMBER);
+}
+END_TEST
+
+/* A forked child's one thread is libvib's doing, not the caller's: vib_backend_info must
+ * say so, until the child sets a count of its own. */
+START_TEST(forked_child_info_says_why)
+{
+    ck_assert_ok(vib_set_num_threads(2));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(60);
+        char line[512];
+        int ok = vib_num_threads() == 1;
+        ok = ok && vib_backend_info(line, sizeof line) < (int)sizeof line;
+        ok = ok && strstr(line, " 1 thread (a forked child)") != NULL;
+        ok = ok && strstr(line, "vib_set_num_threads") == NULL;
+        if (!ok)
+            fprintf(stderr, "forked child: %s\n", line);
+        ok = ok && vib_set_num_threads(1) == VIB_OK;
+        ok = ok && vib_backend_info(line, sizeof line) < (int)sizeof line;
+        ok = ok && strstr(line, " 1 thread (vib_set_num_threads)") != NULL;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the forked child's backend line is wrong (see its stderr)");
+    char line[512];
+    ck_assert_int_lt(vib_backend_info(line, sizeof line), (int)sizeof line);
+    ck_assert_msg(strstr(line, "2 threads (vib_set_num_threads)") != NULL, "%s", line);
+    ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
 Suite *make_backend_suite(void)
 {
     Suite *s = suite_create("backend");
@@ -208,6 +255,8 @@ Suite *make_backend_suite(void)
     tcase_add_test(tc, kernel_choice_follows_the_cpu);
     tcase_add_test(tc, same_seed_same_threads_same_bits);
     tcase_add_test(tc, forked_child_trains);
+    tcase_add_test(tc, forked_child_info_says_why);
+    tcase_add_test(tc, predefined_vib_api_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }

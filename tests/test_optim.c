@@ -1,6 +1,7 @@
 /* test_optim.c - Adam, SGD with momentum, the staircase schedule and the EMA, each
  * against an independent float64 implementation of its formula, plus the contracts:
  * a refused step changes nothing, bad arguments leave outputs untouched. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,209 @@ START_TEST(bad_gradient_changes_nothing)
         vib_optim_free(a);
         vib_optim_free(b);
     }
+}
+END_TEST
+
+/* ---- a step that would overflow a parameter is refused ----------------------------- */
+
+/* All finite or a step was refused: p unchanged (bits), the count unchanged. */
+static void all_finite(const float *p, size_t n, const char *what, int step)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(isfinite(p[i]), "%s step %d: p[%zu] = %g", what, step, i, (double)p[i]);
+}
+
+/* Plain SGD at lr 1 with g = 1.7e38 (accepted: below FLT_MAX / 2) moves a parameter from
+ * 0 to -1.7e38 and -3.4e38, exactly; a third step would give -5.1e38, beyond FLT_MAX, and
+ * is refused, through vib_optim_step and the fused step alike, leaving the parameters,
+ * the average and the count as they were. */
+START_TEST(sgd_overflowing_step_is_refused)
+{
+    for (int fused = 0; fused < 2; fused++) {
+        float p[N], g[N], saved[N], avg0[N];
+        fill_normal(1100, N, 0.0f, 1.0f, p);
+        p[70] = 0.0f;
+        vib_optim *opt = NULL;
+        vib_ema *ema = NULL;
+        ck_assert_ok(vib_sgd_create(N, 1.0f, 0.0f, &opt));
+        ck_assert_ok(vib_ema_create(N, 0.9f, p, &ema));
+        for (int s = 1; s <= 2; s++) {
+            fill_grad(1100 + s, g);
+            g[70] = 1.7e38f;
+            ck_assert_ok(fused ? vib_optim_step_ema(opt, p, g, ema) : vib_optim_step(opt, p, g));
+            ck_assert(p[70] == (float)s * -1.7e38f);
+            all_finite(p, N, "sgd", s);
+        }
+        fill_grad(1103, g);
+        g[70] = 1.7e38f;
+        memcpy(saved, p, sizeof p);
+        memcpy(avg0, vib_ema_values(ema), sizeof avg0);
+        ck_assert_fails(fused ? vib_optim_step_ema(opt, p, g, ema) : vib_optim_step(opt, p, g),
+                        VIB_ERR_NUMERIC);
+        ck_assert_msg(strstr(vib_last_error(), "params[70]") != NULL, "%s", vib_last_error());
+        ck_assert_mem_eq(p, saved, sizeof p);
+        ck_assert_mem_eq(vib_ema_values(ema), avg0, sizeof avg0);
+        ck_assert_uint_eq(vib_optim_steps(opt), 2);
+        vib_optim_free(opt);
+        vib_ema_free(ema);
+    }
+}
+END_TEST
+
+/* With momentum the velocity, not the gradient, overflows the parameter: lr 4, momentum
+ * 0.5 and g = 8e37 (below (1 - 0.5) FLT_MAX / 2) give u = 8e37, a move of 3.2e38, then
+ * u = 1.2e38 and a move of 4.8e38, which overflows. The refused step must leave u alone:
+ * a twin that never saw it takes the same next step, bit for bit. */
+START_TEST(sgd_momentum_overflow_leaves_state)
+{
+    float pa[N], pb[N], g[N], saved[N];
+    fill_normal(1200, N, 0.0f, 1.0f, pa);
+    pa[3] = 0.0f;
+    memcpy(pb, pa, sizeof pa);
+    vib_optim *a = NULL, *b = NULL;
+    ck_assert_ok(vib_sgd_create(N, 4.0f, 0.5f, &a));
+    ck_assert_ok(vib_sgd_create(N, 4.0f, 0.5f, &b));
+    fill_grad(1201, g);
+    g[3] = 8e37f;
+    ck_assert_ok(vib_optim_step(a, pa, g));
+    ck_assert_ok(vib_optim_step(b, pb, g));
+    ck_assert(pa[3] == -3.2e38f);
+    memcpy(saved, pa, sizeof pa);
+    ck_assert_fails(vib_optim_step(a, pa, g), VIB_ERR_NUMERIC);
+    ck_assert_msg(strstr(vib_last_error(), "params[3]") != NULL, "%s", vib_last_error());
+    ck_assert_mem_eq(pa, saved, sizeof pa);
+    ck_assert_uint_eq(vib_optim_steps(a), 1);
+    /* A tiny rate makes the next step safe; a changed u would move p[3] by 1e-30 * 4e37. */
+    ck_assert_ok(vib_optim_set_lr(a, 1e-30f));
+    ck_assert_ok(vib_optim_set_lr(b, 1e-30f));
+    ck_assert_ok(vib_optim_step(a, pa, g));
+    ck_assert_ok(vib_optim_step(b, pb, g));
+    ck_assert_mem_eq(pa, pb, sizeof pa);
+    vib_optim_free(a);
+    vib_optim_free(b);
+}
+END_TEST
+
+/* The momentum sum grows over steps: lr 1e30 and momentum 0.99 with g = -1 take u to
+ * 100, and a parameter at FLT_MAX overflows once a move reaches half its ulp, 2^103,
+ * that is once u >= 2^103 / 1e30 = 10.14 (step 11). No single gradient is large, so a
+ * check that looked at this step's gradients alone would let that step through. Every
+ * accepted step leaves every parameter finite, and the one that would not is refused. */
+START_TEST(sgd_momentum_sum_overflow_is_refused)
+{
+    float p[N], g[N], saved[N];
+    fill_normal(1300, N, 0.0f, 1.0f, p);
+    p[3] = FLT_MAX;
+    fill_const(g, N, -1.0f);
+    /* The step at which float's u first makes FLT_MAX - (-lr u) overflow. */
+    int want = 0;
+    float u = 0.0f;
+    for (int s = 1; want == 0 && s <= 40; s++) {
+        u = 0.99f * u + -1.0f;
+        if (!isfinite(FLT_MAX - 1e30f * u))
+            want = s;
+    }
+    ck_assert_int_eq(want, 11);
+    vib_optim *opt = NULL;
+    ck_assert_ok(vib_sgd_create(N, 1e30f, 0.99f, &opt));
+    for (int s = 1; s < want; s++) {
+        ck_assert_ok(vib_optim_step(opt, p, g));
+        all_finite(p, N, "momentum sum", s);
+    }
+    memcpy(saved, p, sizeof p);
+    ck_assert_fails(vib_optim_step(opt, p, g), VIB_ERR_NUMERIC);
+    ck_assert_msg(strstr(vib_last_error(), "params[3]") != NULL, "%s", vib_last_error());
+    ck_assert_mem_eq(p, saved, sizeof p);
+    ck_assert_uint_eq(vib_optim_steps(opt), (uint64_t)want - 1);
+    vib_optim_free(opt);
+}
+END_TEST
+
+/* Adam with beta2 = 0 has v = g^2 of this step only, while m remembers earlier steps:
+ * after g = 1 then g = 0 (beta1 0.9), mhat = 0.09 / 0.19 = 0.47 and vhat = 0, so the
+ * step is lr * 0.47 / eps, far beyond the lr max(1, (1 - beta1) / sqrt(1 - beta2)) that
+ * bounds typical steps; with eps = 1e-40 the ratio itself overflows float even at lr
+ * 1e-3. That step is refused, and the moments and t stay as they were: the twin that never
+ * saw it takes the same next step, bit for bit, plain and fused. */
+START_TEST(adam_overflowing_step_is_refused)
+{
+    for (int fused = 0; fused < 2; fused++) {
+        float pa[N], pb[N], g[N], saved[N], avg0[N];
+        fill_normal(1400, N, 0.0f, 1.0f, pa);
+        memcpy(pb, pa, sizeof pa);
+        vib_optim *a = NULL, *b = NULL;
+        vib_ema *ea = NULL, *eb = NULL;
+        ck_assert_ok(vib_adam_create(N, 1e-3f, 0.9f, 0.0f, 1e-40f, &a));
+        ck_assert_ok(vib_adam_create(N, 1e-3f, 0.9f, 0.0f, 1e-40f, &b));
+        ck_assert_ok(vib_ema_create(N, 0.9f, pa, &ea));
+        ck_assert_ok(vib_ema_create(N, 0.9f, pb, &eb));
+        fill_grad(1401, g);
+        g[70] = 1.0f;
+        ck_assert_ok(vib_optim_step_ema(a, pa, g, fused ? ea : NULL));
+        ck_assert_ok(vib_optim_step_ema(b, pb, g, fused ? eb : NULL));
+        all_finite(pa, N, "adam", 1);
+        fill_grad(1402, g);
+        g[70] = 0.0f;
+        memcpy(saved, pa, sizeof pa);
+        memcpy(avg0, vib_ema_values(ea), sizeof avg0);
+        ck_assert_fails(vib_optim_step_ema(a, pa, g, fused ? ea : NULL), VIB_ERR_NUMERIC);
+        ck_assert_msg(strstr(vib_last_error(), "params[70]") != NULL, "%s", vib_last_error());
+        ck_assert_mem_eq(pa, saved, sizeof pa);
+        ck_assert_mem_eq(vib_ema_values(ea), avg0, sizeof avg0);
+        ck_assert_uint_eq(vib_optim_steps(a), 1);
+        g[70] = 0.5f; /* now vhat = 0.25 and the step is of order lr */
+        ck_assert_ok(vib_optim_step_ema(a, pa, g, fused ? ea : NULL));
+        ck_assert_ok(vib_optim_step_ema(b, pb, g, fused ? eb : NULL));
+        ck_assert_mem_eq(pa, pb, sizeof pa);
+        ck_assert_mem_eq(vib_ema_values(ea), vib_ema_values(eb), sizeof avg0);
+        all_finite(pa, N, "adam", 2);
+        vib_optim_free(a);
+        vib_optim_free(b);
+        vib_ema_free(ea);
+        vib_ema_free(eb);
+    }
+}
+END_TEST
+
+/* Over a threaded array, huge moves that stay finite are taken with the bits of the
+ * float formula, and of two parameters that would overflow the first is reported
+ * whatever the thread count. */
+START_TEST(overflow_check_threaded)
+{
+    const size_t n = 70001;
+    float *p = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    float *p0 = malloc(n * sizeof(float));
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_assert_ok(vib_set_num_threads(threads));
+        fill_normal(1500, n, 0.0f, 1.0f, p);
+        fill_normal(1501, n, 0.0f, 1.0f, g);
+        g[10] = 1.7e38f; /* moves p[10] by -1.7e38: finite */
+        vib_optim *o = NULL;
+        ck_assert_ok(vib_sgd_create(n, 1.0f, 0.0f, &o));
+        memcpy(p0, p, n * sizeof(float));
+        ck_assert_ok(vib_optim_step(o, p, g));
+        for (size_t i = 0; i < n; i++)
+            ck_assert(p[i] == p0[i] - g[i]);
+        p[5000] = 3e38f;
+        g[5000] = -1e38f;
+        p[69996] = -3e38f;
+        g[69996] = 1e38f;
+        memcpy(p0, p, n * sizeof(float));
+        ck_assert_fails(vib_optim_step(o, p, g), VIB_ERR_NUMERIC);
+        ck_assert_msg(strstr(vib_last_error(), "params[5000]") != NULL, "%s", vib_last_error());
+        p[5000] = 0.0f;
+        p0[5000] = 0.0f;
+        ck_assert_fails(vib_optim_step(o, p, g), VIB_ERR_NUMERIC);
+        ck_assert_msg(strstr(vib_last_error(), "params[69996]") != NULL, "%s",
+                      vib_last_error());
+        ck_assert(memcmp(p, p0, n * sizeof(float)) == 0);
+        ck_assert_uint_eq(vib_optim_steps(o), 1);
+        vib_optim_free(o);
+    }
+    free(p);
+    free(g);
+    free(p0);
+    ck_assert_ok(vib_set_num_threads(0));
 }
 END_TEST
 
@@ -684,6 +888,11 @@ Suite *make_optim_suite(void)
     tcase_add_test(tc, set_lr_changes_the_next_step);
     tcase_add_test(tc, steps_counter);
     tcase_add_test(tc, bad_gradient_changes_nothing);
+    tcase_add_test(tc, sgd_overflowing_step_is_refused);
+    tcase_add_test(tc, sgd_momentum_overflow_leaves_state);
+    tcase_add_test(tc, sgd_momentum_sum_overflow_is_refused);
+    tcase_add_test(tc, adam_overflowing_step_is_refused);
+    tcase_add_test(tc, overflow_check_threaded);
     tcase_add_test(tc, staircase_values);
     tcase_add_test(tc, ema_warmup_exact);
     tcase_add_test(tc, ema_converges_to_constant);
