@@ -25,32 +25,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <omp.h>
 
 #include "internal.h"
-
-#define ALIGN 64
 
 /* Elements per block: the gradient check scans blocks of this constant length (a loop
  * whose trip count is a known multiple of the vector width vectorizes at -O2), and the
  * threads split the arrays in whole blocks, each starting on a cache line. */
 #define BLOCK 64
 
-static size_t round_up(size_t x)
-{
-    return (x + ALIGN - 1) / ALIGN * ALIGN;
-}
-
-/* The bytes of one array of n floats rounded up to ALIGN, or false if that, times the
- * `arrays` the handle holds plus its header, could wrap: every term is bounded by
- * SIZE_MAX / 8 so the sum cannot. */
+/* The bytes of one array of n floats, or false if n floats do not fit size_t. */
 static bool state_bytes(size_t n, size_t *bytes)
 {
-    size_t b;
-    if (!vibi_mul_size(n, sizeof(float), &b) || b > SIZE_MAX / 8)
-        return false;
-    *bytes = round_up(b);
-    return true;
+    return vibi_mul_size(n, sizeof(float), bytes);
 }
 
 /* Nonzero if [a, a + n) and [b, b + n) share a float: the fused loops read and write
@@ -74,13 +60,6 @@ static int check_setting(const char *fn, const char *what, float x, bool in_doma
                          domain);
     return VIB_OK;
 }
-
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        int vibi_rc_ = (expr);                                                             \
-        if (vibi_rc_ != VIB_OK)                                                            \
-            return vibi_rc_;                                                               \
-    } while (0)
 
 struct vib_ema {
     size_t n;
@@ -151,16 +130,18 @@ static int optim_alloc(const char *fn, size_t n, int arrays, vib_optim **opt)
     size_t bytes;
     if (!state_bytes(n, &bytes))
         return vibi_fail(VIB_ERR_NOMEM, "%s: %zu parameters overflow size_t", fn, n);
-    const size_t head = round_up(sizeof(vib_optim));
-    const size_t total = head + (size_t)arrays * bytes;
-    char *mem = aligned_alloc(ALIGN, total);
-    if (mem == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
-    memset(mem, 0, total); /* m = v = 0 (Adam), u = 0 (SGD): no update before step 1 */
-    vib_optim *o = (vib_optim *)mem;
+    void *p[3];
+    vib_optim *o = vibi_alloc_parts((size_t)arrays + 1,
+                                    (const size_t[]){sizeof(vib_optim), bytes, bytes}, p);
+    if (o == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate the state of %zu parameters", fn,
+                         n);
+    memset(o, 0, sizeof *o);
+    /* m = v = 0 (Adam), u = 0 (SGD): no update before step 1 */
+    memset(p[1], 0, (size_t)arrays * vibi_round_up(bytes));
     o->n = n;
-    o->s1 = (float *)(mem + head);
-    o->s2 = arrays > 1 ? (float *)(mem + head + bytes) : NULL;
+    o->s1 = p[1];
+    o->s2 = arrays > 1 ? p[2] : NULL;
     *opt = o;
     return VIB_OK;
 }
@@ -241,23 +222,23 @@ VIB_CLONES static int32_t max_abs_bits(size_t blocks, const float *g)
 #define PAR_BLOCKS 512
 
 /* The index of the first gradient a step refuses (|g| > gmax or NaN), or n if there is
- * none, and then max|g| in *gabs. The threads scan whole blocks for the largest |g|
- * (split as update_all splits them); only if that is refused is the first failing index
- * searched, in order, so the answer does not depend on the thread count. */
+ * none, and then max|g| in *gabs. The threads scan their shares for the largest |g|;
+ * only if that is refused is the first failing index searched, in order, so the answer
+ * does not depend on the thread count. */
 static size_t first_bad(size_t n, const float *g, float gmax, float *gabs)
 {
-    const size_t blocks = n / BLOCK;
     int32_t mx = 0;
-#pragma omp parallel num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS) \
+#pragma omp parallel num_threads(vibi_threads()) if (n / BLOCK >= PAR_BLOCKS) \
     reduction(max : mx)
     {
-        const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        const size_t b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
-        mx = max_abs_bits(b1 - b0, g + b0 * BLOCK);
-    }
-    for (size_t i = blocks * BLOCK; i < n; i++) { /* the tail */
-        const int32_t b = abs_bits(g[i]);
-        mx = b > mx ? b : mx;
+        size_t i0, i1;
+        vibi_share(n, BLOCK, &i0, &i1);
+        const size_t full = i0 + (i1 - i0) / BLOCK * BLOCK;
+        mx = max_abs_bits((full - i0) / BLOCK, g + i0);
+        for (size_t i = full; i < i1; i++) { /* the last share's tail */
+            const int32_t b = abs_bits(g[i]);
+            mx = b > mx ? b : mx;
+        }
     }
     if (mx > abs_bits(gmax)) {
         for (size_t i = 0; i < n; i++)
@@ -413,20 +394,19 @@ VIB_CLONES static bool overflow_any(const vib_optim *o, adam_coef k, size_t i0, 
 }
 
 /* The first parameter the step would overflow, or n if none (then *s1abs is max|s1|
- * after the step): the threads split the arrays as update_all does, and the smallest
- * failing index wins, whatever the thread count. */
+ * after the step): the threads scan their shares, and the smallest failing index wins,
+ * whatever the thread count. */
 static size_t first_overflow(const vib_optim *o, adam_coef k, const float *params,
                              const float *grads, float *s1abs)
 {
-    const size_t n = o->n, blocks = n / BLOCK;
+    const size_t n = o->n;
     size_t bad = n;
     int32_t mx = 0;
-#pragma omp parallel num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS) \
+#pragma omp parallel num_threads(vibi_threads()) if (n / BLOCK >= PAR_BLOCKS) \
     reduction(min : bad) reduction(max : mx)
     {
-        const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        const size_t i0 = blocks * t / nt * BLOCK;
-        const size_t i1 = t + 1 == nt ? n : blocks * (t + 1) / nt * BLOCK;
+        size_t i0, i1;
+        vibi_share(n, BLOCK, &i0, &i1);
         /* (bad and mx are the reduction's private copies, which start at SIZE_MAX and
          * INT32_MIN, not at n and 0: both are set here.) */
         size_t first = i1;
@@ -486,20 +466,19 @@ VIB_CLONES static void update_span(const vib_optim *o, adam_coef k, size_t i0, s
     }
 }
 
-/* The whole update, split across the threads in whole blocks (the last thread takes the
- * tail). Each element depends on itself only, so the result is the same for any thread
- * count. */
+/* The whole update, split across the threads in whole blocks (vibi_share: each share
+ * starts on a cache line). Each element depends on itself only, so the result is the
+ * same for any thread count. */
 static void update_all(const vib_optim *o, adam_coef k, float *params, const float *grads,
                        vib_ema *ema)
 {
     const double d = ema ? ema_weight(ema) : 0.0;
     float *avg = ema ? ema->avg : NULL;
-    const size_t n = o->n, blocks = n / BLOCK;
-#pragma omp parallel num_threads(vibi_threads()) if (blocks >= PAR_BLOCKS)
+    const size_t n = o->n;
+#pragma omp parallel num_threads(vibi_threads()) if (n / BLOCK >= PAR_BLOCKS)
     {
-        const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        const size_t i0 = blocks * t / nt * BLOCK;
-        const size_t i1 = t + 1 == nt ? n : blocks * (t + 1) / nt * BLOCK;
+        size_t i0, i1;
+        vibi_share(n, BLOCK, &i0, &i1);
         update_span(o, k, i0, i1, params, grads, avg, d);
     }
 }
@@ -638,15 +617,14 @@ int vib_ema_create(size_t n, float decay, const float *init, vib_ema **out)
         TRY(vibi_check_ptr(fn, "init", init));
         TRY(vibi_check_finite(fn, "init", n, init));
     }
-    const size_t head = round_up(sizeof(vib_ema));
-    char *mem = aligned_alloc(ALIGN, head + bytes);
-    if (mem == NULL)
-        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, head + bytes);
-    vib_ema *e = (vib_ema *)mem;
+    void *p[2];
+    vib_ema *e = vibi_alloc_parts(2, (const size_t[]){sizeof(vib_ema), bytes}, p);
+    if (e == NULL)
+        return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate an average of %zu values", fn, n);
     e->n = n;
     e->decay = decay;
     e->updates = 0;
-    e->avg = (float *)(mem + head);
+    e->avg = p[1];
     if (n > 0)
         memcpy(e->avg, init, n * sizeof(float));
     *out = e;
