@@ -118,6 +118,25 @@ int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size)
     return VIB_OK;
 }
 
+int vibi_read_fd(const char *fn, const char *path, int fd, void *buf, size_t n, size_t *got)
+{
+    unsigned char *b = buf;
+    size_t done = 0;
+    while (done < n) {
+        const size_t want = n - done < READ_CHUNK ? n - done : READ_CHUNK;
+        const ssize_t r = read(fd, b + done, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", fn, path, strerror(errno));
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return VIB_OK;
+}
+
 /* ---- reading ------------------------------------------------------------------- */
 
 /* An open IDX file: the raw bytes, and for gzip content the decoder. z.next_in and
@@ -135,29 +154,25 @@ typedef struct {
     enum { IN_MEMBER, AFTER_MEMBER, ENDED, CUT } state; /* gzip only */
 } idx_src;
 
-static int read_error(const idx_src *s)
+/* Read n raw bytes into dst, or up to the end of the file (then s->eof). */
+static int raw_read(idx_src *s, unsigned char *dst, size_t n, size_t *got)
 {
-    return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", s->fn, s->path, strerror(errno));
+    TRY(vibi_read_fd(s->fn, s->path, s->fd, dst, n, got));
+    s->eof = *got < n;
+    s->raw_read += *got;
+    return VIB_OK;
 }
 
-/* Move the unread raw bytes to the start of `in` and append what one read() gives. */
+/* Move the unread raw bytes to the start of `in` and fill the rest of it. */
 static int raw_more(idx_src *s)
 {
     if (s->z.avail_in > 0 && s->z.next_in != s->in)
         memmove(s->in, s->z.next_in, s->z.avail_in);
     s->z.next_in = s->in;
-    for (;;) {
-        const ssize_t r = read(s->fd, s->in + s->z.avail_in, IN_BYTES - s->z.avail_in);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return read_error(s);
-        if (r == 0)
-            s->eof = true;
-        s->z.avail_in += (uInt)r;
-        s->raw_read += (uint64_t)r;
-        return VIB_OK;
-    }
+    size_t got;
+    TRY(raw_read(s, s->in + s->z.avail_in, IN_BYTES - s->z.avail_in, &got));
+    s->z.avail_in += (uInt)got;
+    return VIB_OK;
 }
 
 /* Read until n (at most IN_BYTES) raw bytes are unread, or the file ends. */
@@ -211,17 +226,10 @@ static int read_full(idx_src *s, void *buf, size_t len, size_t *got)
         s->z.next_in += have;
         s->z.avail_in -= (uInt)have;
         done = have;
-        while (done < len && !s->eof) { /* the rest straight into buf */
-            const size_t want = len - done < READ_CHUNK ? len - done : READ_CHUNK;
-            const ssize_t r = read(s->fd, p + done, want);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return read_error(s);
-            if (r == 0)
-                s->eof = true;
-            done += (size_t)r;
-            s->raw_read += (uint64_t)r;
+        if (done < len && !s->eof) { /* the rest straight into buf */
+            size_t more;
+            TRY(raw_read(s, p + done, len - done, &more));
+            done += more;
         }
         *got = done;
         return VIB_OK;

@@ -232,6 +232,11 @@ void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accu
  * returned at once: a FIFO without a writer does not block the open. */
 int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size);
 
+/* Read n bytes from fd into buf, or up to the end of the file: *got says how many
+ * arrived. Retries interrupted and short reads; a failed read() is VIB_ERR_IO naming fn
+ * and path. */
+int vibi_read_fd(const char *fn, const char *path, int fd, void *buf, size_t n, size_t *got);
+
 /* rng.c --------------------------------------------------------------------------- */
 
 /* A generator's whole state, so that a call which fails after drawing can put the

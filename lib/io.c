@@ -223,28 +223,6 @@ int vib_model_save(const vib_model *model, const char *path)
  * of them), then beta, offset, seed and P. */
 #define HEADER_MAX (56 + 8 * (64 + 64) + 24)
 
-/* Read up to n bytes from fd into b, *got receiving how many arrived (fewer at the end
- * of the file). */
-static int read_fd(const char *fn, const char *path, int fd, unsigned char *b, size_t n,
-                   size_t *got)
-{
-    size_t done = 0;
-    while (done < n) {
-        /* read() moves at most about 2 GiB at once */
-        const size_t want = n - done < ((size_t)1 << 30) ? n - done : ((size_t)1 << 30);
-        const ssize_t r = read(fd, b + done, want);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return vibi_fail(VIB_ERR_IO, "%s: %s: read error: %s", fn, path, strerror(errno));
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    *got = done;
-    return VIB_OK;
-}
-
 /* The checks parse() begins with, which need only the header: `head` holds its first
  * head_len bytes, all the file has up to HEADER_MAX, and file_len is the file's length.
  * Run before the file is read whole, so a large foreign file is refused from its first
@@ -298,9 +276,9 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
     const size_t head_want = size < HEADER_MAX ? (size_t)size : HEADER_MAX;
     size_t got, rest = 0;
     /* the magic alone first: a foreign file costs 8 bytes of reading */
-    int rc = read_fd(fn, path, fd, head, 8, &got);
+    int rc = vibi_read_fd(fn, path, fd, head, 8, &got);
     if (rc == VIB_OK && got == 8 && memcmp(head, MAGIC, 8) == 0 && head_want > 8)
-        rc = read_fd(fn, path, fd, head + 8, head_want - 8, &rest);
+        rc = vibi_read_fd(fn, path, fd, head + 8, head_want - 8, &rest);
     const size_t head_len = got + rest;
     /* a file that shrank since fstat is as long as what was read of it */
     const uint64_t file_len = head_len < head_want ? head_len : size;
@@ -316,7 +294,7 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
     if (rc == VIB_OK) {
         memcpy(b, head, head_len);
         /* one byte more than the length: a file that grew meanwhile reads as padded */
-        rc = read_fd(fn, path, fd, b + head_len, (size_t)file_len + 1 - head_len, &got);
+        rc = vibi_read_fd(fn, path, fd, b + head_len, (size_t)file_len + 1 - head_len, &got);
         *len = head_len + got;
     }
     (void)close(fd); /* only read from: its status adds nothing */

@@ -77,6 +77,21 @@ START_TEST(gradients_match_finite_differences)
 }
 END_TEST
 
+/* dx == base + dy W^T (dy is the probe's w) to float rounding, against float64. */
+static void check_dx(const probe *p, const float *dx, double base)
+{
+    const float *W = vib_dense_weights(p->layer);
+    for (int r = 0; r < B; r++)
+        for (int i = 0; i < IN; i++) {
+            double ref = base, mag = fabs(base);
+            for (int j = 0; j < OUT; j++) {
+                ref += (double)p->w[r * OUT + j] * W[i * OUT + j];
+                mag += fabs((double)p->w[r * OUT + j] * W[i * OUT + j]);
+            }
+            ck_assert_double_eq_tol(dx[r * IN + i], ref, 2e-7 * mag + 1e-12);
+        }
+}
+
 START_TEST(backward_matches_closed_form)
 {
     /* Finite differences resolve ~1e-3; this pins dW = x^T dy, db = sum dy, dx = dy W^T
@@ -84,7 +99,7 @@ START_TEST(backward_matches_closed_form)
     probe *p = make_probe(VIB_INIT_GLOROT);
     float dx[B * IN] = {0};
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx));
-    const float *W = vib_dense_weights(p->layer), *dW = vib_dense_weights_grad(p->layer);
+    const float *dW = vib_dense_weights_grad(p->layer);
     const float *db = vib_dense_bias_grad(p->layer);
     for (int i = 0; i < IN; i++)
         for (int j = 0; j < OUT; j++) {
@@ -101,15 +116,7 @@ START_TEST(backward_matches_closed_form)
             ref += p->w[r * OUT + j], mag += fabs(p->w[r * OUT + j]);
         ck_assert_double_eq_tol(db[j], ref, 2e-7 * mag + 1e-12);
     }
-    for (int r = 0; r < B; r++)
-        for (int i = 0; i < IN; i++) {
-            double ref = 0.0, mag = 0.0;
-            for (int j = 0; j < OUT; j++) {
-                ref += (double)p->w[r * OUT + j] * W[i * OUT + j];
-                mag += fabs((double)p->w[r * OUT + j] * W[i * OUT + j]);
-            }
-            ck_assert_double_eq_tol(dx[r * IN + i], ref, 2e-7 * mag + 1e-12);
-        }
+    check_dx(p, dx, 0.0);
     free_probe(p);
 }
 END_TEST
@@ -122,16 +129,7 @@ START_TEST(backward_adds_into_a_prefilled_dx)
     float dx[B * IN];
     fill_const(dx, B * IN, 1.0f);
     ck_assert_ok(vib_dense_backward(p->layer, B, p->x, p->w, dx));
-    const float *W = vib_dense_weights(p->layer);
-    for (int r = 0; r < B; r++)
-        for (int i = 0; i < IN; i++) {
-            double ref = 1.0, mag = 1.0;
-            for (int j = 0; j < OUT; j++) {
-                ref += (double)p->w[r * OUT + j] * W[i * OUT + j];
-                mag += fabs((double)p->w[r * OUT + j] * W[i * OUT + j]);
-            }
-            ck_assert_double_eq_tol(dx[r * IN + i], ref, 2e-7 * mag + 1e-12);
-        }
+    check_dx(p, dx, 1.0);
     free_probe(p);
 }
 END_TEST
