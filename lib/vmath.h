@@ -222,17 +222,23 @@ VIBI_VM_INLINE float vibi_vm_mul_err(float a, float b, float p)
     return ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo;
 }
 
-/* c0 + c1 t + ... + c6 t^6 by Horner's rule, highest coefficient first. */
-VIBI_VM_INLINE float vibi_vm_poly6(float t, float c0, float c1, float c2, float c3, float c4,
-                                   float c5, float c6)
+/* c0 + c1 t + ... + c5 t^5 by Horner's rule, highest coefficient first. */
+VIBI_VM_INLINE float vibi_vm_poly5(float t, float c0, float c1, float c2, float c3, float c4,
+                                   float c5)
 {
-    float p = c6;
-    p = p * t + c5;
+    float p = c5;
     p = p * t + c4;
     p = p * t + c3;
     p = p * t + c2;
     p = p * t + c1;
     return p * t + c0;
+}
+
+/* The same to degree 6: its first step, c6 t + c5, is the top coefficient of the rest. */
+VIBI_VM_INLINE float vibi_vm_poly6(float t, float c0, float c1, float c2, float c3, float c4,
+                                   float c5, float c6)
+{
+    return vibi_vm_poly5(t, c0, c1, c2, c3, c4, c6 * t + c5);
 }
 
 /* ---- exp ------------------------------------------------------------------------- */
@@ -253,12 +259,8 @@ VIBI_VM_INLINE float vibi_vm_exp_hilo(float x, float *lo)
     float r_lo = kf * VIBI_VM_LN2_LO;
     float r = r_hi - r_lo;
     float r_err = (r_hi - r) - r_lo; /* r + r_err = r_hi - r_lo (Fast2Sum) */
-    float p = VIBI_VM_EXP_P5;
-    p = p * r + VIBI_VM_EXP_P4;
-    p = p * r + VIBI_VM_EXP_P3;
-    p = p * r + VIBI_VM_EXP_P2;
-    p = p * r + VIBI_VM_EXP_P1;
-    p = p * r + VIBI_VM_EXP_P0;
+    float p = vibi_vm_poly5(r, VIBI_VM_EXP_P0, VIBI_VM_EXP_P1, VIBI_VM_EXP_P2, VIBI_VM_EXP_P3,
+                            VIBI_VM_EXP_P4, VIBI_VM_EXP_P5);
     /* e^r = 1 + r + r^2 P(r): 1 + r split exactly, the small terms added to its tail. */
     float one_r = 1.0f + r;
     float tail = (r - (one_r - 1.0f)) + (r_err + (r * r) * p);
