@@ -10,10 +10,12 @@
  *
  * Precision. Softplus and its relatives are lib/vmath.h's float functions (within
  * 1.25 ulp, see there), in vector loops compiled per instruction set (VIB_CLONES).
- * Everything else is computed in double and rounded once to float: z = mu + sigma v
+ * Everything else is computed in double and rounded once to float (a KL given sigma
+ * alone takes its log in double too): z = mu + sigma v
  * (sigma v is exact in double), z = mu + L v and the KL rows (sums whose length grows
  * with k), and every accumulation of a backward. So the full-covariance kernels given a
- * diagonal L return the diagonal ones' bits. Backwards accumulate (+=), like the
+ * diagonal L return the diagonal ones' values, bit for bit (but for the sign of a zero
+ * z: the diagonal of L v is added after the off-diagonal's +0 products). Backwards accumulate (+=), like the
  * public nodes. The math is in docs/math.md (#the-sigma-head, #reparameterization,
  * #kl-to-the-standard-normal, #full-covariance).
  */
@@ -117,36 +119,39 @@ void vibi_head_reparam_backward(size_t n, const float *dz, const float *v, float
 
 /* ---- KL( N(mu, diag sigma^2) || N(0, I) ) of one row ------------------------------ */
 
-/* log sigma for a block of n <= KL_BLOCK values, vectorized. */
+/* log sigma in double for a block of n <= KL_BLOCK values, vectorized. */
 enum { KL_BLOCK = 64 };
-VIB_CLONES static void log_block(size_t n, const float *restrict sigma, float *restrict out)
+VIB_CLONES static void log_block(size_t n, const float *restrict sigma, double *restrict out)
 {
 #pragma omp simd
     for (size_t j = 0; j < n; j++)
-        out[j] = vibi_vlogf(sigma[j]);
+        out[j] = vibi_vlog_dbl(sigma[j]);
 }
 
 double vibi_head_kl(size_t k, const float *mu, const float *sigma, const float *log_sigma)
 {
     /* In double, term j into partial sum j mod 4 (four chains of additions, not one),
      * the same sum, term for term, as vibi_chol_kl's for a diagonal L. (A vectorized
-     * reduction would reorder it. The logarithms, the costly part, come from a vector
-     * loop: the sigma head's, or log_block's a block at a time.) */
+     * reduction would reorder it.) log sigma is the sigma head's, or, given sigma
+     * alone, vmath.h's log in double: near the prior (sigma ~ 1) the term sigma^2 - 1 -
+     * 2 log sigma is far smaller than its parts, and a float log there would cost up to
+     * thousands of ulps of it. */
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    float logs[KL_BLOCK];
+    double logs[KL_BLOCK];
     for (size_t j0 = 0; j0 < k; j0 += KL_BLOCK) {
         const size_t n = k - j0 < KL_BLOCK ? k - j0 : KL_BLOCK;
-        const float *ls = logs, *m = mu + j0, *s = sigma + j0;
+        const float *m = mu + j0, *s = sigma + j0;
         if (log_sigma != NULL)
-            ls = log_sigma + j0;
+            for (size_t j = 0; j < n; j++)
+                logs[j] = log_sigma[j0 + j];
         else
             log_block(n, s, logs);
         size_t j = 0;
         for (; j + 4 <= n; j += 4) /* j0 is a multiple of 4: lane j mod 4 */
             for (size_t u = 0; u < 4; u++)
-                acc[u] += vibi_head_kl_term(m[j + u], s[j + u], ls[j + u]);
+                acc[u] += vibi_head_kl_term(m[j + u], s[j + u], logs[j + u]);
         for (; j < n; j++)
-            acc[j % 4] += vibi_head_kl_term(m[j], s[j], ls[j]);
+            acc[j % 4] += vibi_head_kl_term(m[j], s[j], logs[j]);
     }
     return 0.5 * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
@@ -233,8 +238,9 @@ void vibi_chol_reparam_backward(size_t k, const float *dz, const float *v, float
 /* 0.5 (tr(L L^T) + |mu|^2 - k - log det(L L^T)) with tr(L L^T) = sum_ij L_ij^2 and
  * log det(L L^T) = 2 sum_i log L_ii, grouped by latent i as mu_i^2 + sum_{j<i} L_ij^2
  * + (L_ii^2 - 2 log L_ii - 1), each group >= 0 (t - log t - 1 >= 0 with t = L_ii^2).
- * log L_ii is log_diag[i] (the sigma head's stable one) or, if log_diag is NULL, that
- * of vibi_head_kl. With a diagonal L the sum is vibi_head_kl's, term for term. */
+ * log L_ii is log_diag[i] (the sigma head's stable one) or, if log_diag is NULL, vmath.h's
+ * in double, as in vibi_head_kl. With a diagonal L the sum is vibi_head_kl's, term for
+ * term. */
 double vibi_chol_kl(size_t k, const float *mu, const float *l, const float *log_diag)
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0}; /* latent i into partial sum i mod 4 */
@@ -244,7 +250,7 @@ double vibi_chol_kl(size_t k, const float *mu, const float *l, const float *log_
         for (size_t j = 0; j < i; j++)
             off += (double)li[j] * (double)li[j];
         const double s = li[i];
-        acc[i % 4] += off + vibi_head_kl_term(mu[i], s, log_diag != NULL ? log_diag[i] : vibi_vlogf(li[i]));
+        acc[i % 4] += off + vibi_head_kl_term(mu[i], s, log_diag != NULL ? log_diag[i] : vibi_vlog_dbl(li[i]));
     }
     return 0.5 * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }

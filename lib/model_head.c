@@ -183,11 +183,11 @@ void vibi_model_scale(const vib_model *m, size_t rows, const float *head, bool p
             vibi_head_sigma(K, head + r * HO + K, m->offset, out + r * K, NULL);
         return;
     }
-    const full_rows f = full_scratch(m, w);
     for (size_t r = 0; r < rows; r++) {
         const float *raw = head + r * HO + K;
         float *l = out + r * T;
-        if (full) {
+        if (full) { /* (the scratch exists for a full-covariance model only) */
+            const full_rows f = full_scratch(m, w);
             full_factor(m, raw, l, f.rho_d, f.s, f.log_s);
             continue;
         }

@@ -389,6 +389,45 @@ END_TEST
 
 /* A vectorized batch and one call at a time agree bit for bit: the same code, whatever
  * the compiler made of the loop. */
+/* vibi_vlog_dbl, the KL's log of a float in double, against long double logl: every
+ * 97th positive finite float (about 22 million), and densely around 1, where the KL term
+ * sigma^2 - 1 - 2 log sigma cancels. Relative error within 2^-50 (measured: 1.4 2^-52). */
+static void vlog_dbl_batch(size_t n, const float *x, double *y)
+{
+    VM_SIMD for (size_t i = 0; i < n; i++) y[i] = vibi_vlog_dbl(x[i]);
+}
+
+START_TEST(log_dbl_sweep)
+{
+    enum { LOG_CHUNK = 4096 };
+    static float x[LOG_CHUNK];
+    static double y[LOG_CHUNK];
+    double worst = 0.0;
+    size_t n = 0;
+    uint32_t b = 1;
+    while (b < 0x7f800000u) {
+        for (n = 0; n < LOG_CHUNK && b < 0x7f800000u; n++, b += 97)
+            memcpy(&x[n], &b, sizeof b);
+        vlog_dbl_batch(n, x, y);
+        for (size_t i = 0; i < n; i++) {
+            const long double r = logl((long double)x[i]);
+            const double err = r == 0.0L ? fabs(y[i]) : (double)fabsl((y[i] - r) / r);
+            worst = err > worst ? err : worst;
+        }
+    }
+    for (int i = -LOG_CHUNK / 2; i < LOG_CHUNK / 2; i++)
+        x[i + LOG_CHUNK / 2] = 1.0f + (float)i * 0x1p-23f;
+    vlog_dbl_batch(LOG_CHUNK, x, y);
+    for (size_t i = 0; i < LOG_CHUNK; i++) {
+        const long double r = logl((long double)x[i]);
+        const double err = r == 0.0L ? fabs(y[i]) : (double)fabsl((y[i] - r) / r);
+        worst = err > worst ? err : worst;
+    }
+    ck_assert_msg(worst <= 0x1p-50, "vibi_vlog_dbl: worst relative error %g (2^-50 = %g)",
+                  worst, 0x1p-50);
+}
+END_TEST
+
 START_TEST(batch_matches_scalar)
 {
     enum { N = 4099 };
@@ -430,6 +469,7 @@ Suite *make_vmath_suite(void)
     tcase_add_test(tc, sigmoid_special_points);
     tcase_add_test(tc, log_softplus_special_points);
     tcase_add_test(tc, dlog_softplus_special_points);
+    tcase_add_test(tc, log_dbl_sweep);
     tcase_add_test(tc, batch_matches_scalar);
     tcase_set_timeout(tc, 60); /* generous for sanitizer builds */
     suite_add_tcase(s, tc);
