@@ -41,6 +41,8 @@
  *                      underflows to 0.
  *   vibi_vdlog_softplusf 0.922 / 0.802 [1.0] for every float (exactly 1 for x < -16.7,
  *                      1/x as x -> +inf, 0 at +inf).
+ *   vibi_vlog_dbl      float -> double: log of a positive finite float within 1.4 units
+ *                      of 2^-52 relative [2^-50], against logl (see its comment).
  * NaN in gives NaN out everywhere.
  *
  * Algorithms. The polynomial coefficients were fitted for this file: Chebyshev
