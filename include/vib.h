@@ -29,8 +29,10 @@
  *    the thread count and the BLIS kernel choice (see "Backend" below).
  *
  * ABI: only opaque handles, fixed-width or size_t integers and pointers cross this
- * interface; no structs by value, no varargs, no callbacks. Status codes never change
- * their numbers. The SONAME is libvib.so.VIB_VERSION_MAJOR and moves only on a break.
+ * interface; no structs by value, no varargs. The one callback (the trainer's) takes a
+ * void *user and scalars only. Status codes never change their numbers. The SONAME is
+ * libvib.so.VIB_VERSION_MAJOR and moves only on a break; the functions added in 0.2 sit
+ * under the symbol version LIBVIB_0.2, those of 0.1 under LIBVIB_0.
  */
 #ifndef VIB_H
 #define VIB_H
@@ -62,7 +64,7 @@ extern "C" {
  * The Makefile reads these three lines; keep their form.
  * ------------------------------------------------------------------------------- */
 #define VIB_VERSION_MAJOR 0
-#define VIB_VERSION_MINOR 1
+#define VIB_VERSION_MINOR 2
 #define VIB_VERSION_PATCH 0
 
 /* MAJOR*10000 + MINOR*100 + PATCH, e.g. 0.1.0 -> 100. */
@@ -619,6 +621,110 @@ VIB_API int vib_model_save(const vib_model *model, const char *path);
  * whole, so a large foreign file costs 8 bytes of reading. Only a regular file is read:
  * anything else, a FIFO included, is VIB_ERR_IO at once. */
 VIB_API int vib_model_load(const char *path, vib_model **out);
+
+/* ---------------------------------------------------------------------------------
+ * Added in 0.2 (symbol version LIBVIB_0.2)
+ * ------------------------------------------------------------------------------- */
+
+/* The length of the arrays an optimizer or an average was created for. */
+VIB_API size_t vib_optim_size(const vib_optim *opt);
+VIB_API size_t vib_ema_size(const vib_ema *ema);
+
+/* The flat parameter array, block by block: each layer's weights then its bias, layer by
+ * layer from the input (model.h's order: encoder hidden layers, the Gaussian head, decoder
+ * hidden layers, the output layer). Block b of vib_model_num_blocks(model) starts at
+ * *offset in vib_model_params and holds a row-major [rows x cols] matrix (W is
+ * [in x out]: W[i*out + j] joins input i to output j; a bias is [1 x out]). *kind is
+ * VIB_BLOCK_WEIGHTS or VIB_BLOCK_BIAS, *role the layer's VIB_LAYER_*, *index the layer's
+ * number within its role (0 for the head and the output layer). Any out pointer may be
+ * NULL. VIB_ERR_INVALID_ARG for a NULL model or b out of range. */
+enum { VIB_BLOCK_WEIGHTS = 0, VIB_BLOCK_BIAS = 1 };
+enum { VIB_LAYER_ENCODER = 0, VIB_LAYER_HEAD = 1, VIB_LAYER_DECODER = 2, VIB_LAYER_OUTPUT = 3 };
+VIB_API size_t vib_model_num_blocks(const vib_model *model);
+VIB_API int vib_model_block(const vib_model *model, size_t b, size_t *offset, size_t *rows,
+                            size_t *cols, int *kind, int *role, size_t *index);
+
+/* dL/dx [batch x input_dim] of the batch-mean training loss L = CE + beta KL (what
+ * vib_model_gradients differentiates) for the given labels, written into dx. samples
+ * draws of the noise from the training stream, the gradient averaged over them
+ * (samples >= 1); samples = 0 (or a deterministic model) evaluates at z = mu, without
+ * noise. The parameters' gradients are not touched. *loss (if not NULL) receives L,
+ * averaged over the draws. Checks as vib_model_gradients, plus dx NULL and samples >
+ * 100000; a non-finite loss is VIB_ERR_NUMERIC with dx and the noise stream untouched. */
+VIB_API int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
+                                      const int32_t *labels, size_t samples, float *dx,
+                                      double *loss);
+
+/* Evaluate a classifier over n rows of x with their labels, with `samples` posterior
+ * draws per row (0: at z = mu) from the prediction stream, with the model's weights or,
+ * if ema is not NULL, with the averaged ones (the model's own weights are as they were
+ * afterwards; ema must be as long as the parameter array). Outputs, each optional:
+ *   *error     the fraction of rows whose most probable class is not the label;
+ *   *ce_bits   the mean cross-entropy -log2 p(y|x) of the averaged prediction, in bits;
+ *   *kl_bits   the mean KL(q(z|x) || N(0, I)) in bits, the rate (an upper bound on I(Z;X));
+ *   *izy_bits  H(Y) - ce_bits, H(Y) the entropy of these labels: a lower bound on I(Z;Y).
+ * A label outside [0, classes) is VIB_ERR_INVALID_ARG naming the row. */
+VIB_API int vib_model_evaluate(vib_model *model, const vib_ema *ema, size_t n, const float *x,
+                               const int32_t *labels, size_t samples, double *error,
+                               double *ce_bits, double *kl_bits, double *izy_bits);
+
+/* A trainer: minibatch training of a model with an optimizer (and an optional moving
+ * average of the weights) over a fixed training set of n rows, in seeded-shuffled
+ * minibatches of `batch` rows (the last one of an epoch shorter if batch does not divide
+ * n), the learning rate lr0 * rate^floor(step / decay_steps) (the staircase; rate 1
+ * keeps it constant; floored at 1e-30, as no optimizer accepts 0), one optimizer step
+ * and average update per minibatch. The trainer keeps pointers to the model, optimizer
+ * and average (which the caller creates, keeps alive and frees after the trainer), not
+ * to the data: every call that trains is given x [n x input_dim] and labels [n].
+ * Everything is allocated at creation: steps allocate nothing. */
+typedef struct vib_trainer vib_trainer;
+
+/* Called after each step: the epoch (from 0), the step within it (from 1), the steps of
+ * an epoch, and that step's batch means. Return 0 to go on, nonzero to stop the running
+ * vib_trainer_epoch after this step (it returns VIB_OK; vib_trainer_stopped says so). */
+typedef int (*vib_train_callback)(void *user, uint64_t epoch, uint64_t step,
+                                  uint64_t steps_per_epoch, double ce, double kl, double loss);
+
+VIB_API int vib_trainer_create(vib_model *model, vib_optim *opt, vib_ema *ema, size_t n,
+                               size_t batch, uint64_t seed, vib_trainer **out);
+VIB_API void vib_trainer_free(vib_trainer *trainer);
+
+/* The learning-rate schedule (by default the optimizer's rate, constant). */
+VIB_API int vib_trainer_set_schedule(vib_trainer *trainer, float lr0, float rate,
+                                     uint64_t decay_steps);
+/* The callback (NULL: none) and its user pointer. */
+VIB_API int vib_trainer_set_callback(vib_trainer *trainer, vib_train_callback cb, void *user);
+
+/* One step: the next minibatch of the current epoch; the epoch's last step reshuffles
+ * for the next. A step that fails (bad data, a non-finite loss or gradient) changes
+ * nothing: parameters, optimizer state, average, noise streams and position are as
+ * they were. ce, kl, loss (optional) receive the batch means. */
+VIB_API int vib_trainer_step(vib_trainer *trainer, const float *x, const int32_t *labels,
+                             double *ce, double *kl, double *loss);
+/* The rest of the current epoch (all of it from its start), or up to the step after
+ * which the callback asks to stop; ce, kl, loss receive the means over the rows trained. */
+VIB_API int vib_trainer_epoch(vib_trainer *trainer, const float *x, const int32_t *labels,
+                              double *ce, double *kl, double *loss);
+
+/* Where the trainer is: epochs completed, steps done in the current one, steps per
+ * epoch, steps in all; whether the last vib_trainer_epoch was stopped by the callback;
+ * the learning rate of the last step (the schedule's first before any). */
+VIB_API uint64_t vib_trainer_epochs_done(const vib_trainer *trainer);
+VIB_API uint64_t vib_trainer_step_in_epoch(const vib_trainer *trainer);
+VIB_API uint64_t vib_trainer_steps_per_epoch(const vib_trainer *trainer);
+VIB_API uint64_t vib_trainer_steps(const vib_trainer *trainer);
+VIB_API int vib_trainer_stopped(const vib_trainer *trainer);
+VIB_API float vib_trainer_lr(const vib_trainer *trainer);
+
+/* A checkpoint: the model (its file, which vib_model_load reads from the checkpoint as
+ * it is), the optimizer's state (moments, step count, rate), the average, both of the
+ * model's noise streams and the trainer's position (epoch, step, shuffle), in one
+ * versioned, little-endian, CRC-checked file written atomically like a model file.
+ * vib_trainer_load restores one into a trainer built like the one saved (the same
+ * architecture, optimizer kind and length, average or not, n and batch): the state
+ * continues bit for bit. A mismatch or a damaged file is an error and changes nothing. */
+VIB_API int vib_trainer_save(const vib_trainer *trainer, const char *path);
+VIB_API int vib_trainer_load(vib_trainer *trainer, const char *path);
 
 #ifdef __cplusplus
 }
