@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@
 #include "example_util.h"
 
 typedef struct {
-    const char *data, *save, *load, *csv, *plot;
+    const char *data, *save, *load, *csv, *plot, *checkpoint, *resume;
     size_t epochs, latent, batch, samples, threads, train_limit;
     size_t enc[8], n_enc, dec[8], n_dec;
     double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
@@ -61,6 +62,10 @@ static void usage(FILE *f)
             "  --paper               the paper's recipe (see the top of train_mnist.c)\n"
             "  --save FILE           save the evaluated model (the EMA weights if on) at the end\n"
             "  --load FILE           start from a saved model (its architecture wins)\n"
+            "  --checkpoint FILE     save the whole training state there after every epoch,\n"
+            "                        and on Ctrl-C (SIGINT) at the end of the current step\n"
+            "  --resume FILE         continue the run a --checkpoint file holds (give the same\n"
+            "                        options as the run that wrote it)\n"
             "  --csv FILE            per-epoch metrics (default results/train_mnist.csv)\n"
             "  --plot FILE           learning curve PNG (default results/train_mnist.png)\n");
 }
@@ -119,11 +124,14 @@ static void parse_args(int argc, char **argv, options *o)
         static const char *const valued[] = {
             "--data", "--save", "--load", "--csv", "--plot", "--epochs", "--latent", "--batch",
             "--samples", "--threads", "--train-limit", "--seed", "--beta", "--lr", "--beta1",
-            "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs"};
+            "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs",
+            "--checkpoint", "--resume"};
         const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--load")) o->load = v;
+        else if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--csv")) o->csv = v;
         else if (!strcmp(a, "--plot")) o->plot = v;
         else if (!strcmp(a, "--epochs")) o->epochs = parse_size(a, v, 0, 100000);
@@ -157,18 +165,33 @@ typedef struct {
     double t0;
 } epoch_progress;
 
-static void progress(void *ctx, size_t done, size_t total)
+/* Set by SIGINT when --checkpoint is given: the trainer stops after the current step. */
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
 {
-    const epoch_progress *p = ctx;
+    (void)sig;
+    interrupted = 1;
+}
+
+/* The trainer's callback: the progress bar, and the request to stop. */
+static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, double ce,
+                    double kl, double loss)
+{
+    (void)epoch, (void)ce, (void)kl, (void)loss;
+    const epoch_progress *p = user;
+    const size_t done = (size_t)step, total = (size_t)steps;
     double t;
-    if (!progress_due(done, total, &t))
-        return;
-    double per_step = done ? (t - p->t0) / (double)done : 0.0;
-    double eta = per_step * ((double)(total - done) + (double)total * (double)(p->epochs - p->epoch));
-    char label[64], tail[32];
-    snprintf(label, sizeof label, "epoch %zu/%zu", p->epoch, p->epochs);
-    snprintf(tail, sizeof tail, "ETA %5.0fs", eta);
-    progress_draw(label, done, total, tail, 70);
+    if (progress_due(done, total, &t)) {
+        double per_step = done ? (t - p->t0) / (double)done : 0.0;
+        double eta =
+            per_step * ((double)(total - done) + (double)total * (double)(p->epochs - p->epoch));
+        char label[64], tail[32];
+        snprintf(label, sizeof label, "epoch %zu/%zu", p->epoch, p->epochs);
+        snprintf(tail, sizeof tail, "ETA %5.0fs", eta);
+        progress_draw(label, done, total, tail, 70);
+    }
+    return interrupted;
 }
 
 /* Test error (%) with `samples` draws (0: at the posterior mean). */
@@ -253,10 +276,28 @@ int main(int argc, char **argv)
     check(vib_adam_create(P, (float)o.lr, (float)o.beta1, (float)o.beta2, 1e-8f, &opt), "Adam");
     if (o.ema > 0.0)
         check(vib_ema_create(P, (float)o.ema, params, &ema), "EMA");
-    minibatch mb;
-    minibatch_init(&mb, m, opt, ema, vib_dataset_images(train), vib_dataset_labels(train),
-                   n_train, dim, o.batch, o.seed, o.lr, o.lr_decay, o.decay_epochs);
-    mb.floor_lr = mb.want_loss = true;
+    /* The library's trainer: seeded shuffling, the staircase rate (decayed every
+     * decay_epochs epochs of steps), one Adam step and average update per batch. */
+    vib_trainer *tr = NULL;
+    check(vib_trainer_create(m, opt, ema, n_train, o.batch, o.seed, &tr), "trainer");
+    const double decay_steps =
+        fmax(1.0, o.decay_epochs * (double)vib_trainer_steps_per_epoch(tr));
+    check(vib_trainer_set_schedule(tr, (float)o.lr, (float)o.lr_decay, (uint64_t)decay_steps),
+          "schedule");
+    if (o.resume) {
+        check(vib_trainer_load(tr, o.resume), "resume");
+        printf("resumed %s: %llu epochs and %llu steps done\n", o.resume,
+               (unsigned long long)vib_trainer_epochs_done(tr),
+               (unsigned long long)vib_trainer_step_in_epoch(tr));
+    }
+    if (o.checkpoint) { /* Ctrl-C: stop after the current step and save the state */
+        mkdir_for(o.checkpoint);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+    }
 
     char desc[256];
     const int desc_len = vib_model_describe(m, desc, sizeof desc); /* length, or a status */
@@ -282,13 +323,14 @@ int main(int argc, char **argv)
     FILE *csv = NULL;
     if (o.epochs > 0) {
         mkdir_for(o.csv);
-        csv = fopen(o.csv, "w");
+        csv = fopen(o.csv, o.resume ? "a" : "w"); /* a resumed run adds its epochs */
         if (csv == NULL) {
             fprintf(stderr, "train_mnist: %s: %s\n", o.csv, strerror(errno));
             return 1;
         }
-        fprintf(csv, "epoch,seconds,lr,loss,ce_nats,kl_bits,izy_lower_bits,test_error_1_pct,"
-                     "test_error_s_pct\n");
+        if (!o.resume)
+            fprintf(csv, "epoch,seconds,lr,loss,ce_nats,kl_bits,izy_lower_bits,"
+                         "test_error_1_pct,test_error_s_pct\n");
     }
 
     const double h_y = label_entropy_bits(train, n_train);
@@ -296,10 +338,22 @@ int main(int argc, char **argv)
 
     const double t_start = now();
     double err1 = 0.0, errs = 0.0;
-    for (size_t epoch = 1; epoch <= o.epochs; epoch++) {
+    for (size_t epoch = (size_t)vib_trainer_epochs_done(tr) + 1; epoch <= o.epochs; epoch++) {
         epoch_progress bar = {epoch, o.epochs, now()};
-        const epoch_sums sum = minibatch_epoch(&mb, progress, &bar);
-        const double sum_loss = sum.loss, sum_ce = sum.ce, lr = sum.lr;
+        check(vib_trainer_set_callback(tr, progress, &bar), "callback");
+        double mean_ce, mean_kl, mean_loss;
+        check(vib_trainer_epoch(tr, vib_dataset_images(train), vib_dataset_labels(train),
+                                &mean_ce, &mean_kl, &mean_loss), "train");
+        if (vib_trainer_stopped(tr)) {
+            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
+            fprintf(stderr, "\ntrain_mnist: interrupted in epoch %zu after step %llu; state "
+                            "saved in %s (continue with --resume %s)\n", epoch,
+                    (unsigned long long)vib_trainer_step_in_epoch(tr), o.checkpoint,
+                    o.checkpoint);
+            return 130;
+        }
+        const double n = (double)n_train, sum_loss = mean_loss * n, sum_ce = mean_ce * n;
+        const double sum_kl = mean_kl * n, lr = vib_trainer_lr(tr);
         const double train_s = now() - bar.t0;
         if (ema) { /* evaluate the averaged weights, then carry on with the raw ones */
             memcpy(saved, params, P * sizeof(float));
@@ -309,7 +363,7 @@ int main(int argc, char **argv)
         errs = test_error(m, test, o.samples);
         if (ema)
             memcpy(params, saved, P * sizeof(float));
-        const double n = (double)n_train, ce = sum_ce / n, kl_bits = sum.kl / n / log(2.0);
+        const double ce = sum_ce / n, kl_bits = sum_kl / n / log(2.0);
         const double izy = h_y - ce / log(2.0);
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
                "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n",
@@ -318,6 +372,8 @@ int main(int argc, char **argv)
                 sum_loss / n, ce, kl_bits, izy, err1, errs);
         fflush(csv);
         fflush(stdout);
+        if (o.checkpoint)
+            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
     }
     if (csv) {
         fclose(csv);
@@ -339,7 +395,7 @@ int main(int argc, char **argv)
     printf("result test_error_pct=%.2f epochs=%zu beta=%g seconds=%.1f\n", errs, o.epochs,
            vib_model_deterministic(m) ? 0.0 : (double)vib_model_beta(m), now() - t_start);
     free(saved);
-    minibatch_free(&mb);
+    vib_trainer_free(tr);
     vib_ema_free(ema);
     vib_optim_free(opt);
     vib_model_free(m);

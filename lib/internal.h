@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "vib.h"
 
@@ -236,6 +237,100 @@ int vibi_open_regular(const char *fn, const char *path, int *fd, uint64_t *size)
  * arrived. Retries interrupted and short reads; a failed read() is VIB_ERR_IO naming fn
  * and path. */
 int vibi_read_fd(const char *fn, const char *path, int fd, void *buf, size_t n, size_t *got);
+
+/* optim.c: an optimizer's and an average's state, for checkpoints ---------------- */
+
+/* The settings by value, the state through pointers into the handle (s2 NULL for SGD). */
+typedef struct vibi_optim_state {
+    int kind; /* 1 Adam, 2 SGD */
+    size_t n;
+    float beta1, beta2, eps, momentum;
+    float *lr;
+    double *s1max;
+    uint64_t *steps;
+    float *s1, *s2;
+} vibi_optim_state;
+void vibi_optim_view(vib_optim *opt, vibi_optim_state *v);
+
+typedef struct vibi_ema_state {
+    size_t n;
+    float decay;
+    uint64_t *updates;
+    float *avg;
+} vibi_ema_state;
+void vibi_ema_view(vib_ema *ema, vibi_ema_state *v);
+
+/* io.c: little-endian fields, CRC-32 and atomic writes, for the model file and the
+ * checkpoint ------------------------------------------------------------------------- */
+
+static inline unsigned char *vibi_put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static inline unsigned char *vibi_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static inline uint32_t vibi_get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static inline uint64_t vibi_get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* floats and doubles by their bits (IEEE, as the library assumes everywhere) */
+static inline unsigned char *vibi_put_f32(unsigned char *p, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    return vibi_put_u32(p, v);
+}
+
+static inline float vibi_get_f32(const unsigned char *p)
+{
+    const uint32_t v = vibi_get_u32(p);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+static inline unsigned char *vibi_put_f64(unsigned char *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    return vibi_put_u64(p, v);
+}
+
+static inline double vibi_get_f64(const unsigned char *p)
+{
+    const uint64_t v = vibi_get_u64(p);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+
+/* zlib's CRC-32 of n bytes. */
+uint32_t vibi_crc32(const unsigned char *p, size_t n);
+
+/* Write len bytes to path atomically: a temporary file beside it (mode 0666 less the
+ * umask), fsync, rename over path, fsync of the directory. A reader sees the old file
+ * or the new one, never a mix; on failure path is as it was and no temporary is left. */
+int vibi_write_file(const char *fn, const char *path, const unsigned char *buf, size_t len);
 
 /* rng.c --------------------------------------------------------------------------- */
 

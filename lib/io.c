@@ -42,53 +42,6 @@
 static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
 enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
 
-/* ---- little-endian encoding ----------------------------------------------------- */
-
-static unsigned char *put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        *p++ = (unsigned char)(v >> (8 * i));
-    return p;
-}
-
-static unsigned char *put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        *p++ = (unsigned char)(v >> (8 * i));
-    return p;
-}
-
-static unsigned char *put_f32(unsigned char *p, float f)
-{
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    return put_u32(p, v);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static float get_f32(const unsigned char *p)
-{
-    uint32_t v = get_u32(p);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
-
 /* Bytes of a file with these counts; the header up to the hidden sizes is 56 bytes. */
 static uint64_t file_size(uint64_t n_enc, uint64_t n_dec, uint64_t params)
 {
@@ -96,7 +49,7 @@ static uint64_t file_size(uint64_t n_enc, uint64_t n_dec, uint64_t params)
 }
 
 /* zlib's crc32 takes a uInt length; feed large buffers in pieces. */
-static uint32_t crc_of(const unsigned char *p, size_t n)
+uint32_t vibi_crc32(const unsigned char *p, size_t n)
 {
     uLong crc = crc32(0L, Z_NULL, 0);
     while (n > 0) {
@@ -143,10 +96,8 @@ static void sync_dir(const char *path)
     }
 }
 
-int vib_model_save(const vib_model *model, const char *path)
+int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out, size_t *len)
 {
-    static const char fn[] = "vib_model_save";
-    TRY(VIBI_CHECK_PTRS(fn, "model path", model, path));
     const vibi_arch *a = &model->arch;
     const size_t P = a->num_params;
     const size_t total = (size_t)file_size(a->n_enc, a->n_dec, P);
@@ -154,34 +105,39 @@ int vib_model_save(const vib_model *model, const char *path)
     for (size_t i = 0; i < P; i++) /* vib_model_load refuses such a file: do not write it */
         if (!isfinite(params[i]))
             return vibi_fail(VIB_ERR_NUMERIC, "%s: parameter %zu is %g", fn, i, (double)params[i]);
-    if (strlen(path) > 4000)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: path is too long", fn);
-
     unsigned char *buf = malloc(total);
     if (buf == NULL)
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
     unsigned char *p = buf;
     memcpy(p, MAGIC, 8), p += 8;
-    p = put_u32(p, FORMAT_VERSION);
-    p = put_u32(p, (model->deterministic ? FLAG_DETERMINISTIC : 0) |
-                       (vibi_arch_full(a) ? FLAG_FULL_COV : 0));
-    p = put_u64(p, a->input_dim);
-    p = put_u64(p, a->k);
-    p = put_u64(p, a->classes);
-    p = put_u64(p, a->n_enc);
-    p = put_u64(p, a->n_dec);
+    p = vibi_put_u32(p, FORMAT_VERSION);
+    p = vibi_put_u32(p, (model->deterministic ? FLAG_DETERMINISTIC : 0) |
+                            (vibi_arch_full(a) ? FLAG_FULL_COV : 0));
+    p = vibi_put_u64(p, a->input_dim);
+    p = vibi_put_u64(p, a->k);
+    p = vibi_put_u64(p, a->classes);
+    p = vibi_put_u64(p, a->n_enc);
+    p = vibi_put_u64(p, a->n_dec);
     for (size_t i = 0; i < a->n_enc; i++)
-        p = put_u64(p, a->enc[i]);
+        p = vibi_put_u64(p, a->enc[i]);
     for (size_t i = 0; i < a->n_dec; i++)
-        p = put_u64(p, a->dec[i]);
-    p = put_f32(p, model->beta);
-    p = put_f32(p, model->offset);
-    p = put_u64(p, model->seed);
-    p = put_u64(p, P);
+        p = vibi_put_u64(p, a->dec[i]);
+    p = vibi_put_f32(p, model->beta);
+    p = vibi_put_f32(p, model->offset);
+    p = vibi_put_u64(p, model->seed);
+    p = vibi_put_u64(p, P);
     for (size_t i = 0; i < P; i++)
-        p = put_f32(p, params[i]);
-    p = put_u32(p, crc_of(buf, (size_t)(p - buf)));
+        p = vibi_put_f32(p, params[i]);
+    vibi_put_u32(p, vibi_crc32(buf, (size_t)(p - buf)));
+    *out = buf;
+    *len = total;
+    return VIB_OK;
+}
 
+int vibi_write_file(const char *fn, const char *path, const unsigned char *buf, size_t len)
+{
+    if (strlen(path) > 4000)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: path is too long", fn);
     /* The temporary beside the target, created exclusively with mode 0666 so the
      * process's umask applies as for any new file (mkstemp would force 0600). */
     char tmp[4096 + 64];
@@ -192,15 +148,12 @@ int vib_model_save(const vib_model *model, const char *path)
         if (fd < 0 && errno != EEXIST)
             break;
     }
-    if (fd < 0) {
-        int e = errno;
-        free(buf);
+    if (fd < 0)
         return vibi_fail(VIB_ERR_IO, "%s: %s: cannot create a temporary file: %s", fn, path,
-                         strerror(e));
-    }
+                         strerror(errno));
     const char *failed = NULL;
     int e = 0;
-    if (!write_all(fd, buf, total))
+    if (!write_all(fd, buf, len))
         failed = "write", e = errno ? errno : EIO;
     else if (fsync(fd) != 0)
         failed = "fsync", e = errno;
@@ -208,13 +161,26 @@ int vib_model_save(const vib_model *model, const char *path)
         failed = "close", e = errno;
     if (failed == NULL && rename(tmp, path) != 0)
         failed = "rename", e = errno;
-    free(buf);
     if (failed != NULL) {
         unlink(tmp);
         return vibi_fail(VIB_ERR_IO, "%s: %s: %s failed: %s", fn, path, failed, strerror(e));
     }
     sync_dir(path);
     return VIB_OK;
+}
+
+int vib_model_save(const vib_model *model, const char *path)
+{
+    static const char fn[] = "vib_model_save";
+    TRY(VIBI_CHECK_PTRS(fn, "model path", model, path));
+    if (strlen(path) > 4000)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: path is too long", fn);
+    unsigned char *buf;
+    size_t len;
+    TRY(vibi_model_image(fn, model, &buf, &len));
+    const int rc = vibi_write_file(fn, path, buf, len);
+    free(buf);
+    return rc;
 }
 
 /* ---- load ----------------------------------------------------------------------- */
@@ -236,13 +202,13 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
     if (file_len < 56)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
-    const uint32_t version = get_u32(head + 8), flags = get_u32(head + 12);
+    const uint32_t version = vibi_get_u32(head + 8), flags = vibi_get_u32(head + 12);
     if (version != FORMAT_VERSION)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: format version %u, this libvib reads version %d", fn, path,
                    version, FORMAT_VERSION);
     if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: unknown flags 0x%x", fn, path, flags);
-    const uint64_t n_enc = get_u64(head + 40), n_dec = get_u64(head + 48);
+    const uint64_t n_enc = vibi_get_u64(head + 40), n_dec = vibi_get_u64(head + 48);
     /* The layer counts bound where the fields after them sit: only they are checked
      * before the length (every other limit is vibi_arch_check's, in parse). */
     if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
@@ -252,7 +218,7 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
     if (file_len < hdr + 4)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
-    const uint64_t P = get_u64(head + hdr - 8);
+    const uint64_t P = vibi_get_u64(head + hdr - 8);
     if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != file_len)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated or padded: %llu bytes, the header promises %llu", fn,
                    path, (unsigned long long)file_len,
@@ -265,9 +231,10 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
  * checked first, then its header against its length (check_header), and only then is
  * the whole file allocated, of at most `cap` bytes: neither a device, nor a large
  * foreign file, nor a forged header makes the reader grow beyond the file's true
- * size. */
+ * size. A checkpoint (its own magic, *ckpt set) is read whole, its checks being
+ * vibi_checkpoint_model's. */
 static int read_file(const char *fn, const char *path, size_t cap, unsigned char **buf,
-                     size_t *len)
+                     size_t *len, bool *ckpt)
 {
     int fd;
     uint64_t size;
@@ -280,9 +247,11 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
     if (rc == VIB_OK && got == 8 && memcmp(head, MAGIC, 8) == 0 && head_want > 8)
         rc = vibi_read_fd(fn, path, fd, head + 8, head_want - 8, &rest);
     const size_t head_len = got + rest;
-    /* a file that shrank since fstat is as long as what was read of it */
-    const uint64_t file_len = head_len < head_want ? head_len : size;
-    if (rc == VIB_OK)
+    *ckpt = rc == VIB_OK && got == 8 && memcmp(head, VIBI_CKPT_MAGIC, 8) == 0;
+    /* a file that shrank since fstat is as long as what was read of it (a checkpoint's
+     * header is not read ahead: its length is fstat's) */
+    const uint64_t file_len = !*ckpt && head_len < head_want ? head_len : size;
+    if (rc == VIB_OK && !*ckpt)
         rc = check_header(fn, path, head, head_len, file_len);
     unsigned char *b = NULL;
     if (rc == VIB_OK && file_len > (uint64_t)cap)
@@ -306,29 +275,28 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
     return VIB_OK;
 }
 
-/* Check the image and build the model from it. */
-static int parse(const char *fn, const char *path, const unsigned char *b, size_t len,
-                 vib_model **out)
+int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, size_t len,
+                     vib_model **out)
 {
     /* the header again, against the length read (the file may have changed since) */
     TRY(check_header(fn, path, b, len, len));
-    const uint32_t flags = get_u32(b + 12);
-    const uint64_t n_enc = get_u64(b + 40), n_dec = get_u64(b + 48);
+    const uint32_t flags = vibi_get_u32(b + 12);
+    const uint64_t n_enc = vibi_get_u64(b + 40), n_dec = vibi_get_u64(b + 48);
     const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
-    const uint64_t P = get_u64(b + hdr - 8);
-    uint32_t stored = get_u32(b + len - 4), actual = crc_of(b, len - 4);
+    const uint64_t P = vibi_get_u64(b + hdr - 8);
+    uint32_t stored = vibi_get_u32(b + len - 4), actual = vibi_crc32(b, len - 4);
     if (stored != actual)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
                    stored, actual);
     /* Sizes beyond size_t are clamped to SIZE_MAX, which the check refuses as it
      * refuses any size past its limit. */
 #define SIZE_OF(v) ((v) > SIZE_MAX ? SIZE_MAX : (size_t)(v))
-    vibi_arch a = {.input_dim = SIZE_OF(get_u64(b + 16)), .k = SIZE_OF(get_u64(b + 24)),
-                   .classes = SIZE_OF(get_u64(b + 32)), .n_enc = (size_t)n_enc,
+    vibi_arch a = {.input_dim = SIZE_OF(vibi_get_u64(b + 16)), .k = SIZE_OF(vibi_get_u64(b + 24)),
+                   .classes = SIZE_OF(vibi_get_u64(b + 32)), .n_enc = (size_t)n_enc,
                    .n_dec = (size_t)n_dec,
                    .flags = (flags & FLAG_FULL_COV) ? VIB_MODEL_FULL_COV : 0};
     for (size_t i = 0; i < a.n_enc + a.n_dec; i++) {
-        const size_t v = SIZE_OF(get_u64(b + 56 + 8 * i));
+        const size_t v = SIZE_OF(vibi_get_u64(b + 56 + 8 * i));
         if (i < a.n_enc)
             a.enc[i] = v;
         else
@@ -342,19 +310,19 @@ static int parse(const char *fn, const char *path, const unsigned char *b, size_
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu parameters, the architecture has %zu", fn, path,
                    (unsigned long long)P, a.num_params);
     const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
-    float beta = get_f32(p), offset = get_f32(p + 4);
-    uint64_t seed = get_u64(p + 8);
+    float beta = vibi_get_f32(p), offset = vibi_get_f32(p + 4);
+    uint64_t seed = vibi_get_u64(p + 8);
     if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
     const unsigned char *q = b + hdr;
     for (size_t i = 0; i < P; i++)
-        if (!isfinite(get_f32(q + 4 * i)))
+        if (!isfinite(vibi_get_f32(q + 4 * i)))
             return vibi_fail(VIB_ERR_FORMAT, "%s: %s: parameter %zu is not finite", fn, path, i);
     /* Allocated, not initialized: the weights are the file's. */
     vib_model *m;
     TRY(vibi_model_alloc(fn, &a, seed, &m));
     for (size_t i = 0; i < P; i++)
-        m->params[i] = get_f32(q + 4 * i);
+        m->params[i] = vibi_get_f32(q + 4 * i);
     m->beta = beta;
     m->offset = offset;
     m->deterministic = (flags & FLAG_DETERMINISTIC) ? 1 : 0;
@@ -368,8 +336,13 @@ int vib_model_load(const char *path, vib_model **out)
     TRY(VIBI_CHECK_PTRS(fn, "path out", path, out));
     unsigned char *buf = NULL;
     size_t len = 0;
-    TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len));
-    const int rc = parse(fn, path, buf, len, out);
+    bool ckpt;
+    TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len, &ckpt));
+    /* a checkpoint holds a model file: that part, as it is */
+    size_t off = 0;
+    int rc = ckpt ? vibi_checkpoint_model(fn, path, buf, len, &off, &len) : VIB_OK;
+    if (rc == VIB_OK)
+        rc = vibi_model_parse(fn, path, buf + off, len, out);
     free(buf);
     return rc;
 }

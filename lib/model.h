@@ -117,4 +117,21 @@ void vibi_model_scale(const vib_model *m, size_t rows, const float *head, bool p
 void vibi_model_sample(const vib_model *m, size_t rows, const float *head, const float *scale,
                        const float *v, float *z);
 
+/* io.c: the model file -------------------------------------------------------------- */
+
+/* The model's file image (what vib_model_save writes) in a new buffer *out of *len bytes
+ * (the caller frees it); VIB_ERR_NUMERIC for a non-finite parameter. */
+int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out, size_t *len);
+
+/* Check a model file image of len bytes and build the model from it (errors name fn and
+ * path). */
+int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, size_t len,
+                     vib_model **out);
+
+/* train.c: a checkpoint's magic, and where its model part is: [*off, *off + *len) of
+ * the len-byte image b, after its header and CRC are checked. */
+#define VIBI_CKPT_MAGIC "VIBCKPT1"
+int vibi_checkpoint_model(const char *fn, const char *path, const unsigned char *b, size_t len,
+                          size_t *off, size_t *mlen);
+
 #endif /* VIB_MODEL_H */

@@ -657,3 +657,19 @@ const float *vib_ema_values(const vib_ema *ema)
 {
     return ema ? ema->avg : NULL;
 }
+
+/* ---- the state, for checkpoints (train.c) ------------------------------------------ */
+
+void vibi_optim_view(vib_optim *opt, vibi_optim_state *v)
+{
+    *v = (vibi_optim_state){.kind = opt->kind, .n = opt->n, .lr = &opt->lr,
+                            .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
+                            .momentum = opt->momentum, .s1max = &opt->s1max,
+                            .steps = &opt->steps, .s1 = opt->s1, .s2 = opt->s2};
+}
+
+void vibi_ema_view(vib_ema *ema, vibi_ema_state *v)
+{
+    *v = (vibi_ema_state){.n = ema->n, .decay = ema->decay, .updates = &ema->updates,
+                          .avg = ema->avg};
+}
