@@ -6,6 +6,9 @@
 
 int main(void)
 {
+    const char *child = getenv("VIB_TEST_RESUME_CHILD");
+    if (child != NULL) /* test_train.c's resume in a fresh process */
+        return test_resume_child(child);
     SRunner *sr = srunner_create(make_status_suite());
     srunner_add_suite(sr, make_rng_suite());
     srunner_add_suite(sr, make_gemm_suite());
@@ -20,6 +23,7 @@ int main(void)
     srunner_add_suite(sr, make_backend_suite());
     srunner_add_suite(sr, make_alloc_suite());
     srunner_add_suite(sr, make_vmath_suite());
+    srunner_add_suite(sr, make_train_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

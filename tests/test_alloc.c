@@ -104,6 +104,25 @@ START_TEST(steady_state_allocates_nothing)
         ck_assert_msg(rc[i] == VIB_OK, "call %d: %s", i, vib_last_error());
     ck_assert_msg(counted == 0, "%zu allocations in three steps", counted);
 
+    /* The trainer allocates when it is created, never in a step or an epoch (of 3). */
+    static float xt[3 * B * IN];
+    static int32_t yt[3 * B];
+    fill_normal(7, 3 * B * IN, 0.0f, 1.0f, xt);
+    for (int r = 0; r < 3 * B; r++)
+        yt[r] = r % C;
+    vib_trainer *t = NULL;
+    ck_assert_ok(vib_trainer_create(m, opt, ema, 3 * B, B, 9, &t));
+    int trc[4];
+    before = allocations;
+    for (int step = 0; step < 3; step++)
+        trc[step] = vib_trainer_step(t, xt, yt, NULL, NULL, NULL);
+    trc[3] = vib_trainer_epoch(t, xt, yt, NULL, NULL, NULL);
+    const size_t trained = allocations - before;
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(trc[i] == VIB_OK, "trainer call %d: %s", i, vib_last_error());
+    ck_assert_msg(trained == 0, "%zu allocations in the trainer's steps", trained);
+    vib_trainer_free(t);
+
     /* and a larger batch than reserved does allocate (the workspace grows) */
     static float x2[(B + 1) * IN];
     static int32_t y2[B + 1];

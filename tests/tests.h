@@ -28,6 +28,11 @@ Suite *make_idx_suite(void);
 Suite *make_backend_suite(void);
 Suite *make_alloc_suite(void);
 Suite *make_vmath_suite(void);
+Suite *make_train_suite(void);
+
+/* test_train.c's fresh-process resume: the runner runs this instead of the suites when
+ * VIB_TEST_RESUME_CHILD is set (to "threads checkpoint output"). */
+int test_resume_child(const char *spec);
 
 /* test_alloc.c's allocation wrappers: the largest single request (malloc, calloc,
  * realloc, aligned_alloc) made by libvib or the tests since alloc_watch_reset. Read it

@@ -1,0 +1,405 @@
+/* test_train.c - the trainer: its schedule and epochs against hand-made steps, a failed
+ * step that leaves no trace, the callback that stops an epoch, and checkpoints that
+ * resume bit for bit (in a fresh process too, at 1 and 2 threads) or are refused
+ * cleanly. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+/* A small problem: 37 rows in batches of 8 (5 steps an epoch, the last of 5 rows). */
+enum { IN = 20, HID = 16, KK = 4, C = 3, N = 37, BATCH = 8 };
+
+typedef struct {
+    vib_model *m;
+    vib_optim *opt;
+    vib_ema *ema;
+    vib_trainer *t;
+} rig;
+
+static float xs[N * IN];
+static int32_t ys[N];
+
+static void data(void)
+{
+    /* without Check's assertions: the resume child runs this outside a test */
+    vib_rng *rng = NULL;
+    if (vib_rng_create(71, &rng) != VIB_OK || vib_rng_normal(rng, N * IN, 0.0f, 1.0f, xs) != VIB_OK)
+        abort();
+    vib_rng_free(rng);
+    for (int i = 0; i < N; i++)
+        ys[i] = (int32_t)((i * 7) % C);
+}
+
+/* kind 0: Adam with an average, 1: SGD without; hid: the hidden width. */
+static void rig_make(rig *r, int kind, size_t hid)
+{
+    const size_t enc[] = {hid};
+    ck_assert_ok(vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &r->m));
+    const size_t P = vib_model_num_params(r->m);
+    r->ema = NULL;
+    if (kind == 0) {
+        ck_assert_ok(vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &r->opt));
+        ck_assert_ok(vib_ema_create(P, 0.9f, vib_model_params(r->m), &r->ema));
+    } else {
+        ck_assert_ok(vib_sgd_create(P, 1e-2f, 0.5f, &r->opt));
+    }
+    ck_assert_ok(vib_trainer_create(r->m, r->opt, r->ema, N, BATCH, 11, &r->t));
+    ck_assert_ok(vib_trainer_set_schedule(r->t, 1e-2f, 0.5f, 3));
+}
+
+static void rig_free(rig *r)
+{
+    vib_trainer_free(r->t);
+    vib_ema_free(r->ema);
+    vib_optim_free(r->opt);
+    vib_model_free(r->m);
+}
+
+static void steps(rig *r, int k)
+{
+    for (int i = 0; i < k; i++)
+        ck_assert_ok(vib_trainer_step(r->t, xs, ys, NULL, NULL, NULL));
+}
+
+/* The parameters, and the average if any, of two rigs are the same bits. */
+static void same_state(rig *a, rig *b, const char *what)
+{
+    const size_t P = vib_model_num_params(a->m);
+    ck_assert_msg(memcmp(vib_model_params(a->m), vib_model_params(b->m), P * sizeof(float)) == 0,
+                  "%s: parameters differ", what);
+    if (a->ema)
+        ck_assert_msg(memcmp(vib_ema_values(a->ema), vib_ema_values(b->ema),
+                             P * sizeof(float)) == 0,
+                      "%s: averages differ", what);
+    ck_assert_uint_eq(vib_trainer_steps(a->t), vib_trainer_steps(b->t));
+    ck_assert_uint_eq(vib_optim_steps(a->opt), vib_optim_steps(b->opt));
+}
+
+START_TEST(epoch_is_its_steps)
+{
+    data();
+    rig a, b;
+    rig_make(&a, 0, HID);
+    rig_make(&b, 0, HID);
+    ck_assert_uint_eq(vib_trainer_steps_per_epoch(a.t), 5);
+    double ce, kl, loss, sum_ce = 0.0, sum_kl = 0.0, sum_loss = 0.0;
+    ck_assert_ok(vib_trainer_epoch(a.t, xs, ys, &ce, &kl, &loss));
+    for (int s = 0; s < 5; s++) {
+        double c, k, l;
+        ck_assert_ok(vib_trainer_step(b.t, xs, ys, &c, &k, &l));
+        const double rows = s < 4 ? BATCH : N - 4 * BATCH;
+        sum_ce += c * rows, sum_kl += k * rows, sum_loss += l * rows;
+        /* the staircase: lr0 rate^floor(step / 3) */
+        ck_assert(vib_trainer_lr(b.t) == (s < 3 ? 1e-2f : 5e-3f));
+    }
+    same_state(&a, &b, "an epoch against its five steps");
+    ck_assert_double_eq_tol(ce, sum_ce / N, 1e-12);
+    ck_assert_double_eq_tol(kl, sum_kl / N, 1e-12);
+    ck_assert_double_eq_tol(loss, sum_loss / N, 1e-12);
+    ck_assert_uint_eq(vib_trainer_epochs_done(a.t), 1);
+    ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 0);
+    ck_assert_int_eq(vib_trainer_stopped(a.t), 0);
+    rig_free(&a);
+    rig_free(&b);
+}
+END_TEST
+
+/* A step refused for a non-finite loss, a bad label, or an optimizer step that would
+ * overflow leaves parameters, optimizer, average, noise and shuffle as they were: the
+ * next steps match those of a twin that never failed. */
+START_TEST(failed_step_changes_nothing)
+{
+    data();
+    for (int kind = 0; kind < 2; kind++) {
+        rig a, b;
+        rig_make(&a, kind, HID);
+        rig_make(&b, kind, HID);
+        steps(&a, 2), steps(&b, 2);
+        const size_t P = vib_model_num_params(a.m);
+        float *p = vib_model_params(a.m), *saved = malloc(P * sizeof *saved);
+        memcpy(saved, p, P * sizeof *saved);
+        const float lr_was = vib_optim_lr(a.opt);
+        /* a non-finite loss */
+        for (size_t i = 0; i < P; i++)
+            p[i] = 1e30f;
+        ck_assert_fails(vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL), VIB_ERR_NUMERIC);
+        memcpy(p, saved, P * sizeof *saved);
+        /* a label outside the classes in the next batch */
+        static int32_t bad[N];
+        for (int i = 0; i < N; i++)
+            bad[i] = 7;
+        ck_assert_fails(vib_trainer_step(a.t, xs, bad, NULL, NULL, NULL), VIB_ERR_INVALID_ARG);
+        /* a finite loss whose gradients the optimizer refuses: the output layer's
+         * weights (the last KK x C block before its bias) scaled to 1e20 make the
+         * encoder's gradients exceed Adam's bound of 2^63 (SGD's is near FLT_MAX) */
+        if (kind == 0) {
+            float *w_out = p + P - C - (size_t)KK * C;
+            for (size_t i = 0; i < (size_t)KK * C; i++)
+                w_out[i] *= 1e20f;
+            ck_assert_fails(vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL), VIB_ERR_NUMERIC);
+            ck_assert_ptr_nonnull(strstr(vib_last_error(), "vib_optim_step"));
+            memcpy(p, saved, P * sizeof *saved);
+        }
+        ck_assert(vib_optim_lr(a.opt) == lr_was);
+        ck_assert_uint_eq(vib_trainer_steps(a.t), 2);
+        ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 2);
+        same_state(&a, &b, "after the failed steps");
+        steps(&a, 6), steps(&b, 6); /* across the epoch's end and its reshuffle */
+        same_state(&a, &b, "six steps later");
+        free(saved);
+        rig_free(&a);
+        rig_free(&b);
+    }
+}
+END_TEST
+
+static int stop_after(void *user, uint64_t epoch, uint64_t step, uint64_t steps_per_epoch,
+                      double ce, double kl, double loss)
+{
+    (void)epoch, (void)steps_per_epoch;
+    ck_assert(isfinite(ce) && isfinite(kl) && isfinite(loss));
+    return step >= *(uint64_t *)user;
+}
+
+START_TEST(callback_stops_and_the_epoch_resumes)
+{
+    data();
+    rig a, b;
+    rig_make(&a, 0, HID);
+    rig_make(&b, 0, HID);
+    uint64_t after = 2;
+    ck_assert_ok(vib_trainer_set_callback(a.t, stop_after, &after));
+    double ce;
+    ck_assert_ok(vib_trainer_epoch(a.t, xs, ys, &ce, NULL, NULL));
+    ck_assert_int_eq(vib_trainer_stopped(a.t), 1);
+    ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 2);
+    ck_assert_uint_eq(vib_trainer_epochs_done(a.t), 0);
+    ck_assert_ok(vib_trainer_set_callback(a.t, NULL, NULL));
+    ck_assert_ok(vib_trainer_epoch(a.t, xs, ys, NULL, NULL, NULL)); /* the other three */
+    ck_assert_int_eq(vib_trainer_stopped(a.t), 0);
+    ck_assert_ok(vib_trainer_epoch(b.t, xs, ys, NULL, NULL, NULL));
+    same_state(&a, &b, "a stopped and finished epoch against a whole one");
+    rig_free(&a);
+    rig_free(&b);
+}
+END_TEST
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+enum { HALF = 7 }; /* steps before and after the checkpoint: across an epoch's end */
+
+/* The child of resume_in_a_fresh_process, run by exec: VIB_TEST_RESUME_CHILD holds
+ * "threads checkpoint output". It rebuilds the rig, loads the checkpoint, takes HALF
+ * steps and writes the parameters and the average to output. */
+int test_resume_child(const char *spec)
+{
+    int threads;
+    char ckpt[512], out[512];
+    if (sscanf(spec, "%d %511s %511s", &threads, ckpt, out) != 3)
+        return 2;
+    /* rig_make's calls without Check's assertions, which need a running test */
+    vib_set_num_threads(threads);
+    data();
+    const size_t enc[] = {HID};
+    vib_model *m = NULL;
+    vib_optim *opt = NULL;
+    vib_ema *ema = NULL;
+    vib_trainer *t = NULL;
+    int rc = vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &m);
+    const size_t P = rc == VIB_OK ? vib_model_num_params(m) : 0;
+    if (rc == VIB_OK)
+        rc = vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &opt);
+    if (rc == VIB_OK)
+        rc = vib_ema_create(P, 0.9f, vib_model_params(m), &ema);
+    if (rc == VIB_OK)
+        rc = vib_trainer_create(m, opt, ema, N, BATCH, 11, &t);
+    if (rc == VIB_OK)
+        rc = vib_trainer_set_schedule(t, 1e-2f, 0.5f, 3);
+    if (rc == VIB_OK)
+        rc = vib_trainer_load(t, ckpt);
+    for (int i = 0; rc == VIB_OK && i < HALF; i++)
+        rc = vib_trainer_step(t, xs, ys, NULL, NULL, NULL);
+    if (rc != VIB_OK) {
+        fprintf(stderr, "resume child: %s\n", vib_last_error());
+        return 3;
+    }
+    FILE *f = fopen(out, "wb");
+    if (f == NULL || fwrite(vib_model_params(m), sizeof(float), P, f) != P ||
+        fwrite(vib_ema_values(ema), sizeof(float), P, f) != P || fclose(f) != 0)
+        return 5;
+    vib_trainer_free(t), vib_ema_free(ema), vib_optim_free(opt), vib_model_free(m);
+    return 0;
+}
+
+static char *tmp_path(const char *name)
+{
+    static char dir[64];
+    if (dir[0] == '\0') {
+        snprintf(dir, sizeof dir, "/tmp/vib_train_XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+    }
+    char *p = malloc(160);
+    snprintf(p, 160, "%s/%s", dir, name);
+    return p;
+}
+
+START_TEST(resume_in_a_fresh_process)
+{
+    data();
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_assert_ok(vib_set_num_threads(threads));
+        rig full, half;
+        rig_make(&full, 0, HID);
+        rig_make(&half, 0, HID);
+        steps(&full, 2 * HALF);
+        steps(&half, HALF);
+        char *ckpt = tmp_path("run.ckpt"), *out = tmp_path("child.out");
+        ck_assert_ok(vib_trainer_save(half.t, ckpt));
+        /* the same continuation in this process, from fresh handles */
+        rig again;
+        rig_make(&again, 0, HID);
+        ck_assert_ok(vib_trainer_load(again.t, ckpt));
+        steps(&again, HALF);
+        same_state(&again, &full, "resumed in this process");
+        /* and in a fresh one: this test binary again, run as the child */
+        char spec[1100];
+        snprintf(spec, sizeof spec, "%d %s %s", threads, ckpt, out);
+        const pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            setenv("VIB_TEST_RESUME_CHILD", spec, 1);
+            execl("/proc/self/exe", "run_tests", (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+        const size_t P = vib_model_num_params(full.m);
+        float *got = malloc(2 * P * sizeof *got);
+        FILE *f = fopen(out, "rb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fread(got, sizeof(float), 2 * P, f), 2 * P);
+        fclose(f);
+        ck_assert_msg(memcmp(got, vib_model_params(full.m), P * sizeof(float)) == 0,
+                      "%d thread(s): the resumed parameters differ", threads);
+        ck_assert_msg(memcmp(got + P, vib_ema_values(full.ema), P * sizeof(float)) == 0,
+                      "%d thread(s): the resumed average differs", threads);
+        /* the model loader reads a checkpoint's model */
+        vib_model *m = NULL;
+        ck_assert_ok(vib_model_load(ckpt, &m));
+        ck_assert_mem_eq(vib_model_params(m), vib_model_params(half.m), P * sizeof(float));
+        vib_model_free(m);
+        unlink(ckpt), unlink(out);
+        free(got), free(ckpt), free(out);
+        rig_free(&full), rig_free(&half), rig_free(&again);
+    }
+    ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
+/* A checkpoint that does not fit the trainer, or is damaged, is refused and changes
+ * nothing. */
+START_TEST(bad_checkpoints_are_refused)
+{
+    data();
+    rig a, other, sgd, target;
+    rig_make(&a, 0, HID);
+    steps(&a, 3);
+    char *ckpt = tmp_path("a.ckpt"), *bad = tmp_path("bad.ckpt");
+    ck_assert_ok(vib_trainer_save(a.t, ckpt));
+    rig_make(&target, 0, HID);
+    const size_t P = vib_model_num_params(target.m);
+    float *before = malloc(P * sizeof *before);
+    memcpy(before, vib_model_params(target.m), P * sizeof *before);
+
+    rig_make(&other, 0, HID + 1); /* another architecture */
+    ck_assert_fails(vib_trainer_load(other.t, ckpt), VIB_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(vib_last_error(), "the trainer's model is"));
+    rig_make(&sgd, 1, HID); /* another optimizer, and no average */
+    ck_assert_fails(vib_trainer_load(sgd.t, ckpt), VIB_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(vib_last_error(), "Adam"));
+
+    FILE *f = fopen(ckpt, "rb");
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    rewind(f);
+    unsigned char *b = malloc((size_t)len);
+    ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    const long cuts[] = {len / 2, len - 1, 30};
+    for (int i = 0; i < 3; i++) { /* a flipped byte, then a cut file */
+        f = fopen(bad, "wb");
+        if (i == 0) {
+            b[len / 2] ^= 0x40;
+            fwrite(b, 1, (size_t)len, f);
+            b[len / 2] ^= 0x40;
+        } else {
+            fwrite(b, 1, (size_t)cuts[i], f);
+        }
+        fclose(f);
+        ck_assert_fails(vib_trainer_load(target.t, bad), VIB_ERR_FORMAT);
+    }
+    ck_assert_fails(vib_trainer_load(target.t, "/nonexistent/x.ckpt"), VIB_ERR_IO);
+    ck_assert_mem_eq(vib_model_params(target.m), before, P * sizeof(float));
+    ck_assert_uint_eq(vib_trainer_steps(target.t), 0);
+    ck_assert_uint_eq(vib_optim_steps(target.opt), 0);
+    /* and the good one still loads */
+    ck_assert_ok(vib_trainer_load(target.t, ckpt));
+    same_state(&target, &a, "loaded");
+    unlink(ckpt), unlink(bad);
+    free(b), free(before), free(ckpt), free(bad);
+    rig_free(&a), rig_free(&other), rig_free(&sgd), rig_free(&target);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    data();
+    rig a;
+    rig_make(&a, 0, HID);
+    vib_trainer *t = (vib_trainer *)0x1;
+    const size_t P = vib_model_num_params(a.m);
+    vib_optim *longer = NULL;
+    ck_assert_ok(vib_adam_create(P + 1, 1e-3f, 0.9f, 0.999f, 1e-8f, &longer));
+    ck_assert_fails(vib_trainer_create(NULL, a.opt, NULL, N, BATCH, 1, &t), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_create(a.m, NULL, NULL, N, BATCH, 1, &t), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_create(a.m, a.opt, NULL, N, BATCH, 1, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_create(a.m, a.opt, NULL, 0, BATCH, 1, &t), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_create(a.m, a.opt, NULL, N, 0, 1, &t), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_create(a.m, longer, NULL, N, BATCH, 1, &t), VIB_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(vib_last_error(), "the optimizer holds"));
+    ck_assert_ptr_eq(t, (vib_trainer *)0x1);
+    ck_assert_fails(vib_trainer_set_schedule(a.t, 0.0f, 0.5f, 3), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_set_schedule(a.t, 1e-3f, 0.5f, 0), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_step(a.t, NULL, ys, NULL, NULL, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_epoch(a.t, xs, NULL, NULL, NULL, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_save(a.t, NULL), VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_load(NULL, "x"), VIB_ERR_INVALID_ARG);
+    ck_assert_uint_eq(vib_trainer_steps(a.t), 0);
+    ck_assert_uint_eq(vib_trainer_steps(NULL), 0);
+    vib_trainer_free(NULL);
+    vib_optim_free(longer);
+    rig_free(&a);
+}
+END_TEST
+
+Suite *make_train_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_add_test(tc, epoch_is_its_steps);
+    tcase_add_test(tc, failed_step_changes_nothing);
+    tcase_add_test(tc, callback_stops_and_the_epoch_resumes);
+    tcase_add_test(tc, resume_in_a_fresh_process);
+    tcase_add_test(tc, bad_checkpoints_are_refused);
+    tcase_add_test(tc, bad_arguments);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
