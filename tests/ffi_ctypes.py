@@ -99,7 +99,30 @@ PROTOTYPES = {
     "vib_model_grads": (FP, [c_void_p]),
     "vib_model_gradients": (c_int, [c_void_p, c_size_t, FP, I32P, DP, DP, DP]),
     "vib_model_predict": (c_int, [c_void_p, c_size_t, FP, c_size_t, FP]),
+    "vib_ema_create": (c_int, [c_size_t, c_float, FP, VPP]),
+    "vib_ema_free": (None, [c_void_p]),
+    "vib_ema_values": (FP, [c_void_p]),
+    "vib_trainer_create": (c_int, [c_void_p, c_void_p, c_void_p, c_size_t, c_size_t, c_uint64,
+                                   VPP]),
+    "vib_trainer_free": (None, [c_void_p]),
+    "vib_trainer_set_schedule": (c_int, [c_void_p, c_float, c_float, c_uint64]),
+    "vib_trainer_set_callback": (c_int, [c_void_p, c_void_p, c_void_p]),
+    "vib_trainer_step": (c_int, [c_void_p, FP, I32P, DP, DP, DP]),
+    "vib_trainer_epoch": (c_int, [c_void_p, FP, I32P, DP, DP, DP]),
+    "vib_trainer_epochs_done": (c_uint64, [c_void_p]),
+    "vib_trainer_step_in_epoch": (c_uint64, [c_void_p]),
+    "vib_trainer_steps_per_epoch": (c_uint64, [c_void_p]),
+    "vib_trainer_steps": (c_uint64, [c_void_p]),
+    "vib_trainer_stopped": (c_int, [c_void_p]),
+    "vib_trainer_lr": (c_float, [c_void_p]),
+    "vib_trainer_save": (c_int, [c_void_p, c_char_p]),
+    "vib_trainer_load": (c_int, [c_void_p, c_char_p]),
 }
+
+# The trainer's callback type: int (*)(void *user, uint64_t epoch, uint64_t step,
+# uint64_t steps_per_epoch, double ce, double kl, double loss).
+TRAIN_CALLBACK = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_uint64, c_double,
+                                  c_double, c_double)
 
 
 class Lib(object):
@@ -542,6 +565,78 @@ def test_model(ref):
               "%s rows are distributions" % key, repr(rows))
 
 
+def make_trainer(n):
+    """A model, Adam, an average and a trainer over n rows in batches of 5."""
+    m, opt, ema, t = c_void_p(), c_void_p(), c_void_p(), c_void_p()
+    enc = (c_size_t * 1)(HID)
+    check_status(LIB.model_create(IN, 1, enc, K, 0, None, CLASSES, SEED, byref(m)), VIB_OK,
+                 "vib_model_create (trainer)")
+    P = LIB.model_num_params(m)
+    check_status(LIB.adam_create(P, LR, 0.9, 0.999, 1e-8, byref(opt)), VIB_OK, "Adam (trainer)")
+    check_status(LIB.ema_create(P, 0.9, LIB.model_params(m), byref(ema)), VIB_OK,
+                 "vib_ema_create")
+    check_status(LIB.trainer_create(m, opt, ema, n, 5, 3, byref(t)), VIB_OK,
+                 "vib_trainer_create")
+    check_status(LIB.trainer_set_schedule(t, LR, 0.5, 2), VIB_OK, "vib_trainer_set_schedule")
+    return m, opt, ema, t, P
+
+
+def free_trainer(m, opt, ema, t):
+    LIB.trainer_free(t)
+    LIB.ema_free(ema)
+    LIB.optim_free(opt)
+    LIB.model_free(m)
+
+
+def test_trainer():
+    """The trainer through ctypes: a Python callback that stops an epoch, the epoch's
+    means, and a checkpoint that resumes bit for bit."""
+    xs, ys = batch()
+    n = len(ys)
+    x, labels = farr(xs), iarr(ys)
+    m, opt, ema, t, P = make_trainer(n)
+    check(LIB.trainer_steps_per_epoch(t) == 3, "vib_trainer_steps_per_epoch",
+          str(LIB.trainer_steps_per_epoch(t)))
+    seen = []
+
+    def on_step(user, epoch, step, steps, ce, kl, loss):
+        seen.append((epoch, step, steps))
+        return 1 if step == 2 else 0
+
+    cb = TRAIN_CALLBACK(on_step)  # kept alive while the trainer may call it
+    check_status(LIB.trainer_set_callback(t, cb, None), VIB_OK, "vib_trainer_set_callback")
+    ce, kl, loss = c_double(), c_double(), c_double()
+    check_status(LIB.trainer_epoch(t, x, labels, byref(ce), byref(kl), byref(loss)), VIB_OK,
+                 "vib_trainer_epoch (stopped)")
+    check(seen == [(0, 1, 3), (0, 2, 3)], "the callback's arguments", repr(seen))
+    check(LIB.trainer_stopped(t) == 1 and LIB.trainer_step_in_epoch(t) == 2,
+          "the callback stopped the epoch after step 2")
+    check(math.isfinite(ce.value) and ce.value > 0 and loss.value >= ce.value,
+          "the epoch's means", "%r %r %r" % (ce.value, kl.value, loss.value))
+    check_status(LIB.trainer_set_callback(t, None, None), VIB_OK, "callback removed")
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "ffi_ctypes_%d.ckpt" % os.getpid())
+    check_status(LIB.trainer_save(t, path.encode()), VIB_OK, "vib_trainer_save")
+    for _ in range(4):
+        check_status(LIB.trainer_step(t, x, labels, None, None, None), VIB_OK, "vib_trainer_step")
+    want = bytes(ctypes.string_at(LIB.model_params(m), 4 * P))
+    want_avg = bytes(ctypes.string_at(LIB.ema_values(ema), 4 * P))
+    m2, opt2, ema2, t2, _ = make_trainer(n)
+    check_status(LIB.trainer_load(t2, path.encode()), VIB_OK, "vib_trainer_load")
+    for _ in range(4):
+        LIB.trainer_step(t2, x, labels, None, None, None)
+    check(bytes(ctypes.string_at(LIB.model_params(m2), 4 * P)) == want and
+          bytes(ctypes.string_at(LIB.ema_values(ema2), 4 * P)) == want_avg,
+          "a checkpoint resumes bit for bit")
+    check(LIB.trainer_epochs_done(t2) == 2 and LIB.trainer_steps(t2) == 6,
+          "the position after resuming", "%d %d" % (LIB.trainer_epochs_done(t2),
+                                                   LIB.trainer_steps(t2)))
+    check_status(LIB.trainer_load(t2, b"/nonexistent/x.ckpt"), VIB_ERR_IO,
+                 "vib_trainer_load of a missing file")
+    os.unlink(path)
+    free_trainer(m, opt, ema, t)
+    free_trainer(m2, opt2, ema2, t2)
+
+
 def main(argv):
     global LIB
     if len(argv) < 2:
@@ -555,7 +650,7 @@ def main(argv):
         check(False, "load %s" % argv[1], str(e))
     else:
         for test in (test_version_and_status, test_backend, test_errors, test_rng, test_reparam, test_kl,
-                     test_sigma_head, test_relu, test_softmax_xent):
+                     test_sigma_head, test_relu, test_softmax_xent, test_trainer):
             test()
         test_model(os.path.abspath(ref))
     print("ffi_ctypes: %d passed, %d failed" % (passed, failed))
