@@ -7,10 +7,11 @@
  * 784-1024-1024 (ReLU), K = 256, a linear softmax decoder, batch 100, Adam (lr 1e-4,
  * beta1 0.5) with the weights' moving average (0.999) updated in the same pass, on the
  * 60,000 MNIST training images. For each thread count in LIST (default 1,2), N rounds
- * (default 3, after a warm-up of 60 steps) of:
+ * (default 3, after a warm-up of 60 steps, an epoch of a trainer over 6,000 rows) of:
  *
- *   epoch    one shuffled pass of 600 steps (batch gathering, vib_model_gradients,
- *            vib_optim_step_ema), timed with a monotonic clock;
+ *   epoch    one vib_trainer_epoch: 600 steps of the library's trainer (gathering the
+ *            shuffled batch, vib_model_gradients, vib_optim_step_ema, and at its end the
+ *            next epoch's shuffle), timed with a monotonic clock;
  *   calls floor
  *            the same 600 steps' products alone, made as libvib makes them (vibi_sgemm:
  *            its paths and threads) on buffers of a step's sizes: what the step would
@@ -167,8 +168,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "vib_bench: %s (run 'make data' first)\n", vib_last_error());
         return 1;
     }
-    const size_t n_train = vib_dataset_size(train), n_test = vib_dataset_size(test);
-    const size_t steps = n_train / BATCH;
+    const size_t n_test = vib_dataset_size(test);
+    /* Whole batches only, so every step's products are those step_products counts. */
+    const size_t steps = vib_dataset_size(train) / BATCH, n_train = steps * BATCH;
     const float *images = vib_dataset_images(train);
     const int32_t *labels = vib_dataset_labels(train);
 
@@ -191,13 +193,7 @@ int main(int argc, char **argv)
         buf[i] = filled(buf_size[i]);
     float *sq_a = filled((size_t)SQUARE * SQUARE), *sq_b = filled((size_t)SQUARE * SQUARE);
     float *sq_c = filled((size_t)SQUARE * SQUARE);
-    float *xb = filled(BATCH * IN), *prob = filled(PREDICT_BATCH * CLASSES);
-    int32_t yb[BATCH];
-    size_t *perm = malloc(n_train * sizeof *perm);
-    if (perm == NULL) {
-        fprintf(stderr, "vib_bench: out of memory\n");
-        return 1;
-    }
+    float *prob = filled(PREDICT_BATCH * CLASSES);
 
     double last_epoch = 0, last_floor = 0, last_phys = 0, last_predict = 0;
     for (int ti = 0; ti < n_threads; ti++) {
@@ -209,13 +205,15 @@ int main(int argc, char **argv)
         vib_model *m = NULL;
         vib_optim *opt = NULL;
         vib_ema *ema = NULL;
-        vib_rng *shuffle = NULL;
+        vib_trainer *warm = NULL, *tr = NULL;
         if (vib_model_create(IN, 2, enc, K, 0, NULL, CLASSES, 1, &m) != VIB_OK)
             die("vib_model_create");
         const size_t np = vib_model_num_params(m);
+        /* The warm-up trains on the first tenth of the rows: one epoch of steps / 10. */
         if (vib_adam_create(np, 1e-4f, 0.5f, 0.999f, 1e-8f, &opt) != VIB_OK ||
             vib_ema_create(np, 0.999f, vib_model_params(m), &ema) != VIB_OK ||
-            vib_rng_create(7, &shuffle) != VIB_OK)
+            vib_trainer_create(m, opt, ema, steps / 10 * BATCH, BATCH, 7, &warm) != VIB_OK ||
+            vib_trainer_create(m, opt, ema, n_train, BATCH, 7, &tr) != VIB_OK)
             die("setup");
 
         double epoch_s[MAX_EPOCHS], floor_s[MAX_EPOCHS], stream_s[MAX_EPOCHS];
@@ -225,31 +223,10 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < np; i++) /* small values: 600 passes stay finite */
             sg[i] *= 1e-6f, sm[i] = sv[i] = sp[i] = sa[i] = 0.0f;
         for (int e = -1; e < epochs; e++) { /* e = -1: a warm-up pass, not counted */
-            for (size_t i = 0; i < n_train; i++)
-                perm[i] = i;
-            for (size_t i = n_train - 1; i > 0; i--) { /* Fisher-Yates */
-                float u;
-                if (vib_rng_uniform(shuffle, 1, 0.0f, 1.0f, &u) != VIB_OK)
-                    die("vib_rng_uniform");
-                size_t j = (size_t)(u * (float)(i + 1));
-                j = j > i ? i : j;
-                size_t t = perm[i];
-                perm[i] = perm[j], perm[j] = t;
-            }
             const size_t run = e < 0 ? steps / 10 : steps;
             double t0 = now();
-            for (size_t s = 0; s < run; s++) {
-                for (size_t r = 0; r < BATCH; r++) {
-                    size_t idx = perm[s * BATCH + r];
-                    memcpy(xb + r * IN, images + idx * IN, IN * sizeof(float));
-                    yb[r] = labels[idx];
-                }
-                if (vib_model_gradients(m, BATCH, xb, yb, NULL, NULL, NULL) != VIB_OK)
-                    die("vib_model_gradients");
-                if (vib_optim_step_ema(opt, vib_model_params(m), vib_model_grads(m), ema) !=
-                    VIB_OK)
-                    die("vib_optim_step_ema");
-            }
+            if (vib_trainer_epoch(e < 0 ? warm : tr, images, labels, NULL, NULL, NULL) != VIB_OK)
+                die("vib_trainer_epoch");
             double t1 = now();
             double prod_s[N_STEP_PRODUCTS] = {0};
             for (size_t s = 0; s < run; s++)
@@ -317,10 +294,11 @@ int main(int argc, char **argv)
         fflush(stdout);
         last_phys = phys;
         last_epoch = ep, last_floor = fl, last_predict = pr;
+        vib_trainer_free(warm);
+        vib_trainer_free(tr);
         vib_model_free(m);
         vib_optim_free(opt);
         vib_ema_free(ema);
-        vib_rng_free(shuffle);
     }
     printf("result epoch_s=%.3f phys_floor_s=%.3f epoch_over_phys=%.3f floor_s=%.3f "
            "predict_s=%.3f threads=%d\n",

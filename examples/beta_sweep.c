@@ -171,15 +171,19 @@ typedef struct {
     double t0;
 } sweep_progress;
 
-static void progress(void *ctx, size_t done, size_t total)
+/* The trainer's callback: the progress bar; it never stops the epoch. */
+static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, double ce,
+                    double kl, double loss)
 {
-    const sweep_progress *p = ctx;
+    (void)epoch, (void)ce, (void)kl, (void)loss;
+    const sweep_progress *p = user;
     double t;
-    if (!progress_due(done, total, &t))
-        return;
+    if (!progress_due((size_t)step, (size_t)steps, &t))
+        return 0;
     char tail[32];
     snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
-    progress_draw(p->label, done, total, tail, 78);
+    progress_draw(p->label, (size_t)step, (size_t)steps, tail, 78);
+    return 0;
 }
 
 typedef struct {
@@ -265,21 +269,29 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
     vib_ema *ema = NULL;
     check(vib_adam_create(P, (float)rc->lr, (float)rc->beta1, 0.999f, 1e-8f, &opt), "Adam");
     check(vib_ema_create(P, (float)rc->ema, params, &ema), "EMA");
-    minibatch mb;
-    minibatch_init(&mb, m, opt, ema, vib_dataset_images(tr), vib_dataset_labels(tr), n, dim,
-                   rc->batch, o->seed, rc->lr, rc->lr_decay, rc->decay_epochs);
+    /* The library's trainer: shuffled minibatches of the first n rows, the rate decayed
+     * every decay_epochs epochs (counted in steps), one Adam step and EMA update each. */
+    vib_trainer *t = NULL;
+    check(vib_trainer_create(m, opt, ema, n, rc->batch, o->seed, &t), "trainer");
+    const double decay_steps =
+        fmax(1.0, rc->decay_epochs * (double)vib_trainer_steps_per_epoch(t));
+    check(vib_trainer_set_schedule(t, (float)rc->lr, (float)rc->lr_decay, (uint64_t)decay_steps),
+          "schedule");
     for (size_t epoch = 1; epoch <= rc->epochs; epoch++) {
         char label[64];
         snprintf(label, sizeof label, "beta %-6g epoch %zu/%zu", beta, epoch, rc->epochs);
         sweep_progress bar = {label, now()};
-        const epoch_sums sum = minibatch_epoch(&mb, progress, &bar);
-        *ce_out = sum.ce / (double)n;
-        *kl_out = sum.kl / (double)n / log(2.0);
+        check(vib_trainer_set_callback(t, progress, &bar), "callback");
+        double ce, kl;
+        check(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr), &ce, &kl,
+                                NULL), "train");
+        *ce_out = ce;
+        *kl_out = kl / log(2.0);
         fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.2f bits\n",
                 beta, epoch, rc->epochs, now() - bar.t0, *ce_out, *kl_out);
     }
+    vib_trainer_free(t);
     memcpy(params, vib_ema_values(ema), P * sizeof(float)); /* evaluate the average */
-    minibatch_free(&mb);
     vib_ema_free(ema);
     vib_optim_free(opt);
     return m;

@@ -1,10 +1,10 @@
 /*
  * example_util.h - the helpers train_mnist, beta_sweep and latent2d share: checked option
  * values, failing on a libvib status, timing, output directories, the progress bar,
- * gnuplot without a shell, the BLIS thread count, loading MNIST, labels checked against
- * the model's classes and the minibatch epoch (shuffle, staircase rate, Adam, EMA). Kept
- * in one place so the three programs cannot drift apart; header-only with static
- * functions (as examples/vib_chain.h), public API only.
+ * gnuplot without a shell, the BLIS thread count, loading MNIST and labels checked
+ * against the model's classes (training itself is the library's, vib_trainer_*). Kept in
+ * one place so the three programs cannot drift apart; header-only with static functions
+ * (as examples/vib_chain.h), public API only.
  *
  * Define EXAMPLE_NAME (the program's name, a string literal) before including: every
  * message starts with it.
@@ -279,99 +279,6 @@ EXAMPLE_UTIL_FN bool run_gnuplot(const char *script, char *const argv[], const c
     else
         return true;
     return false;
-}
-
-/* ---- the minibatch training loop -------------------------------------------------- */
-
-/* One model's training state: its data (rows of x, labels y), the optimizer, an optional
- * EMA of the weights, the shuffling and the staircase learning rate. */
-typedef struct {
-    vib_model *m;
-    vib_optim *opt;
-    vib_ema *ema; /* NULL: none */
-    vib_rng *shuffle;
-    const float *x;
-    const int32_t *y;
-    size_t n, dim, batch, steps; /* steps per epoch */
-    float lr, decay;             /* rate lr * decay^floor(step / decay_steps) */
-    uint64_t decay_steps, step;
-    bool floor_lr;  /* keep the rate >= 1e-30 (decay can underflow it to 0) */
-    bool want_loss; /* also sum the loss (else epoch_sums.loss stays 0) */
-    size_t *order;
-    float *xb;
-    int32_t *yb;
-} minibatch;
-
-/* Set up training of m (with opt and ema, which the caller creates and frees) on the n
- * rows of x and y: the shuffling rng seeded from `seed`, the rate decayed by `decay`
- * every `decay_epochs` epochs. */
-EXAMPLE_UTIL_FN void minibatch_init(minibatch *mb, vib_model *m, vib_optim *opt, vib_ema *ema,
-                                    const float *x, const int32_t *y, size_t n, size_t dim,
-                                    size_t batch, uint64_t seed, double lr, double decay,
-                                    double decay_epochs)
-{
-    *mb = (minibatch){.m = m, .opt = opt, .ema = ema, .x = x, .y = y, .n = n, .dim = dim,
-                      .batch = batch, .lr = (float)lr, .decay = (float)decay};
-    check(vib_rng_create(seed ^ 0x5deece66dULL, &mb->shuffle), "rng");
-    mb->steps = (n + batch - 1) / batch;
-    mb->decay_steps = (uint64_t)fmax(1.0, decay_epochs * (double)mb->steps);
-    mb->order = xmalloc(n * sizeof *mb->order);
-    mb->xb = xmalloc(batch * dim * sizeof *mb->xb);
-    mb->yb = xmalloc(batch * sizeof *mb->yb);
-    for (size_t i = 0; i < n; i++)
-        mb->order[i] = i;
-}
-
-EXAMPLE_UTIL_FN void minibatch_free(minibatch *mb)
-{
-    free(mb->order), free(mb->xb), free(mb->yb);
-    vib_rng_free(mb->shuffle);
-    memset(mb, 0, sizeof *mb);
-}
-
-/* Sums over one epoch's rows (each batch's mean times its rows) and the last rate used. */
-typedef struct {
-    double ce, kl, loss;
-    float lr;
-} epoch_sums;
-
-/* One epoch: a Fisher-Yates shuffle of the row order, then one Adam step (and EMA update)
- * per minibatch. progress(ctx, done, total), if not NULL, follows the steps. */
-EXAMPLE_UTIL_FN epoch_sums minibatch_epoch(minibatch *mb,
-                                           void (*progress)(void *, size_t, size_t), void *ctx)
-{
-    const size_t n = mb->n, dim = mb->dim, B = mb->batch;
-    for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        uint64_t u;
-        check(vib_rng_u64(mb->shuffle, &u), "shuffle");
-        size_t j = (size_t)(u % (i + 1)), t = mb->order[i];
-        mb->order[i] = mb->order[j], mb->order[j] = t;
-    }
-    epoch_sums sum = {0};
-    float *params = vib_model_params(mb->m);
-    for (size_t s = 0; s < mb->steps; s++, mb->step++) {
-        const size_t first = s * B, rows = n - first < B ? n - first : B;
-        for (size_t r = 0; r < rows; r++) {
-            memcpy(mb->xb + r * dim, mb->x + mb->order[first + r] * dim, dim * sizeof(float));
-            mb->yb[r] = mb->y[mb->order[first + r]];
-        }
-        float lr;
-        check(vib_lr_staircase(mb->lr, mb->decay, mb->decay_steps, mb->step, &lr), "schedule");
-        if (mb->floor_lr) /* no optimizer accepts a rate of 0 */
-            lr = lr > 1e-30f ? lr : 1e-30f;
-        sum.lr = lr;
-        check(vib_optim_set_lr(mb->opt, lr), "set lr");
-        double ce, kl, loss = 0.0;
-        check(vib_model_gradients(mb->m, rows, mb->xb, mb->yb, &ce, &kl,
-                                  mb->want_loss ? &loss : NULL), "gradients");
-        /* the step and the average (if any) in one pass over the arrays */
-        check(vib_optim_step_ema(mb->opt, params, vib_model_grads(mb->m), mb->ema),
-              "Adam step");
-        sum.loss += loss * (double)rows, sum.ce += ce * (double)rows, sum.kl += kl * (double)rows;
-        if (progress)
-            progress(ctx, s + 1, mb->steps);
-    }
-    return sum;
 }
 
 #endif

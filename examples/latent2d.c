@@ -180,25 +180,27 @@ static subset select_digits(const vib_dataset *d, const options *o)
 static vib_model *train(const options *o, const subset *tr, double beta)
 {
     enum { B = 100 };
-    const size_t dim = tr->dim, n = tr->n;
     vib_model *m = NULL;
-    check(vib_model_create_ex(dim, o->n_enc, o->enc, K, 0, NULL, o->n_digits,
+    check(vib_model_create_ex(tr->dim, o->n_enc, o->enc, K, 0, NULL, o->n_digits,
                               o->full ? VIB_MODEL_FULL_COV : 0, o->seed, &m),
           "create the model");
     check(vib_model_set_beta(m, (float)beta), "set beta");
     check(vib_model_reseed(m, o->seed), "seed the noise");
     vib_optim *opt = NULL;
     check(vib_adam_create(vib_model_num_params(m), 1e-3f, 0.9f, 0.999f, 1e-8f, &opt), "Adam");
-    minibatch mb; /* lr 1e-3 decayed by 0.97 every 2 epochs, no EMA */
-    minibatch_init(&mb, m, opt, NULL, tr->x, tr->y, n, dim, B, o->seed, 1e-3, 0.97, 2.0);
+    /* The library's trainer, no EMA: lr 1e-3 decayed by 0.97 every 2 epochs (in steps). */
+    vib_trainer *t = NULL;
+    check(vib_trainer_create(m, opt, NULL, tr->n, B, o->seed, &t), "trainer");
+    const double decay_steps = fmax(1.0, 2.0 * (double)vib_trainer_steps_per_epoch(t));
+    check(vib_trainer_set_schedule(t, 1e-3f, 0.97f, (uint64_t)decay_steps), "schedule");
     for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
         const double t0 = now();
-        const epoch_sums sum = minibatch_epoch(&mb, NULL, NULL);
+        double ce, kl;
+        check(vib_trainer_epoch(t, tr->x, tr->y, &ce, &kl, NULL), "train");
         fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.3f bits\n",
-                beta, epoch, o->epochs, now() - t0, sum.ce / (double)n,
-                sum.kl / (double)n / log(2.0));
+                beta, epoch, o->epochs, now() - t0, ce, kl / log(2.0));
     }
-    minibatch_free(&mb);
+    vib_trainer_free(t);
     vib_optim_free(opt);
     return m;
 }
