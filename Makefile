@@ -66,7 +66,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 SRCS     := $(wildcard lib/*.c)
-HDRS     := include/vib.h lib/internal.h $(wildcard lib/vmath.h)
+HDRS     := include/vib.h lib/internal.h lib/model.h $(wildcard lib/vmath.h)
 SH_OBJS  := $(SRCS:lib/%.c=build/shared/%.o)
 ST_OBJS  := $(SRCS:lib/%.c=build/static/%.o)
 SAN_OBJS := $(SRCS:lib/%.c=build/san/%.o)

@@ -626,18 +626,21 @@ VIB_API int vib_model_load(const char *path, vib_model **out);
  * Added in 0.2 (symbol version LIBVIB_0.2)
  * ------------------------------------------------------------------------------- */
 
-/* The length of the arrays an optimizer or an average was created for. */
+/* The length of the arrays an optimizer or an average was created for (its n). Pure
+ * getters: 0 for NULL. */
 VIB_API size_t vib_optim_size(const vib_optim *opt);
 VIB_API size_t vib_ema_size(const vib_ema *ema);
 
 /* The flat parameter array, block by block: each layer's weights then its bias, layer by
- * layer from the input (model.h's order: encoder hidden layers, the Gaussian head, decoder
- * hidden layers, the output layer). Block b of vib_model_num_blocks(model) starts at
- * *offset in vib_model_params and holds a row-major [rows x cols] matrix (W is
- * [in x out]: W[i*out + j] joins input i to output j; a bias is [1 x out]). *kind is
- * VIB_BLOCK_WEIGHTS or VIB_BLOCK_BIAS, *role the layer's VIB_LAYER_*, *index the layer's
- * number within its role (0 for the head and the output layer). Any out pointer may be
- * NULL. VIB_ERR_INVALID_ARG for a NULL model or b out of range. */
+ * layer from the input (encoder hidden layers, the Gaussian head, decoder hidden layers,
+ * the output layer), so vib_model_num_blocks is twice the number of layers (0 for NULL).
+ * Block b starts at *offset in vib_model_params (and in vib_model_grads: same layout)
+ * and holds a row-major [rows x cols] matrix (W is [in x out]: W[i*out + j] joins input
+ * i to output j; a bias is [1 x out]); the blocks follow each other without gaps and end
+ * at num_params. *kind is VIB_BLOCK_WEIGHTS or VIB_BLOCK_BIAS, *role the layer's
+ * VIB_LAYER_*, *index the layer's number within its role from 0 (0 for the head and the
+ * output layer). Any out pointer may be NULL; on error none is written.
+ * VIB_ERR_INVALID_ARG for a NULL model or b >= vib_model_num_blocks(model). */
 enum { VIB_BLOCK_WEIGHTS = 0, VIB_BLOCK_BIAS = 1 };
 enum { VIB_LAYER_ENCODER = 0, VIB_LAYER_HEAD = 1, VIB_LAYER_DECODER = 2, VIB_LAYER_OUTPUT = 3 };
 VIB_API size_t vib_model_num_blocks(const vib_model *model);
@@ -645,25 +648,39 @@ VIB_API int vib_model_block(const vib_model *model, size_t b, size_t *offset, si
                             size_t *cols, int *kind, int *role, size_t *index);
 
 /* dL/dx [batch x input_dim] of the batch-mean training loss L = CE + beta KL (what
- * vib_model_gradients differentiates) for the given labels, written into dx. samples
- * draws of the noise from the training stream, the gradient averaged over them
- * (samples >= 1); samples = 0 (or a deterministic model) evaluates at z = mu, without
- * noise. The parameters' gradients are not touched. *loss (if not NULL) receives L,
- * averaged over the draws. Checks as vib_model_gradients, plus dx NULL and samples >
- * 100000; a non-finite loss is VIB_ERR_NUMERIC with dx and the noise stream untouched. */
+ * vib_model_gradients differentiates) for the given labels, WRITTEN into dx (not
+ * accumulated, unlike a node's backward). With samples >= 1, samples draws of the noise
+ * from the training stream (samples * batch * K normals, as that many vib_model_gradients
+ * calls would draw), the gradient and the loss averaged over them; with samples = 0,
+ * z = mu (v = 0) and no draw, the KL term kept; a deterministic model has z = mu and no
+ * KL whatever samples is. Neither the parameters nor their gradients are touched.
+ * *loss (if not NULL) receives L, averaged over the draws. Checks as
+ * vib_model_gradients, then dx NULL and samples > 100000 (VIB_ERR_INVALID_ARG); a
+ * non-finite loss at any draw is VIB_ERR_NUMERIC with dx, *loss and the training noise
+ * stream as they were. */
 VIB_API int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
                                       const int32_t *labels, size_t samples, float *dx,
                                       double *loss);
 
 /* Evaluate a classifier over n rows of x with their labels, with `samples` posterior
  * draws per row (0: at z = mu) from the prediction stream, with the model's weights or,
- * if ema is not NULL, with the averaged ones (the model's own weights are as they were
- * afterwards; ema must be as long as the parameter array). Outputs, each optional:
- *   *error     the fraction of rows whose most probable class is not the label;
- *   *ce_bits   the mean cross-entropy -log2 p(y|x) of the averaged prediction, in bits;
+ * if ema is not NULL, with the averaged ones (read in place: the model's own weights are
+ * not written; ema must hold vib_model_num_params values). Rows go through the model in
+ * chunks of 500, each predicted and drawn as one vib_model_predict call on it would be.
+ * Outputs, each optional:
+ *   *error     the fraction of rows whose most probable class (the first of equal ones)
+ *              is not the label;
+ *   *ce_bits   the mean cross-entropy -log2 p(y|x) of the averaged prediction, in bits,
+ *              a probability that underflowed below FLT_MIN counting as FLT_MIN (126 bits);
  *   *kl_bits   the mean KL(q(z|x) || N(0, I)) in bits, the rate (an upper bound on I(Z;X));
+ *              0 for a deterministic model;
  *   *izy_bits  H(Y) - ce_bits, H(Y) the entropy of these labels: a lower bound on I(Z;Y).
- * A label outside [0, classes) is VIB_ERR_INVALID_ARG naming the row. */
+ * Checks, in order: model NULL, n = 0 (a mean needs a row), x NULL, n * input_dim
+ * overflowing (VIB_ERR_INVALID_ARG); x not finite (VIB_ERR_NUMERIC); labels NULL, a label
+ * outside [0, classes) (naming the row), samples > 100000, ema of another length
+ * (VIB_ERR_INVALID_ARG); the workspace for min(n, 500) rows, as in vib_model_gradients;
+ * with izy_bits, the label histogram (`classes` counters, freed before returning:
+ * VIB_ERR_NOMEM). Nothing is drawn or written on error. */
 VIB_API int vib_model_evaluate(vib_model *model, const vib_ema *ema, size_t n, const float *x,
                                const int32_t *labels, size_t samples, double *error,
                                double *ce_bits, double *kl_bits, double *izy_bits);

@@ -95,9 +95,16 @@ void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, cons
     /* dW (+)= x^T dy   ([in x batch] [batch x out]); beta = 0 overwrites without reading */
     vibi_sgemm(true, false, in, out, batch, 1.0f, x, in, dy, out, accumulate ? 1.0f : 0.0f,
                l->dw, out);
-    /* dx = dy W^T   ([batch x out] [out x in]) */
     if (dx != NULL)
-        vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, l->w, out, 0.0f, dx, in);
+        vibi_layer_dx(l, batch, dy, dx, false);
+}
+
+void vibi_layer_dx(const vibi_layer *l, size_t batch, const float *dy, float *dx, bool accumulate)
+{
+    const size_t in = l->in, out = l->out;
+    /* dx (+)= dy W^T   ([batch x out] [out x in]) */
+    vibi_sgemm(false, true, batch, in, out, 1.0f, dy, out, l->w, out, accumulate ? 1.0f : 0.0f,
+               dx, in);
 }
 
 int vib_dense_create(size_t in, size_t out, int init, vib_rng *rng, vib_dense **out_layer)

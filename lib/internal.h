@@ -223,6 +223,10 @@ void vibi_layer_forward(const vibi_layer *l, size_t batch, const float *x, float
 void vibi_layer_products(const vibi_layer *l, size_t batch, const float *x, const float *dy,
                          float *dx, bool accumulate);
 
+/* dx = dy W^T (or += if accumulate) alone: the product vibi_layer_products makes for dx,
+ * for a backward that wants no weight gradient (the model's input gradient). Unchecked. */
+void vibi_layer_dx(const vibi_layer *l, size_t batch, const float *dy, float *dx, bool accumulate);
+
 /* sum[j] (+)= sum over r of d[r][j], rows added in order. */
 void vibi_colsum(size_t rows, size_t cols, const float *d, float *sum, bool accumulate);
 

@@ -130,17 +130,26 @@ int vibi_model_alloc(const char *fn, const vibi_arch *a, uint64_t seed, vib_mode
     }
     m->grads = parts[1];
     memset(m->grads, 0, bytes);
-    size_t off = 0;
-    for (size_t l = 0; l < a->n_layers; l++) {
-        vibi_layer *L = &m->layers[l];
-        vibi_arch_layer(a, l, &L->in, &L->out);
-        L->w = m->params + off, L->dw = m->grads + off;
-        off += L->in * L->out;
-        L->b = m->params + off, L->db = m->grads + off;
-        off += L->out;
-    }
+    vibi_model_bind(m, m->params);
     *out = m;
     return VIB_OK;
+}
+
+/* The one walk of the flat layout (model.h's order, each W then b). */
+void vibi_model_bind(vib_model *m, const float *params)
+{
+    /* The passes only read W and b: an array bound here in place of the model's own (a
+     * const average's) is never written through. */
+    float *p = (float *)params;
+    size_t off = 0;
+    for (size_t l = 0; l < m->arch.n_layers; l++) {
+        vibi_layer *L = &m->layers[l];
+        vibi_arch_layer(&m->arch, l, &L->in, &L->out);
+        L->w = p + off, L->dw = m->grads + off;
+        off += L->in * L->out;
+        L->b = p + off, L->db = m->grads + off;
+        off += L->out;
+    }
 }
 
 /* Draw the weights: He for the ReLU layers, LeCun for the head and the output layer,
@@ -298,6 +307,38 @@ float *vib_model_grads(vib_model *model)
     return model ? model->grads : NULL;
 }
 
+/* ---- the parameter blocks ---------------------------------------------------- */
+
+size_t vib_model_num_blocks(const vib_model *model)
+{
+    return model ? 2 * model->arch.n_layers : 0; /* every layer has W and b */
+}
+
+int vib_model_block(const vib_model *model, size_t b, size_t *offset, size_t *rows,
+                    size_t *cols, int *kind, int *role, size_t *index)
+{
+    static const char fn[] = "vib_model_block";
+    TRY(vibi_check_ptr(fn, "model", model));
+    const size_t n = vib_model_num_blocks(model);
+    if (b >= n)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: block %zu of a model of %zu blocks", fn, b, n);
+    const vibi_arch *a = &model->arch;
+    const size_t l = b / 2, h = vibi_arch_head(a);
+    const vibi_layer *L = &model->layers[l];
+    const bool bias = b % 2 == 1;
+    /* the views point into params (vib_model_evaluate binds an average only during the call) */
+    if (offset) *offset = (size_t)((bias ? L->b : L->w) - model->params);
+    if (rows) *rows = bias ? 1 : L->in;
+    if (cols) *cols = L->out;
+    if (kind) *kind = bias ? VIB_BLOCK_BIAS : VIB_BLOCK_WEIGHTS;
+    if (role)
+        *role = l < h ? VIB_LAYER_ENCODER
+              : l == h ? VIB_LAYER_HEAD
+              : l < a->n_layers - 1 ? VIB_LAYER_DECODER : VIB_LAYER_OUTPUT;
+    if (index) *index = l < h ? l : l > h && l < a->n_layers - 1 ? l - h - 1 : 0;
+    return VIB_OK;
+}
+
 int vib_model_describe(const vib_model *model, char *buf, size_t len)
 {
     static const char fn[] = "vib_model_describe";
@@ -334,10 +375,10 @@ static size_t scratch_floats(const vibi_arch *a)
 }
 
 /* Floats of workspace per row: every layer's output, v, z, dz, the head's sigma, aux
- * and dsigma, and two ping-pong gradient buffers. */
+ * and dsigma, two ping-pong gradient buffers, and the input gradient's sum over draws. */
 static size_t row_floats(const vib_model *m)
 {
-    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width;
+    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width + m->arch.input_dim;
     for (size_t l = 0; l < m->arch.n_layers; l++)
         per_row += m->layers[l].out;
     return per_row;
@@ -389,6 +430,7 @@ vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act)
     w.dsigma = p, p += rows * K;
     w.ga = p, p += rows * m->arch.max_width;
     w.gb = p, p += rows * m->arch.max_width;
+    w.dx = p, p += rows * m->arch.input_dim;
     w.scratch = p;
     return w;
 }

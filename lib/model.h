@@ -74,6 +74,12 @@ struct vib_model {
  * uninitialized and the gradients 0, the noise streams seeded from `seed`. */
 int vibi_model_alloc(const char *fn, const vibi_arch *a, uint64_t seed, vib_model **out);
 
+/* Point every layer's W and b views at `params`, an array of num_params floats in the
+ * flat layout: the model's own (as vibi_model_alloc does), or, for the length of one call
+ * that only reads the weights, another such array (vib_model_evaluate's average). The
+ * gradient views stay on the model's grads. */
+void vibi_model_bind(vib_model *m, const float *params);
+
 /* Make room for `rows` rows in the workspace (no-op if there is). */
 int vibi_model_reserve(vib_model *m, const char *fn, size_t rows);
 
@@ -86,6 +92,7 @@ typedef struct vibi_views {
     float *sigma;    /* the diagonal head's sigma, [rows x K] */
     float *aux;      /* log sigma, then d log sigma, [rows x K] */
     float *dsigma;   /* [rows x K] */
+    float *dx;       /* dL/dx summed over draws (vib_model_input_gradients), [rows x input_dim] */
     float *scratch;  /* one row of the full-covariance head: 2 K(K+1)/2 + 4K (0 if diagonal) */
 } vibi_views;
 

@@ -1,10 +1,12 @@
 /*
  * model_pass.c - the model's passes over a batch: the layer stack forward and backward,
- * and the calls built on them (gradients, encode, predict). The head between encoder
- * and decoder is model_head.c's.
+ * and the calls built on them (gradients, input gradients, encode, predict, evaluate).
+ * The head between encoder and decoder is model_head.c's.
  */
+#include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
@@ -15,16 +17,34 @@ static bool layer_is_relu(const vib_model *m, size_t l)
     return l != vibi_arch_head(&m->arch) && l != m->arch.n_layers - 1;
 }
 
-static int check_batch(const char *fn, const vib_model *m, size_t batch, const float *x)
+/* The most prediction (and input-gradient) samples a call takes. */
+#define MAX_SAMPLES 100000
+
+/* model, then `rows` rows of x (the count named `what` in messages): not 0, x not NULL,
+ * its size not overflowing, its values finite. */
+static int check_rows(const char *fn, const vib_model *m, const char *what, size_t rows,
+                      const float *x)
 {
     TRY(vibi_check_ptr(fn, "model", m));
-    if (batch == 0)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch is 0", fn);
+    if (rows == 0)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s is 0", fn, what);
     TRY(vibi_check_ptr(fn, "x", x));
     size_t n;
-    if (!vibi_mul_size(batch, m->arch.input_dim, &n))
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu is too large", fn, batch);
+    if (!vibi_mul_size(rows, m->arch.input_dim, &n))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s %zu is too large", fn, what, rows);
     return vibi_check_finite(fn, "x", n, x);
+}
+
+static int check_batch(const char *fn, const vib_model *m, size_t batch, const float *x)
+{
+    return check_rows(fn, m, "batch", batch, x);
+}
+
+static int check_samples(const char *fn, size_t samples)
+{
+    if (samples > MAX_SAMPLES)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples is too many", fn, samples);
+    return VIB_OK;
 }
 
 /* Layers [first, last] over `rows` rows, reading `in` and writing act[]. */
@@ -38,11 +58,22 @@ static void forward_layers(const vib_model *m, size_t first, size_t last, size_t
 }
 
 /* dx = dx where the ReLU output a > 0, else 0, and db = the column sums of the result:
- * the gradient at a ReLU layer's output, and that layer's bias gradient, in one pass. */
+ * the gradient at a ReLU layer's output, and that layer's bias gradient, in one pass.
+ * db NULL: the mask alone (a backward without parameter gradients). */
 VIB_CLONES static void relu_mask_colsum(size_t rows, size_t cols, size_t ld,
                                         const float *restrict a, float *restrict dx,
                                         float *restrict db)
 {
+    if (db == NULL) {
+        for (size_t r = 0; r < rows; r++) {
+            const float *ar = a + r * ld;
+            float *dr = dx + r * ld;
+#pragma omp simd
+            for (size_t j = 0; j < cols; j++)
+                dr[j] = ar[j] > 0.0f ? dr[j] : 0.0f;
+        }
+        return;
+    }
     memset(db, 0, cols * sizeof(float));
     for (size_t r = 0; r < rows; r++) {
         const float *ar = a + r * ld;
@@ -71,27 +102,38 @@ static void relu_mask_colsum_par(size_t rows, size_t cols, const float *a, float
     }
 }
 
-/* Backward through layers [first, last] given dL/d(output of last) in `d`, WRITING
- * every weight and bias gradient of those layers (nothing needs zeroing first). Layer l
+/* What a backward through the layers computes besides the gradient it passes down. */
+enum {
+    BACK_PARAMS = 1, /* every weight and bias gradient of the layers, WRITTEN */
+    BACK_ADD_DX = 2  /* dx_first accumulated (+=), not written */
+};
+
+/* Backward through layers [first, last] given dL/d(output of last) in `d`. With
+ * BACK_PARAMS it writes every weight and bias gradient of those layers (nothing needs
+ * zeroing first); without, it touches none of them and skips their products. Layer l
  * reads act[l - 1] (first_input for the first), a ReLU output for every layer but the
  * first, so the gradient passed down is masked where that output was 0, in the pass
  * that also sums it into the layer below's bias gradient. The gradients in between
  * alternate between ga and gb (d may start in either, or elsewhere); dx_first receives
- * dL/d(input of first) if not NULL. */
+ * dL/d(input of first) if not NULL, added to it with BACK_ADD_DX. */
 static void backward_layers(const vib_model *m, size_t first, size_t last, size_t rows,
                             const float *first_input, float **act, const float *d,
-                            float *ga, float *gb, float *dx_first)
+                            float *ga, float *gb, float *dx_first, unsigned mode)
 {
-    vibi_colsum(rows, m->layers[last].out, d, m->layers[last].db, false);
+    const bool params = (mode & BACK_PARAMS) != 0;
+    if (params)
+        vibi_colsum(rows, m->layers[last].out, d, m->layers[last].db, false);
     for (size_t l = last + 1; l-- > first;) {
         const vibi_layer *L = &m->layers[l];
         const float *in = l == first ? first_input : act[l - 1];
         float *dx = l == first ? dx_first : (d == ga ? gb : ga);
-        /* dW = in^T d (written, not accumulated) and dx = d W^T */
-        vibi_layer_products(L, rows, in, d, dx, false);
+        if (params) /* dW = in^T d (written, not accumulated) */
+            vibi_layer_products(L, rows, in, d, NULL, false);
+        if (dx != NULL) /* dx = d W^T */
+            vibi_layer_dx(L, rows, d, dx, l == first && (mode & BACK_ADD_DX));
         if (l == first)
             break;
-        relu_mask_colsum_par(rows, L->in, in, dx, m->layers[l - 1].db);
+        relu_mask_colsum_par(rows, L->in, in, dx, params ? m->layers[l - 1].db : NULL);
         d = dx;
     }
 }
@@ -102,32 +144,36 @@ static void copy_mu(const vib_model *m, size_t batch, const float *head, float *
         memcpy(mu + r * m->arch.k, head + r * m->arch.head_out, m->arch.k * sizeof(float));
 }
 
-int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
-                        double *ce, double *kl, double *loss)
+/* The training loss's forward over `batch` checked rows in the workspace w: encoder, head,
+ * decoder, softmax cross-entropy. z = mu + scale v with v drawn from the training stream
+ * (draw) or v = 0, which is z = mu with the KL kept; a deterministic model takes z = mu
+ * and has no KL. The logits in act[last] are replaced by dL/dlogits of the batch mean.
+ * Writes the batch means of the CE and KL and L = CE + beta KL. A non-finite L is
+ * VIB_ERR_NUMERIC, with the training stream put back to *noise_was. */
+static int loss_forward(vib_model *m, const char *fn, size_t batch, const float *x,
+                        const int32_t *labels, bool draw, const vibi_views *w,
+                        const vibi_rng_state *noise_was, double *ce, double *kl, double *loss)
 {
-    static const char fn[] = "vib_model_gradients";
-    TRY(check_batch(fn, model, batch, x));
-    vib_model *m = model;
-    TRY(vibi_check_ptr(fn, "labels", labels));
-    TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
-    TRY(vibi_model_reserve(m, fn, batch));
-    float *act[VIBI_MAX_LAYERS];
-    const vibi_views w = vibi_model_views(m, batch, act);
     const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
     const size_t last = m->arch.n_layers - 1;
-
-    /* forward; the noise stream is put back if the loss turns out not finite */
-    vibi_rng_state noise_was;
-    vibi_rng_save(m->noise, &noise_was);
+    float **act = w->act;
     forward_layers(m, 0, H, batch, x, act);
     double kl_sum = 0.0;
     if (m->deterministic) {
-        copy_mu(m, batch, act[H], w.z);
+        copy_mu(m, batch, act[H], w->z);
     } else {
-        TRY(vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w.v));
-        kl_sum = vibi_model_head_forward(m, batch, act[H], w.v, w.z, &w);
+        if (draw) {
+            const int rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w->v);
+            if (rc != VIB_OK) {
+                vibi_rng_restore(m->noise, noise_was);
+                return rc;
+            }
+        } else {
+            memset(w->v, 0, batch * K * sizeof(float));
+        }
+        kl_sum = vibi_model_head_forward(m, batch, act[H], w->v, w->z, w);
     }
-    forward_layers(m, H + 1, last, batch, w.z, act);
+    forward_layers(m, H + 1, last, batch, w->z, act);
     double ce_sum = 0.0;
     float *dlogits = act[last]; /* the logits are consumed row by row, then replaced */
     const double inv_b = 1.0 / (double)batch;
@@ -141,35 +187,106 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     const double mean_ce = ce_sum * inv_b, mean_kl = kl_sum * inv_b;
     const double total = mean_ce + (m->deterministic ? 0.0 : (double)m->beta * mean_kl);
     if (!isfinite(total)) {
-        vibi_rng_restore(m->noise, &noise_was);
+        vibi_rng_restore(m->noise, noise_was);
         return vibi_fail(VIB_ERR_NUMERIC, "%s: the loss is not finite (CE %g, KL %g): diverged?",
                          fn, mean_ce, mean_kl);
     }
+    *ce = mean_ce, *kl = mean_kl, *loss = total;
+    return VIB_OK;
+}
 
-    /* backward: decoder, the head, encoder; every gradient is written, none added to */
-    backward_layers(m, H + 1, last, batch, w.z, act, dlogits, w.ga, w.gb, w.dz);
-    float *dhead = w.gb;
-    vibi_model_head_backward(m, batch, act[H], w.v, w.dz, (double)m->beta * inv_b, &w, dhead);
-    backward_layers(m, 0, H, batch, x, act, dhead, w.ga, w.gb, NULL);
+/* The backward of loss_forward on the same rows: decoder, head, encoder. With params
+ * every weight and bias gradient is WRITTEN (none added to) and the encoder stops at its
+ * first layer's weights; without, no parameter gradient is touched or computed, and the
+ * gradient goes on through the first layer to the input, ADDED into dx. */
+static void loss_backward(vib_model *m, size_t batch, const float *x, const vibi_views *w,
+                          bool params, float *dx)
+{
+    const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
+    const unsigned mode = params ? BACK_PARAMS : BACK_ADD_DX;
+    backward_layers(m, H + 1, last, batch, w->z, w->act, w->act[last], w->ga, w->gb, w->dz,
+                    mode & BACK_PARAMS);
+    float *dhead = w->gb;
+    vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
+                             (double)m->beta * (1.0 / (double)batch), w, dhead);
+    backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode);
+}
 
+int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
+                        double *ce, double *kl, double *loss)
+{
+    static const char fn[] = "vib_model_gradients";
+    TRY(check_batch(fn, model, batch, x));
+    vib_model *m = model;
+    TRY(vibi_check_ptr(fn, "labels", labels));
+    TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
+    TRY(vibi_model_reserve(m, fn, batch));
+    float *act[VIBI_MAX_LAYERS];
+    const vibi_views w = vibi_model_views(m, batch, act);
+    /* the noise stream is put back if the loss turns out not finite */
+    vibi_rng_state noise_was;
+    vibi_rng_save(m->noise, &noise_was);
+    double mean_ce, mean_kl, total;
+    TRY(loss_forward(m, fn, batch, x, labels, true, &w, &noise_was, &mean_ce, &mean_kl, &total));
+    loss_backward(m, batch, x, &w, true, NULL);
     if (ce) *ce = mean_ce;
     if (kl) *kl = mean_kl;
     if (loss) *loss = total;
     return VIB_OK;
 }
 
-/* Encoder and head over `batch` rows of x into the workspace: the shared start of
- * encode, encode_chol and predict. */
+int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
+                              const int32_t *labels, size_t samples, float *dx, double *loss)
+{
+    static const char fn[] = "vib_model_input_gradients";
+    TRY(check_batch(fn, model, batch, x));
+    vib_model *m = model;
+    TRY(vibi_check_ptr(fn, "labels", labels));
+    TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
+    TRY(vibi_check_ptr(fn, "dx", dx));
+    TRY(check_samples(fn, samples));
+    TRY(vibi_model_reserve(m, fn, batch));
+    float *act[VIBI_MAX_LAYERS];
+    const vibi_views w = vibi_model_views(m, batch, act);
+    const bool draw = samples > 0 && !m->deterministic;
+    const size_t draws = draw ? samples : 1, n = batch * m->arch.input_dim;
+    /* the draws' gradients are summed in the workspace: dx is written only once every
+     * draw's loss has proved finite */
+    memset(w.dx, 0, n * sizeof(float));
+    vibi_rng_state noise_was;
+    vibi_rng_save(m->noise, &noise_was);
+    double sum = 0.0;
+    for (size_t s = 0; s < draws; s++) {
+        double ce, kl, total;
+        TRY(loss_forward(m, fn, batch, x, labels, draw, &w, &noise_was, &ce, &kl, &total));
+        loss_backward(m, batch, x, &w, false, w.dx);
+        sum += total;
+    }
+    for (size_t i = 0; i < n; i++) /* the mean, in double, rounded once */
+        dx[i] = (float)((double)w.dx[i] / (double)draws);
+    if (loss)
+        *loss = sum / (double)draws;
+    return VIB_OK;
+}
+
+/* Encoder and head over `rows` rows of x: act[H] receives the head's outputs. */
+static vibi_views encode_rows(vib_model *m, size_t rows, const float *x, float **act)
+{
+    const vibi_views w = vibi_model_views(m, rows, act);
+    forward_layers(m, 0, vibi_arch_head(&m->arch), rows, x, act);
+    return w;
+}
+
+/* The checks and the encoder over `batch` rows of x into the workspace: the shared start
+ * of encode, encode_chol and predict. */
 static int run_encoder(vib_model *m, const char *fn, size_t batch, const float *x,
                        float **act, vibi_views *w)
 {
     TRY(check_batch(fn, m, batch, x));
     TRY(vibi_model_reserve(m, fn, batch));
-    *w = vibi_model_views(m, batch, act);
-    forward_layers(m, 0, vibi_arch_head(&m->arch), batch, x, act);
+    *w = encode_rows(m, batch, x, act);
     return VIB_OK;
 }
-
 
 int vib_model_encode(vib_model *model, size_t batch, const float *x, float *mu, float *sigma)
 {
@@ -248,41 +365,145 @@ VIB_CLONES static void softmax_add(size_t rows, size_t C, float *l, float *prob,
     }
 }
 
+/* Class probabilities of `rows` rows whose head outputs encode_rows left in the views
+ * w, into prob [rows x classes], which may be in the workspace past what a prediction
+ * uses (gb). z = mu for the posterior mean; otherwise average softmax(decoder(z_s)) over
+ * the samples, one batch of draws from the prediction stream at a time. The scale (sigma,
+ * or the packed L) is the same for every draw: computed once, into ga. */
+static int predict_rows(vib_model *m, size_t rows, size_t samples, const vibi_views *w,
+                        float *prob)
+{
+    const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
+    const size_t last = m->arch.n_layers - 1;
+    float **act = w->act;
+    const bool at_mean = samples == 0 || m->deterministic;
+    const size_t draws = at_mean ? 1 : samples;
+    float *scale = w->ga;
+    if (!at_mean)
+        vibi_model_scale(m, rows, act[H], false, w, scale);
+    for (size_t s = 0; s < draws; s++) {
+        if (at_mean) {
+            copy_mu(m, rows, act[H], w->z);
+        } else {
+            TRY(vib_rng_normal(m->predict_noise, rows * K, 0.0f, 1.0f, w->v));
+            vibi_model_sample(m, rows, act[H], scale, w->v, w->z);
+        }
+        forward_layers(m, H + 1, last, rows, w->z, act);
+        softmax_add(rows, C, act[last], prob, s == 0);
+    }
+    if (draws > 1)
+        for (size_t i = 0; i < rows * C; i++)
+            prob[i] = (float)(prob[i] / (double)draws);
+    return VIB_OK;
+}
+
 int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t samples,
                       float *prob)
 {
     static const char fn[] = "vib_model_predict";
     if (model && batch && x && prob == NULL)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: prob is NULL", fn);
-    if (samples > 100000)
-        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples is too many", fn, samples);
-    vib_model *m = model;
+    TRY(check_samples(fn, samples));
     float *act[VIBI_MAX_LAYERS];
     vibi_views w;
-    TRY(run_encoder(m, fn, batch, x, act, &w));
-    const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
-    const size_t last = m->arch.n_layers - 1;
+    TRY(run_encoder(model, fn, batch, x, act, &w));
+    return predict_rows(model, batch, samples, &w, prob);
+}
 
-    /* z = mu for the posterior mean; otherwise average softmax(decoder(z_s)) over the
-     * samples, one batch of draws at a time, in the caller's prob array. The scale
-     * (sigma, or the packed L) is the same for every draw: compute it once, into ga. */
-    const bool at_mean = samples == 0 || m->deterministic;
-    const size_t draws = at_mean ? 1 : samples;
-    float *scale = w.ga;
-    if (!at_mean)
-        vibi_model_scale(m, batch, act[H], false, &w, scale);
-    for (size_t s = 0; s < draws; s++) {
-        if (at_mean) {
-            copy_mu(m, batch, act[H], w.z);
-        } else {
-            TRY(vib_rng_normal(m->predict_noise, batch * K, 0.0f, 1.0f, w.v));
-            vibi_model_sample(m, batch, act[H], scale, w.v, w.z);
+/* ---- evaluation ----------------------------------------------------------------- */
+
+/* Evaluation predicts this many rows at a time: the workspace it needs stays that of a
+ * batch, and the draws of each chunk are those of one vib_model_predict call on it. */
+#define EVAL_ROWS 500
+
+/* H(Y) in bits of the labels' histogram counts[0..classes) over n rows. */
+static double label_entropy(size_t classes, const size_t *counts, size_t n)
+{
+    double h = 0.0;
+    for (size_t c = 0; c < classes; c++)
+        if (counts[c] > 0) {
+            const double p = (double)counts[c] / (double)n;
+            h -= p * log2(p);
         }
-        forward_layers(m, H + 1, last, batch, w.z, act);
-        softmax_add(batch, C, act[last], prob, s == 0);
+    return h;
+}
+
+/* The chunks of an evaluation, with the model's layers bound to whatever weights the
+ * caller chose: wrong predictions, and the sums of -log2 p(label) and of the KL (nats). */
+static int evaluate_rows(vib_model *m, size_t n, const float *x, const int32_t *labels,
+                         size_t samples, size_t *wrong, double *ce2_sum, double *kl_sum)
+{
+    const size_t D = m->arch.input_dim, K = m->arch.k, C = m->arch.classes;
+    const size_t H = vibi_arch_head(&m->arch);
+    for (size_t r0 = 0; r0 < n; r0 += EVAL_ROWS) {
+        const size_t rows = n - r0 < EVAL_ROWS ? n - r0 : EVAL_ROWS;
+        float *act[VIBI_MAX_LAYERS];
+        const vibi_views w = encode_rows(m, rows, x + r0 * D, act);
+        if (!m->deterministic) {
+            /* the KL by the training head's own code: at v = 0 (z = mu, not used) */
+            memset(w.v, 0, rows * K * sizeof(float));
+            *kl_sum += vibi_model_head_forward(m, rows, act[H], w.v, w.z, &w);
+        }
+        float *prob = w.gb;
+        TRY(predict_rows(m, rows, samples, &w, prob));
+        for (size_t r = 0; r < rows; r++) {
+            const float *p = prob + r * C;
+            const size_t y = (size_t)labels[r0 + r];
+            size_t best = 0; /* the first of equal maxima */
+            for (size_t c = 1; c < C; c++)
+                best = p[c] > p[best] ? c : best;
+            *wrong += best != y;
+            /* a probability that underflowed to 0 counts as FLT_MIN: at most 126 bits (a
+             * NaN stays NaN) */
+            *ce2_sum -= log2(p[y] < FLT_MIN ? (double)FLT_MIN : (double)p[y]);
+        }
     }
-    if (draws > 1)
-        for (size_t i = 0; i < batch * C; i++)
-            prob[i] = (float)(prob[i] / (double)draws);
+    return VIB_OK;
+}
+
+int vib_model_evaluate(vib_model *model, const vib_ema *ema, size_t n, const float *x,
+                       const int32_t *labels, size_t samples, double *error,
+                       double *ce_bits, double *kl_bits, double *izy_bits)
+{
+    static const char fn[] = "vib_model_evaluate";
+    TRY(check_rows(fn, model, "n", n, x));
+    vib_model *m = model;
+    TRY(vibi_check_ptr(fn, "labels", labels));
+    TRY(vibi_check_labels(fn, n, m->arch.classes, labels));
+    TRY(check_samples(fn, samples));
+    if (ema != NULL && vib_ema_size(ema) != m->arch.num_params)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: ema holds %zu values, the model %zu parameters",
+                         fn, vib_ema_size(ema), m->arch.num_params);
+    TRY(vibi_model_reserve(m, fn, n < EVAL_ROWS ? n : EVAL_ROWS));
+    const size_t C = m->arch.classes;
+    size_t *counts = NULL;
+    if (izy_bits != NULL) { /* the label histogram, only if H(Y) is asked for */
+        const size_t bytes = C * sizeof(size_t); /* C <= 2^24 */
+        void *part;
+        counts = vibi_alloc_parts(1, &bytes, &part);
+        if (counts == NULL)
+            return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu label counts", fn, C);
+        memset(counts, 0, bytes);
+        for (size_t r = 0; r < n; r++)
+            counts[labels[r]]++;
+    }
+    /* the average's values stand in for the weights for this call only: the passes read
+     * them through the layer views, and the model's own array is never written */
+    if (ema != NULL)
+        vibi_model_bind(m, vib_ema_values(ema));
+    size_t wrong = 0;
+    double ce2_sum = 0.0, kl_sum = 0.0;
+    const int rc = evaluate_rows(m, n, x, labels, samples, &wrong, &ce2_sum, &kl_sum);
+    if (ema != NULL)
+        vibi_model_bind(m, m->params);
+    const double hy = counts != NULL ? label_entropy(C, counts, n) : 0.0;
+    free(counts);
+    if (rc != VIB_OK)
+        return rc;
+    const double inv_n = 1.0 / (double)n, ce = ce2_sum * inv_n;
+    if (error) *error = (double)wrong * inv_n;
+    if (ce_bits) *ce_bits = ce;
+    if (kl_bits) *kl_bits = kl_sum * inv_n / log(2.0); /* nats to bits */
+    if (izy_bits) *izy_bits = hy - ce;
     return VIB_OK;
 }

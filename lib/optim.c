@@ -584,6 +584,11 @@ uint64_t vib_optim_steps(const vib_optim *opt)
     return opt ? opt->steps : 0;
 }
 
+size_t vib_optim_size(const vib_optim *opt)
+{
+    return opt ? opt->n : 0;
+}
+
 /* ---- learning-rate schedule ------------------------------------------------------------ */
 
 int vib_lr_staircase(float lr0, float rate, uint64_t decay_steps, uint64_t step, float *lr)
@@ -656,6 +661,11 @@ int vib_ema_update(vib_ema *ema, const float *params)
 const float *vib_ema_values(const vib_ema *ema)
 {
     return ema ? ema->avg : NULL;
+}
+
+size_t vib_ema_size(const vib_ema *ema)
+{
+    return ema ? ema->n : 0;
 }
 
 /* ---- the state, for checkpoints (train.c) ------------------------------------------ */

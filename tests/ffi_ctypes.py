@@ -7,9 +7,10 @@ LIBRARY is the built shared library (make passes lib/libvib.so.0); C_REFERENCE i
 build/ffi_ref, built from tests/ffi/ref.c (default: build/ffi_ref next to this tree).
 
 Checks the version and status functions, an error path, each node function against a
-float64 reference computed here, then trains a tiny model for a few Adam steps and
-predicts, and requires every number of that sequence to be bit-identical to what the
-same sequence gives in C (the reference program prints them as hex floats).
+float64 reference computed here, the functions added in 0.2 (parameter blocks, handle
+sizes, input gradients, evaluation) on a tiny model, then trains a tiny model for a few
+Adam steps and predicts, and requires every number of that sequence to be bit-identical
+to what the same sequence gives in C (the reference program prints them as hex floats).
 
 Python 3 standard library only (no numpy); runs on any python3 >= 3.8. Prints one line
 per failure and closes with "N passed, M failed"; exits non-zero on any failure.
@@ -99,8 +100,6 @@ PROTOTYPES = {
     "vib_model_grads": (FP, [c_void_p]),
     "vib_model_gradients": (c_int, [c_void_p, c_size_t, FP, I32P, DP, DP, DP]),
     "vib_model_predict": (c_int, [c_void_p, c_size_t, FP, c_size_t, FP]),
-    "vib_ema_create": (c_int, [c_size_t, c_float, FP, VPP]),
-    "vib_ema_free": (None, [c_void_p]),
     "vib_ema_values": (FP, [c_void_p]),
     "vib_trainer_create": (c_int, [c_void_p, c_void_p, c_void_p, c_size_t, c_size_t, c_uint64,
                                    VPP]),
@@ -117,12 +116,29 @@ PROTOTYPES = {
     "vib_trainer_lr": (c_float, [c_void_p]),
     "vib_trainer_save": (c_int, [c_void_p, c_char_p]),
     "vib_trainer_load": (c_int, [c_void_p, c_char_p]),
+    # added in 0.2 (symbol version LIBVIB_0.2)
+    "vib_sgd_create": (c_int, [c_size_t, c_float, c_float, VPP]),
+    "vib_optim_size": (c_size_t, [c_void_p]),
+    "vib_ema_create": (c_int, [c_size_t, c_float, FP, VPP]),
+    "vib_ema_free": (None, [c_void_p]),
+    "vib_ema_update": (c_int, [c_void_p, FP]),
+    "vib_ema_size": (c_size_t, [c_void_p]),
+    "vib_model_num_blocks": (c_size_t, [c_void_p]),
+    "vib_model_block": (c_int, [c_void_p, c_size_t, SZP, SZP, SZP, POINTER(c_int),
+                                POINTER(c_int), SZP]),
+    "vib_model_input_gradients": (c_int, [c_void_p, c_size_t, FP, I32P, c_size_t, FP, DP]),
+    "vib_model_evaluate": (c_int, [c_void_p, c_void_p, c_size_t, FP, I32P, c_size_t, DP, DP,
+                                   DP, DP]),
 }
 
 # The trainer's callback type: int (*)(void *user, uint64_t epoch, uint64_t step,
 # uint64_t steps_per_epoch, double ce, double kl, double loss).
 TRAIN_CALLBACK = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_uint64, c_double,
                                   c_double, c_double)
+
+# vib.h's enums of the parameter blocks
+VIB_BLOCK_WEIGHTS, VIB_BLOCK_BIAS = 0, 1
+VIB_LAYER_ENCODER, VIB_LAYER_HEAD, VIB_LAYER_DECODER, VIB_LAYER_OUTPUT = 0, 1, 2, 3
 
 
 class Lib(object):
@@ -635,6 +651,105 @@ def test_trainer():
     os.unlink(path)
     free_trainer(m, opt, ema, t)
     free_trainer(m2, opt2, ema2, t2)
+def test_api_02():
+    """The functions added in 0.2 on a tiny model: the block layout, the handles' sizes,
+    input gradients and an evaluation."""
+    xs, ys = batch()
+    x, labels = farr(xs), iarr(ys)
+    enc = (c_size_t * 1)(HID)
+    m = c_void_p(None)
+    if not check_status(LIB.model_create(IN, 1, enc, K, 0, None, CLASSES, SEED, byref(m)),
+                        VIB_OK, "0.2: vib_model_create"):
+        return
+    opt, ema = c_void_p(None), c_void_p(None)
+    try:
+        n = LIB.model_num_params(m)
+        # the blocks: W [in x out] then b [1 x out] per layer, back to back, ending at n
+        nb = LIB.model_num_blocks(m)
+        check(nb == 6, "vib_model_num_blocks", str(nb))
+        check(LIB.model_num_blocks(None) == 0, "vib_model_num_blocks(NULL)")
+        want = [(VIB_BLOCK_WEIGHTS, VIB_LAYER_ENCODER, IN, HID),
+                (VIB_BLOCK_BIAS, VIB_LAYER_ENCODER, 1, HID),
+                (VIB_BLOCK_WEIGHTS, VIB_LAYER_HEAD, HID, 2 * K),
+                (VIB_BLOCK_BIAS, VIB_LAYER_HEAD, 1, 2 * K),
+                (VIB_BLOCK_WEIGHTS, VIB_LAYER_OUTPUT, K, CLASSES),
+                (VIB_BLOCK_BIAS, VIB_LAYER_OUTPUT, 1, CLASSES)]
+        off, rows, cols, index = c_size_t(), c_size_t(), c_size_t(), c_size_t()
+        kind, role = c_int(), c_int()
+        total = 0
+        for b in range(nb):
+            st = LIB.model_block(m, b, byref(off), byref(rows), byref(cols), byref(kind),
+                                 byref(role), byref(index))
+            check_status(st, VIB_OK, "vib_model_block(%d)" % b)
+            got = (kind.value, role.value, rows.value, cols.value)
+            check(got == want[b] and off.value == total and index.value == 0,
+                  "vib_model_block(%d) layout" % b,
+                  "%r at %d, wanted %r at %d" % (got, off.value, want[b], total))
+            total += rows.value * cols.value
+        check(total == n, "the blocks cover the parameters", "%d of %d" % (total, n))
+        check_status(LIB.model_block(m, nb, None, None, None, None, None, None),
+                     VIB_ERR_INVALID_ARG, "vib_model_block out of range")
+        check(LIB.error_text().startswith("vib_model_block:"), "vib_model_block: last error",
+              LIB.error_text())
+
+        # the handles' lengths
+        check_status(LIB.sgd_create(n, 0.1, 0.5, byref(opt)), VIB_OK, "vib_sgd_create")
+        check(LIB.optim_size(opt) == n and LIB.optim_size(None) == 0, "vib_optim_size",
+              str(LIB.optim_size(opt)))
+        check_status(LIB.ema_create(n, 0.5, LIB.model_params(m), byref(ema)), VIB_OK,
+                     "vib_ema_create")
+        check(LIB.ema_size(ema) == n and LIB.ema_size(None) == 0, "vib_ema_size",
+              str(LIB.ema_size(ema)))
+
+        # input gradients: [BATCH x IN], finite, the parameter gradients untouched
+        grads = LIB.model_grads(m)
+        for i in range(n):
+            grads[i] = 0.25
+        dx, loss = farr([float("nan")] * (BATCH * IN)), c_double(-1.0)
+        for samples in (0, 3):
+            check_status(LIB.model_input_gradients(m, BATCH, x, labels, samples, dx,
+                                                   byref(loss)), VIB_OK,
+                         "vib_model_input_gradients, %d samples" % samples)
+            check(len(dx) == BATCH * IN and all(math.isfinite(v) for v in dx)
+                  and any(v != 0.0 for v in dx), "input gradients finite, not all 0",
+                  repr(list(dx)[:6]))
+            check(math.isfinite(loss.value) and loss.value > 0.0, "input gradients' loss",
+                  repr(loss.value))
+        check(all(grads[i] == 0.25 for i in range(n)), "input gradients leave grads alone")
+        kept = list(dx)
+        check_status(LIB.model_input_gradients(m, BATCH, x, labels, 1, None, None),
+                     VIB_ERR_INVALID_ARG, "vib_model_input_gradients, dx NULL")
+        check(list(dx) == kept, "a refused call leaves dx alone")
+
+        # evaluation: with the model's weights and with an average that differs
+        err, ce, kl, izy = c_double(), c_double(), c_double(), c_double()
+        check_status(LIB.model_evaluate(m, None, BATCH, x, labels, 0, byref(err), byref(ce),
+                                        byref(kl), byref(izy)), VIB_OK, "vib_model_evaluate")
+        hy = math.log2(CLASSES)  # the labels i % 3 over 12 rows: uniform
+        check(0.0 <= err.value <= 1.0 and ce.value > 0.0 and kl.value > 0.0
+              and close(izy.value, hy - ce.value, 1e-12, 1e-12),
+              "vib_model_evaluate's numbers", "%r %r %r %r" % (err.value, ce.value, kl.value,
+                                                              izy.value))
+        own = ce.value
+        params = LIB.model_params(m)
+        before = params[:n]
+        moved = farr([params[i] + (0.5 if i % 2 else -0.5) for i in range(n)])
+        check_status(LIB.ema_update(ema, moved), VIB_OK, "vib_ema_update")
+        check_status(LIB.model_evaluate(m, ema, BATCH, x, labels, 2, None, byref(ce), None,
+                                        None), VIB_OK, "vib_model_evaluate with an average")
+        check(math.isfinite(ce.value) and ce.value != own, "the average's weights are used",
+              "%r vs %r" % (ce.value, own))
+        check(params[:n] == before, "evaluate leaves the parameters alone")
+        bad = iarr([CLASSES] + ys[1:])
+        check_status(LIB.model_evaluate(m, None, BATCH, x, bad, 0, byref(err), None, None,
+                                        None), VIB_ERR_INVALID_ARG, "vib_model_evaluate, bad label")
+        check("labels[0]" in LIB.error_text(), "evaluate names the row", LIB.error_text())
+        check_status(LIB.model_evaluate(m, None, 0, x, labels, 0, None, None, None, None),
+                     VIB_ERR_INVALID_ARG, "vib_model_evaluate, n = 0")
+    finally:
+        LIB.ema_free(ema)
+        LIB.optim_free(opt)
+        LIB.model_free(m)
 
 
 def main(argv):
@@ -650,7 +765,8 @@ def main(argv):
         check(False, "load %s" % argv[1], str(e))
     else:
         for test in (test_version_and_status, test_backend, test_errors, test_rng, test_reparam, test_kl,
-                     test_sigma_head, test_relu, test_softmax_xent, test_trainer):
+                     test_sigma_head, test_relu, test_softmax_xent, test_api_02,
+                     test_trainer):
             test()
         test_model(os.path.abspath(ref))
     print("ffi_ctypes: %d passed, %d failed" % (passed, failed))

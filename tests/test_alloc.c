@@ -1,5 +1,6 @@
 /* test_alloc.c - once its workspace is reserved, a training step (gradients, then the
- * fused optimizer and average) and a prediction allocate nothing.
+ * fused optimizer and average), a prediction, input gradients and an evaluation
+ * (without izy_bits) allocate nothing.
  *
  * The test binary is linked with -Wl,--wrap for malloc, calloc, realloc and
  * aligned_alloc, so every allocation made by the statically linked libvib (and by
@@ -90,17 +91,22 @@ START_TEST(steady_state_allocates_nothing)
 
     /* Check's own assertions allocate (it is linked statically too): collect the
      * statuses and assert after the counted stretch. */
-    int rc[9];
+    /* (input gradients and evaluation too, the latter without izy_bits, whose label
+     * histogram is allocated per call) */
+    static float dx[B * IN];
+    int rc[15];
     before = allocations;
     for (int step = 0; step < 3; step++) {
-        double ce, kl, loss;
-        rc[3 * step] = vib_model_gradients(m, B - (size_t)step, x, y, &ce, &kl, &loss);
-        rc[3 * step + 1] =
+        double ce, kl, loss, error;
+        rc[5 * step] = vib_model_gradients(m, B - (size_t)step, x, y, &ce, &kl, &loss);
+        rc[5 * step + 1] =
             vib_optim_step_ema(opt, vib_model_params(m), vib_model_grads(m), ema);
-        rc[3 * step + 2] = vib_model_predict(m, B, x, 3, prob);
+        rc[5 * step + 2] = vib_model_predict(m, B, x, 3, prob);
+        rc[5 * step + 3] = vib_model_input_gradients(m, B, x, y, 2, dx, &loss);
+        rc[5 * step + 4] = vib_model_evaluate(m, ema, B, x, y, 2, &error, &ce, &kl, NULL);
     }
     const size_t counted = allocations - before;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 15; i++)
         ck_assert_msg(rc[i] == VIB_OK, "call %d: %s", i, vib_last_error());
     ck_assert_msg(counted == 0, "%zu allocations in three steps", counted);
 

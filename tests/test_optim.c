@@ -266,6 +266,31 @@ START_TEST(steps_counter)
 }
 END_TEST
 
+/* The lengths the handles were created for: what a caller checks its arrays against. */
+START_TEST(handle_sizes)
+{
+    static const size_t lengths[] = {0, 1, N, 70001};
+    float *init = calloc(70001, sizeof *init);
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        const size_t n = lengths[i];
+        vib_optim *adam = NULL, *sgd = NULL;
+        vib_ema *ema = NULL;
+        ck_assert_ok(vib_adam_create(n, 1e-3f, 0.9f, 0.999f, 1e-8f, &adam));
+        ck_assert_ok(vib_sgd_create(n, 0.1f, 0.5f, &sgd));
+        ck_assert_ok(vib_ema_create(n, 0.99f, init, &ema));
+        ck_assert_uint_eq(vib_optim_size(adam), n);
+        ck_assert_uint_eq(vib_optim_size(sgd), n);
+        ck_assert_uint_eq(vib_ema_size(ema), n);
+        vib_optim_free(adam);
+        vib_optim_free(sgd);
+        vib_ema_free(ema);
+    }
+    free(init);
+    ck_assert_uint_eq(vib_optim_size(NULL), 0);
+    ck_assert_uint_eq(vib_ema_size(NULL), 0);
+}
+END_TEST
+
 /* ---- a refused step changes nothing ---------------------------------------------------- */
 
 /* Optimizer a sees g1, a bad gradient (refused), g2, g3; its twin b sees g1, g2, g3.
@@ -887,6 +912,7 @@ Suite *make_optim_suite(void)
     tcase_add_test(tc, sgd_matches_reference);
     tcase_add_test(tc, set_lr_changes_the_next_step);
     tcase_add_test(tc, steps_counter);
+    tcase_add_test(tc, handle_sizes);
     tcase_add_test(tc, bad_gradient_changes_nothing);
     tcase_add_test(tc, sgd_overflowing_step_is_refused);
     tcase_add_test(tc, sgd_momentum_overflow_leaves_state);
