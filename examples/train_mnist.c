@@ -194,24 +194,16 @@ static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, d
     return interrupted;
 }
 
-/* Test error (%) with `samples` draws (0: at the posterior mean). */
-static double test_error(vib_model *m, const vib_dataset *test, size_t samples)
+/* Test error (%) with `samples` draws (0: at the posterior mean), with the averaged
+ * weights if ema is not NULL (the model's own stay as they are). */
+static double test_error(vib_model *m, const vib_ema *ema, const vib_dataset *test,
+                         size_t samples)
 {
-    enum { CHUNK = 500 };
-    const size_t n = vib_dataset_size(test), d = vib_dataset_dim(test);
-    const size_t c = vib_model_classes(m);
-    float *prob = xmalloc(CHUNK * c * sizeof *prob);
-    size_t wrong = 0;
-    for (size_t i = 0; i < n; i += CHUNK) {
-        size_t rows = n - i < CHUNK ? n - i : CHUNK;
-        check(vib_model_predict(m, rows, vib_dataset_images(test) + i * d, samples, prob),
-              "predict");
-        for (size_t r = 0; r < rows; r++)
-            wrong += argmax(prob + r * c, c) !=
-                     label_class("test set", i + r, vib_dataset_labels(test)[i + r], c);
-    }
-    free(prob);
-    return 100.0 * (double)wrong / (double)n;
+    double error;
+    check(vib_model_evaluate(m, ema, vib_dataset_size(test), vib_dataset_images(test),
+                             vib_dataset_labels(test), samples, &error, NULL, NULL, NULL),
+          "evaluate");
+    return 100.0 * error;
 }
 
 /* gnuplot -c script csv png. */
@@ -334,7 +326,6 @@ int main(int argc, char **argv)
     }
 
     const double h_y = label_entropy_bits(train, n_train);
-    float *saved = xmalloc(P * sizeof *saved);
 
     const double t_start = now();
     double err1 = 0.0, errs = 0.0;
@@ -355,14 +346,9 @@ int main(int argc, char **argv)
         const double n = (double)n_train, sum_loss = mean_loss * n, sum_ce = mean_ce * n;
         const double sum_kl = mean_kl * n, lr = vib_trainer_lr(tr);
         const double train_s = now() - bar.t0;
-        if (ema) { /* evaluate the averaged weights, then carry on with the raw ones */
-            memcpy(saved, params, P * sizeof(float));
-            memcpy(params, vib_ema_values(ema), P * sizeof(float));
-        }
-        err1 = test_error(m, test, vib_model_deterministic(m) ? 0 : 1);
-        errs = test_error(m, test, o.samples);
-        if (ema)
-            memcpy(params, saved, P * sizeof(float));
+        /* the averaged weights, if any, evaluated; training goes on with the model's */
+        err1 = test_error(m, ema, test, vib_model_deterministic(m) ? 0 : 1);
+        errs = test_error(m, ema, test, o.samples);
         const double ce = sum_ce / n, kl_bits = sum_kl / n / log(2.0);
         const double izy = h_y - ce / log(2.0);
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
@@ -382,8 +368,8 @@ int main(int argc, char **argv)
     if (ema) /* from here on the model is the one evaluated */
         memcpy(params, vib_ema_values(ema), P * sizeof(float));
     if (o.epochs == 0) {
-        err1 = test_error(m, test, vib_model_deterministic(m) ? 0 : 1);
-        errs = test_error(m, test, o.samples);
+        err1 = test_error(m, NULL, test, vib_model_deterministic(m) ? 0 : 1);
+        errs = test_error(m, NULL, test, o.samples);
         printf("evaluation of %s: test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n", o.load,
                err1, errs, o.samples);
     }
@@ -394,7 +380,6 @@ int main(int argc, char **argv)
     }
     printf("result test_error_pct=%.2f epochs=%zu beta=%g seconds=%.1f\n", errs, o.epochs,
            vib_model_deterministic(m) ? 0.0 : (double)vib_model_beta(m), now() - t_start);
-    free(saved);
     vib_trainer_free(tr);
     vib_ema_free(ema);
     vib_optim_free(opt);
