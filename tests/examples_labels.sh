@@ -1,7 +1,9 @@
 #!/bin/sh
 # examples_labels.sh - the example programs refuse data whose labels the model has no
 # class for: a test set holding a label 12 for a 10-class model is named item by item
-# and ends the program with status 1, instead of being scored as plain errors.
+# and ends the program with status 1, instead of being scored as plain errors. And
+# train_mnist's --checkpoint / --resume: 2 epochs, then resumed to 3, save the same
+# model, byte for byte, as 3 epochs in one run.
 #
 # Needs the examples built (make examples); run from anywhere. The data are tiny
 # synthetic IDX files written here, so no MNIST download is needed.
@@ -97,6 +99,25 @@ expect "beta_sweep, test label 12" 1 \
     examples/beta_sweep --data "$tmp/sweep" --betas 1 --epochs 1 --train-limit 100 \
     --samples 1 --threads 1 --csv "$tmp/sweep.csv" --error-plot "$tmp/e.png" \
     --plane-plot "$tmp/p.png"
+
+# train_mnist --checkpoint, --resume: the model saved after 3 epochs in one run and after
+# 2 epochs resumed to 3 are the same file (an average on, batches of 6: a short last one).
+run="--data $tmp/clean --hidden 4 --latent 2 --batch 6 --samples 1 --ema 0.9 --threads 1"
+# shellcheck disable=SC2086 # $run is a list of options
+expect "train_mnist, 3 epochs" 0 "" examples/train_mnist $run --epochs 3 \
+    --csv "$tmp/r.csv" --plot "$tmp/r.png" --save "$tmp/straight.vibm"
+# shellcheck disable=SC2086
+expect "train_mnist, 2 epochs with --checkpoint" 0 "" examples/train_mnist $run --epochs 2 \
+    --checkpoint "$tmp/run.ckpt" --csv "$tmp/r.csv" --plot "$tmp/r.png"
+# shellcheck disable=SC2086
+expect "train_mnist, --resume to 3 epochs" 0 "" examples/train_mnist $run --epochs 3 \
+    --resume "$tmp/run.ckpt" --csv "$tmp/r.csv" --plot "$tmp/r.png" --save "$tmp/resumed.vibm"
+if cmp -s "$tmp/straight.vibm" "$tmp/resumed.vibm"; then
+    echo "examples_labels: resumed and straight runs save the same model: ok"
+else
+    echo "examples_labels: the resumed run saved another model than the straight one"
+    failures=$((failures + 1))
+fi
 
 [ "$failures" -eq 0 ] || { echo "examples_labels: $failures failed"; exit 1; }
 echo "examples_labels: all passed"
