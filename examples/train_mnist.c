@@ -174,6 +174,17 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
+/* After Ctrl-C: save the state and say how to continue; the exit status is 130. */
+static int save_and_leave(const vib_trainer *tr, const char *checkpoint)
+{
+    check(vib_trainer_save(tr, checkpoint), "checkpoint");
+    fprintf(stderr, "\ntrain_mnist: interrupted after %llu epochs and %llu steps; state saved "
+                    "in %s (continue with --resume %s)\n",
+            (unsigned long long)vib_trainer_epochs_done(tr),
+            (unsigned long long)vib_trainer_step_in_epoch(tr), checkpoint, checkpoint);
+    return 130;
+}
+
 /* The trainer's callback: the progress bar, and the request to stop. */
 static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, double ce,
                     double kl, double loss)
@@ -278,7 +289,9 @@ int main(int argc, char **argv)
           "schedule");
     if (o.resume) {
         check(vib_trainer_load(tr, o.resume), "resume");
-        printf("resumed %s: %llu epochs and %llu steps done\n", o.resume,
+        printf("resumed %s: %llu epochs and %llu steps done; the weights, the model's "
+               "settings (beta, sigma offset), the optimizer's state and rate, the schedule "
+               "and the shuffle come from it, not from the options\n", o.resume,
                (unsigned long long)vib_trainer_epochs_done(tr),
                (unsigned long long)vib_trainer_step_in_epoch(tr));
     }
@@ -287,6 +300,8 @@ int main(int argc, char **argv)
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_sigint;
+        /* a second Ctrl-C ends the program at once; interrupted calls restart */
+        sa.sa_flags = SA_RESETHAND | SA_RESTART;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
     }
@@ -320,7 +335,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "train_mnist: %s: %s\n", o.csv, strerror(errno));
             return 1;
         }
-        if (!o.resume)
+        if (ftell(csv) == 0) /* a new file (a resumed run appends to its run's) */
             fprintf(csv, "epoch,seconds,lr,loss,ce_nats,kl_bits,izy_lower_bits,"
                          "test_error_1_pct,test_error_s_pct\n");
     }
@@ -329,20 +344,19 @@ int main(int argc, char **argv)
 
     const double t_start = now();
     double err1 = 0.0, errs = 0.0;
+    size_t trained = 0; /* epochs trained by this run */
     for (size_t epoch = (size_t)vib_trainer_epochs_done(tr) + 1; epoch <= o.epochs; epoch++) {
         epoch_progress bar = {epoch, o.epochs, now()};
+        const uint64_t resumed_at = vib_trainer_step_in_epoch(tr); /* > 0: a partial epoch */
         check(vib_trainer_set_callback(tr, progress, &bar), "callback");
         double mean_ce, mean_kl, mean_loss;
         check(vib_trainer_epoch(tr, vib_dataset_images(train), vib_dataset_labels(train),
                                 &mean_ce, &mean_kl, &mean_loss), "train");
-        if (vib_trainer_stopped(tr)) {
-            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
-            fprintf(stderr, "\ntrain_mnist: interrupted in epoch %zu after step %llu; state "
-                            "saved in %s (continue with --resume %s)\n", epoch,
-                    (unsigned long long)vib_trainer_step_in_epoch(tr), o.checkpoint,
-                    o.checkpoint);
-            return 130;
-        }
+        /* Ctrl-C: the state, then out; an epoch that ended is reported first */
+        const bool stop = vib_trainer_stopped(tr) || interrupted;
+        if (stop && vib_trainer_step_in_epoch(tr) != 0)
+            return save_and_leave(tr, o.checkpoint);
+        trained++;
         const double n = (double)n_train, sum_loss = mean_loss * n, sum_ce = mean_ce * n;
         const double sum_kl = mean_kl * n, lr = vib_trainer_lr(tr);
         const double train_s = now() - bar.t0;
@@ -351,15 +365,22 @@ int main(int argc, char **argv)
         errs = test_error(m, ema, test, o.samples);
         const double ce = sum_ce / n, kl_bits = sum_kl / n / log(2.0);
         const double izy = h_y - ce / log(2.0);
+        /* the checkpoint before the line: a crash between them loses a line, never
+         * writes one twice */
+        if (o.checkpoint)
+            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
-               "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n",
+               "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)",
                epoch, train_s, lr, sum_loss / n, ce, kl_bits, izy, err1, errs, o.samples);
+        if (resumed_at > 0) /* the means and time of the steps this run took */
+            printf("  (resumed after step %llu)", (unsigned long long)resumed_at);
+        printf("\n");
         fprintf(csv, "%zu,%.3f,%.6g,%.6f,%.6f,%.6f,%.6f,%.4f,%.4f\n", epoch, train_s, lr,
                 sum_loss / n, ce, kl_bits, izy, err1, errs);
         fflush(csv);
         fflush(stdout);
-        if (o.checkpoint)
-            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
+        if (stop)
+            return save_and_leave(tr, o.checkpoint);
     }
     if (csv) {
         fclose(csv);
@@ -367,11 +388,11 @@ int main(int argc, char **argv)
     }
     if (ema) /* from here on the model is the one evaluated */
         memcpy(params, vib_ema_values(ema), P * sizeof(float));
-    if (o.epochs == 0) {
+    if (trained == 0) { /* nothing trained: evaluate what was loaded or resumed */
         err1 = test_error(m, NULL, test, vib_model_deterministic(m) ? 0 : 1);
         errs = test_error(m, NULL, test, o.samples);
-        printf("evaluation of %s: test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n", o.load,
-               err1, errs, o.samples);
+        printf("evaluation of %s: test error %.2f%% (1 sample)  %.2f%% (%zu samples)\n",
+               o.resume ? o.resume : o.load ? o.load : "the new model", err1, errs, o.samples);
     }
     if (o.save) {
         mkdir_for(o.save);

@@ -618,8 +618,10 @@ VIB_API int vib_model_save(const vib_model *model, const char *path);
 /* Load a model saved by vib_model_save into *out. Every field is checked; a truncated,
  * corrupted or foreign file gives VIB_ERR_FORMAT naming the file and the problem. The
  * magic, then the header against the file's length, are checked before the file is read
- * whole, so a large foreign file costs 8 bytes of reading. Only a regular file is read:
- * anything else, a FIFO included, is VIB_ERR_IO at once. */
+ * whole, so a large foreign file costs 8 bytes of reading. A checkpoint
+ * (vib_trainer_save) is read as the model file it holds: its header, then that part
+ * alone, checked alike. Only a regular file is read: anything else, a FIFO included, is
+ * VIB_ERR_IO at once. */
 VIB_API int vib_model_load(const char *path, vib_model **out);
 
 /* ---------------------------------------------------------------------------------
@@ -698,7 +700,9 @@ typedef struct vib_trainer vib_trainer;
 
 /* Called after each step: the epoch (from 0), the step within it (from 1), the steps of
  * an epoch, and that step's batch means. Return 0 to go on, nonzero to stop the running
- * vib_trainer_epoch after this step (it returns VIB_OK; vib_trainer_stopped says so). */
+ * vib_trainer_epoch after this step, the epoch's last included (it returns VIB_OK;
+ * vib_trainer_stopped says so). The callback may read the trainer's position and save a
+ * checkpoint; it must not train, load or change the trainer's settings. */
 typedef int (*vib_train_callback)(void *user, uint64_t epoch, uint64_t step,
                                   uint64_t steps_per_epoch, double ce, double kl, double loss);
 
@@ -714,8 +718,9 @@ VIB_API int vib_trainer_set_callback(vib_trainer *trainer, vib_train_callback cb
 
 /* One step: the next minibatch of the current epoch; the epoch's last step reshuffles
  * for the next. A step that fails (bad data, a non-finite loss or gradient) changes
- * nothing: parameters, optimizer state, average, noise streams and position are as
- * they were. ce, kl, loss (optional) receive the batch means. */
+ * nothing the run depends on: parameters, optimizer state and rate, average, noise
+ * streams and position are as they were (the model's gradient array, scratch, may have
+ * been overwritten). ce, kl, loss (optional) receive the batch means. */
 VIB_API int vib_trainer_step(vib_trainer *trainer, const float *x, const int32_t *labels,
                              double *ce, double *kl, double *loss);
 /* The rest of the current epoch (all of it from its start), or up to the step after

@@ -48,6 +48,11 @@ static uint64_t file_size(uint64_t n_enc, uint64_t n_dec, uint64_t params)
     return 56 + 8 * (n_enc + n_dec) + 4 + 4 + 8 + 8 + 4 * params + 4;
 }
 
+uint64_t vibi_model_file_bytes(const vibi_arch *a)
+{
+    return file_size(a->n_enc, a->n_dec, a->num_params);
+}
+
 /* zlib's crc32 takes a uInt length; feed large buffers in pieces. */
 uint32_t vibi_crc32(const unsigned char *p, size_t n)
 {
@@ -231,27 +236,38 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
  * checked first, then its header against its length (check_header), and only then is
  * the whole file allocated, of at most `cap` bytes: neither a device, nor a large
  * foreign file, nor a forged header makes the reader grow beyond the file's true
- * size. A checkpoint (its own magic, *ckpt set) is read whole, its checks being
- * vibi_checkpoint_model's. */
+ * size. A checkpoint holds a model file after its header: that part is read alike, as a
+ * file of its own, and the rest of the checkpoint is not read. */
 static int read_file(const char *fn, const char *path, size_t cap, unsigned char **buf,
-                     size_t *len, bool *ckpt)
+                     size_t *len)
 {
     int fd;
     uint64_t size;
     TRY(vibi_open_regular(fn, path, &fd, &size));
     unsigned char head[HEADER_MAX];
-    const size_t head_want = size < HEADER_MAX ? (size_t)size : HEADER_MAX;
     size_t got, rest = 0;
     /* the magic alone first: a foreign file costs 8 bytes of reading */
     int rc = vibi_read_fd(fn, path, fd, head, 8, &got);
+    bool ckpt = false;
+    if (rc == VIB_OK && got == 8 && memcmp(head, VIBI_CKPT_MAGIC, 8) == 0) {
+        unsigned char ch[VIBI_CKPT_HEAD];
+        memcpy(ch, head, 8);
+        uint64_t m = 0;
+        rc = vibi_read_fd(fn, path, fd, ch + 8, VIBI_CKPT_HEAD - 8, &got);
+        if (rc == VIB_OK)
+            rc = vibi_checkpoint_header(fn, path, ch, 8 + got, size, &m);
+        if (rc == VIB_OK)
+            rc = vibi_read_fd(fn, path, fd, head, 8, &got);
+        size = m;
+        ckpt = true;
+    }
+    const size_t head_want = size < HEADER_MAX ? (size_t)size : HEADER_MAX;
     if (rc == VIB_OK && got == 8 && memcmp(head, MAGIC, 8) == 0 && head_want > 8)
         rc = vibi_read_fd(fn, path, fd, head + 8, head_want - 8, &rest);
     const size_t head_len = got + rest;
-    *ckpt = rc == VIB_OK && got == 8 && memcmp(head, VIBI_CKPT_MAGIC, 8) == 0;
-    /* a file that shrank since fstat is as long as what was read of it (a checkpoint's
-     * header is not read ahead: its length is fstat's) */
-    const uint64_t file_len = !*ckpt && head_len < head_want ? head_len : size;
-    if (rc == VIB_OK && !*ckpt)
+    /* a file that shrank since fstat is as long as what was read of it */
+    const uint64_t file_len = head_len < head_want ? head_len : size;
+    if (rc == VIB_OK)
         rc = check_header(fn, path, head, head_len, file_len);
     unsigned char *b = NULL;
     if (rc == VIB_OK && file_len > (uint64_t)cap)
@@ -262,8 +278,10 @@ static int read_file(const char *fn, const char *path, size_t cap, unsigned char
                        (unsigned long long)file_len + 1);
     if (rc == VIB_OK) {
         memcpy(b, head, head_len);
-        /* one byte more than the length: a file that grew meanwhile reads as padded */
-        rc = vibi_read_fd(fn, path, fd, b + head_len, (size_t)file_len + 1 - head_len, &got);
+        /* one byte more than the length: a file that grew meanwhile reads as padded (a
+         * checkpoint's model part is followed by the rest of the checkpoint) */
+        const size_t more = (size_t)file_len + (ckpt ? 0 : 1) - head_len;
+        rc = vibi_read_fd(fn, path, fd, b + head_len, more, &got);
         *len = head_len + got;
     }
     (void)close(fd); /* only read from: its status adds nothing */
@@ -336,13 +354,8 @@ int vib_model_load(const char *path, vib_model **out)
     TRY(VIBI_CHECK_PTRS(fn, "path out", path, out));
     unsigned char *buf = NULL;
     size_t len = 0;
-    bool ckpt;
-    TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len, &ckpt));
-    /* a checkpoint holds a model file: that part, as it is */
-    size_t off = 0;
-    int rc = ckpt ? vibi_checkpoint_model(fn, path, buf, len, &off, &len) : VIB_OK;
-    if (rc == VIB_OK)
-        rc = vibi_model_parse(fn, path, buf + off, len, out);
+    TRY(read_file(fn, path, (size_t)1 << 34, &buf, &len));
+    const int rc = vibi_model_parse(fn, path, buf, len, out);
     free(buf);
     return rc;
 }

@@ -135,10 +135,15 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
 int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, size_t len,
                      vib_model **out);
 
-/* train.c: a checkpoint's magic, and where its model part is: [*off, *off + *len) of
- * the len-byte image b, after its header and CRC are checked. */
+/* The length of architecture a's model file. */
+uint64_t vibi_model_file_bytes(const vibi_arch *a);
+
+/* train.c: a checkpoint's magic and header (magic, version, flags, the model part's
+ * length m), the model file following it. vibi_checkpoint_header checks the first hlen
+ * bytes of a checkpoint of `size` bytes and gives m. */
 #define VIBI_CKPT_MAGIC "VIBCKPT1"
-int vibi_checkpoint_model(const char *fn, const char *path, const unsigned char *b, size_t len,
-                          size_t *off, size_t *mlen);
+#define VIBI_CKPT_HEAD 24
+int vibi_checkpoint_header(const char *fn, const char *path, const unsigned char *h,
+                           size_t hlen, uint64_t size, uint64_t *m);
 
 #endif /* VIB_MODEL_H */

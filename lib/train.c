@@ -31,7 +31,7 @@
 
 #define SHUFFLE_SEED(seed) ((seed) ^ 0x5deece66dULL)
 #define CKPT_VERSION 1
-#define CKPT_HEAD 24 /* magic, version, flags, m */
+#define CKPT_HEAD VIBI_CKPT_HEAD /* magic, version, flags, m */
 
 struct vib_trainer {
     vib_model *model;
@@ -212,9 +212,8 @@ int vib_trainer_epoch(vib_trainer *trainer, const float *x, const int32_t *label
         sum_ce += c * (double)rows, sum_kl += k * (double)rows, sum_loss += l * (double)rows;
         total += rows;
         const uint64_t done = t->epochs_done == epoch ? t->step_in_epoch : t->steps_per_epoch;
-        if (t->cb != NULL && t->cb(t->user, epoch, done, t->steps_per_epoch, c, k, l) != 0 &&
-            t->epochs_done == epoch) {
-            t->stopped = 1;
+        if (t->cb != NULL && t->cb(t->user, epoch, done, t->steps_per_epoch, c, k, l) != 0) {
+            t->stopped = 1; /* also after the epoch's last step: the caller asked to stop */
             break;
         }
     }
@@ -347,29 +346,22 @@ int vib_trainer_save(const vib_trainer *trainer, const char *path)
     return rc;
 }
 
-int vibi_checkpoint_model(const char *fn, const char *path, const unsigned char *b, size_t len,
-                          size_t *off, size_t *mlen)
+int vibi_checkpoint_header(const char *fn, const char *path, const unsigned char *h,
+                           size_t hlen, uint64_t size, uint64_t *m)
 {
-    if (len < CKPT_HEAD + 4 || memcmp(b, VIBI_CKPT_MAGIC, 8) != 0)
-        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: not a libvib checkpoint (%zu bytes)", fn, path,
-                         len);
-    const uint32_t version = vibi_get_u32(b + 8), flags = vibi_get_u32(b + 12);
+    if (hlen < CKPT_HEAD || memcmp(h, VIBI_CKPT_MAGIC, 8) != 0)
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: not a libvib checkpoint (%llu bytes)", fn,
+                         path, (unsigned long long)size);
+    const uint32_t version = vibi_get_u32(h + 8), flags = vibi_get_u32(h + 12);
     if (version != CKPT_VERSION)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: checkpoint version %u, this libvib reads %d",
                          fn, path, version, CKPT_VERSION);
     if (flags & ~1u)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: unknown checkpoint flags 0x%x", fn, path, flags);
-    const uint32_t stored = vibi_get_u32(b + len - 4), actual = vibi_crc32(b, len - 4);
-    if (stored != actual)
-        return vibi_fail(VIB_ERR_FORMAT,
-                         "%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted", fn, path,
-                         stored, actual);
-    const uint64_t m = vibi_get_u64(b + 16);
-    if (m > len - CKPT_HEAD - 4)
+    *m = vibi_get_u64(h + 16);
+    if (size < CKPT_HEAD + 4 || *m > size - CKPT_HEAD - 4)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: the model part (%llu bytes) runs past the end",
-                         fn, path, (unsigned long long)m);
-    *off = CKPT_HEAD;
-    *mlen = (size_t)m;
+                         fn, path, (unsigned long long)*m);
     return VIB_OK;
 }
 
@@ -414,8 +406,9 @@ static void rd_rng(reader *r, vibi_rng_state *s)
         s->s[i] = rd_u64(r);
 }
 
-/* n floats at the reader into dst (if not NULL), all finite. */
-static bool rd_floats(reader *r, size_t n, float *dst)
+/* n floats at the reader into dst (if not NULL), all finite (and >= 0 if nonneg); the
+ * largest magnitude into *absmax if not NULL. */
+static bool rd_floats(reader *r, size_t n, float *dst, bool nonneg, float *absmax)
 {
     size_t bytes;
     if (!vibi_mul_size(n, 4, &bytes))
@@ -423,13 +416,17 @@ static bool rd_floats(reader *r, size_t n, float *dst)
     const unsigned char *q = take(r, bytes);
     if (q == NULL)
         return false;
+    float mx = 0.0f;
     for (size_t i = 0; i < n; i++) {
         const float v = vibi_get_f32(q + 4 * i);
-        if (!isfinite(v))
+        if (!isfinite(v) || (nonneg && v < 0.0f))
             return false;
+        mx = fabsf(v) > mx ? fabsf(v) : mx;
         if (dst != NULL)
             dst[i] = v;
     }
+    if (absmax != NULL)
+        *absmax = mx;
     return true;
 }
 
@@ -473,7 +470,12 @@ static int read_state(const char *fn, const char *path, vib_trainer *t, const un
     rd_rng(&r, &noise);
     rd_rng(&r, &predict);
     float unused;
-    if (!r.short_ && (in_epoch >= t->steps_per_epoch ||
+    const bool zero_rng = (shuffle.s[0] | shuffle.s[1] | shuffle.s[2] | shuffle.s[3]) == 0 ||
+                          (noise.s[0] | noise.s[1] | noise.s[2] | noise.s[3]) == 0 ||
+                          (predict.s[0] | predict.s[1] | predict.s[2] | predict.s[3]) == 0;
+    if (!r.short_ && (in_epoch >= t->steps_per_epoch || zero_rng ||
+                      epochs > (UINT64_MAX - in_epoch) / t->steps_per_epoch ||
+                      steps != epochs * t->steps_per_epoch + in_epoch ||
                       vib_lr_staircase(lr0, rate, decay_steps, 0, &unused) != VIB_OK ||
                       !(last_lr > 0.0f) || !isfinite(last_lr)))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: the trainer's position or schedule is corrupted", fn, path);
@@ -511,10 +513,12 @@ static int read_state(const char *fn, const char *path, vib_trainer *t, const un
                          fn, path, (double)b1, (double)b2, (double)eps, (double)mom);
     if (!r.short_ && (!(olr > 0.0f) || !isfinite(olr) || !(vibi_get_f64(s1max) >= 0.0)))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: the optimizer's state is corrupted", fn, path);
-    if (!r.short_ && (!rd_floats(&r, o.n, commit ? o.s1 : NULL) ||
-                      (o.s2 != NULL && !rd_floats(&r, o.n, commit ? o.s2 : NULL))))
+    /* The moments must be finite, Adam's second one not negative: a step trusts both. */
+    float s1abs = 0.0f;
+    if (!r.short_ && (!rd_floats(&r, o.n, commit ? o.s1 : NULL, false, &s1abs) ||
+                      (o.s2 != NULL && !rd_floats(&r, o.n, commit ? o.s2 : NULL, true, NULL))))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: the optimizer's moments are %s", fn, path,
-                   r.short_ ? "cut short" : "not finite");
+                         r.short_ ? "cut short" : "not finite, or a second moment negative");
     if (has_ema != (t->ema != NULL))
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s: saved %s a moving average, this trainer %s",
                          fn, path, has_ema ? "with" : "without", t->ema ? "has one" : "has none");
@@ -529,7 +533,7 @@ static int read_state(const char *fn, const char *path, vib_trainer *t, const un
                              "trainer's (%zu, %g)",
                              fn, path, (unsigned long long)en, (double)decay, e.n,
                              (double)e.decay);
-        if (!r.short_ && !rd_floats(&r, e.n, commit ? e.avg : NULL))
+        if (!r.short_ && !rd_floats(&r, e.n, commit ? e.avg : NULL, false, NULL))
             return vibi_fail(VIB_ERR_FORMAT, "%s: %s: the average is %s", fn, path, r.short_ ? "cut short" : "not finite");
     }
     if (r.short_ || r.p != end)
@@ -545,7 +549,10 @@ static int read_state(const char *fn, const char *path, vib_trainer *t, const un
     for (size_t i = 0; i < t->n; i++)
         t->order[i] = (size_t)vibi_get_u64(order + 8 * i);
     *o.lr = olr;
-    *o.s1max = vibi_get_f64(s1max);
+    /* The bound the optimizer keeps on |s1| decides only between its fast and its full
+     * overflow check; it must hold, whatever the file says. */
+    const double saved_max = vibi_get_f64(s1max);
+    *o.s1max = saved_max > (double)s1abs ? saved_max : (double)s1abs;
     *o.steps = osteps;
     if (has_ema)
         *e.updates = updates;
@@ -563,18 +570,35 @@ int vib_trainer_load(vib_trainer *trainer, const char *path)
     unsigned char *b = NULL;
     size_t got = 0;
     int rc = VIB_OK;
-    if (size > ((uint64_t)1 << 36))
-        rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu bytes is larger than any checkpoint", fn,
-                       path, (unsigned long long)size);
+    /* A checkpoint of this trainer has a known length. One of another optimizer kind or
+     * average is at most twice or half as long, and is read to say what differs; a file
+     * far longer is refused before it is read (a forged length costs no memory). */
+    vibi_optim_state o;
+    vibi_ema_state e;
+    vibi_optim_view(t->opt, &o);
+    if (t->ema != NULL)
+        vibi_ema_view(t->ema, &e);
+    const uint64_t own = CKPT_HEAD + vibi_model_file_bytes(&t->model->arch) +
+                         state_bytes(t, &o, t->ema ? &e : NULL) + 4;
+    if (size > 4 * own + ((uint64_t)1 << 20))
+        rc = vibi_fail(VIB_ERR_FORMAT,
+                       "%s: %s: %llu bytes, far more than a checkpoint of this trainer (%llu): "
+                       "another model or data size, or not a checkpoint",
+                       fn, path, (unsigned long long)size, (unsigned long long)own);
     else if ((b = malloc((size_t)size + 1)) == NULL)
         rc = vibi_fail(VIB_ERR_NOMEM, "%s: %s: cannot allocate %llu bytes", fn, path,
                        (unsigned long long)size + 1);
     else
         rc = vibi_read_fd(fn, path, fd, b, (size_t)size + 1, &got);
     (void)close(fd);
-    size_t off = 0, mlen = 0;
+    const size_t off = CKPT_HEAD;
+    uint64_t m64 = 0;
     if (rc == VIB_OK)
-        rc = vibi_checkpoint_model(fn, path, b, got, &off, &mlen);
+        rc = vibi_checkpoint_header(fn, path, b, got, got, &m64);
+    if (rc == VIB_OK && vibi_get_u32(b + got - 4) != vibi_crc32(b, got - 4))
+        rc = vibi_fail(VIB_ERR_FORMAT, "%s: %s: CRC mismatch (stored %08x, computed %08x): corrupted",
+                       fn, path, vibi_get_u32(b + got - 4), vibi_crc32(b, got - 4));
+    const size_t mlen = (size_t)m64;
     vib_model *m = NULL;
     if (rc == VIB_OK)
         rc = vibi_model_parse(fn, path, b + off, mlen, &m);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "tests.h"
 
@@ -185,6 +186,13 @@ START_TEST(callback_stops_and_the_epoch_resumes)
     ck_assert_int_eq(vib_trainer_stopped(a.t), 0);
     ck_assert_ok(vib_trainer_epoch(b.t, xs, ys, NULL, NULL, NULL));
     same_state(&a, &b, "a stopped and finished epoch against a whole one");
+    /* a stop asked at an epoch's last step is a stop too */
+    after = 5;
+    ck_assert_ok(vib_trainer_set_callback(a.t, stop_after, &after));
+    ck_assert_ok(vib_trainer_epoch(a.t, xs, ys, NULL, NULL, NULL));
+    ck_assert_int_eq(vib_trainer_stopped(a.t), 1);
+    ck_assert_uint_eq(vib_trainer_epochs_done(a.t), 2);
+    ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 0);
     rig_free(&a);
     rig_free(&b);
 }
@@ -358,6 +366,99 @@ START_TEST(bad_checkpoints_are_refused)
 }
 END_TEST
 
+/* Rewrite bytes of a checkpoint and seal it with a fresh CRC, so that the checks behind
+ * the CRC are reached. */
+static void tamper(const char *from, const char *to, long at, const void *bytes, size_t n)
+{
+    FILE *f = fopen(from, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    rewind(f);
+    unsigned char *b = malloc((size_t)len);
+    ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    memcpy(b + at, bytes, n);
+    const uint32_t crc = (uint32_t)crc32(0L, b, (uInt)(len - 4));
+    for (int i = 0; i < 4; i++)
+        b[len - 4 + i] = (unsigned char)(crc >> (8 * i));
+    f = fopen(to, "wb");
+    ck_assert_uint_eq(fwrite(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    free(b);
+}
+
+/* State a step would trust, forged behind a valid CRC: a negative second moment, a
+ * generator of all zeros, a step count that does not match the position. Refused. */
+START_TEST(forged_state_is_refused)
+{
+    data();
+    rig a, target;
+    rig_make(&a, 0, HID);
+    steps(&a, 3);
+    char *ckpt = tmp_path("f.ckpt"), *bad = tmp_path("forged.ckpt");
+    ck_assert_ok(vib_trainer_save(a.t, ckpt));
+    rig_make(&target, 0, HID);
+    const size_t P = vib_model_num_params(a.m);
+    unsigned char head[24];
+    FILE *f = fopen(ckpt, "rb");
+    ck_assert_uint_eq(fread(head, 1, 24, f), 24);
+    fclose(f);
+    uint64_t m = 0;
+    for (int i = 0; i < 8; i++)
+        m |= (uint64_t)head[16 + i] << (8 * i);
+    /* the trainer's section: 5 u64, 2 f32, u64, f32, 3 generators, the order */
+    const long trainer = 24 + (long)m, gens = trainer + 5 * 8 + 2 * 4 + 8 + 4;
+    const long optim = gens + 3 * 32 + 8 * N;
+    const long s2 = optim + 4 + 8 + 5 * 4 + 8 + 8 + 4 * (long)P;
+    const float minus_one = -1.0f;
+    tamper(ckpt, bad, s2 + 4 * 3, &minus_one, 4);
+    ck_assert_fails(vib_trainer_load(target.t, bad), VIB_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(vib_last_error(), "negative"));
+    const unsigned char zeros[32] = {0};
+    tamper(ckpt, bad, gens, zeros, 32);
+    ck_assert_fails(vib_trainer_load(target.t, bad), VIB_ERR_FORMAT);
+    const unsigned char nine[8] = {9};
+    tamper(ckpt, bad, trainer + 4 * 8, nine, 8); /* steps = 9 after 3 */
+    ck_assert_fails(vib_trainer_load(target.t, bad), VIB_ERR_FORMAT);
+    ck_assert_uint_eq(vib_trainer_steps(target.t), 0);
+    unlink(ckpt), unlink(bad);
+    free(ckpt), free(bad);
+    rig_free(&a), rig_free(&target);
+}
+END_TEST
+
+/* A large file with a checkpoint's magic is refused from its first bytes: neither loader
+ * reads or allocates its length. */
+START_TEST(large_forged_checkpoint_costs_nothing)
+{
+    data();
+    rig a;
+    rig_make(&a, 0, HID);
+    char *big = tmp_path("big.ckpt");
+    FILE *f = fopen(big, "wb");
+    const unsigned char head[24] = {'V', 'I', 'B', 'C', 'K', 'P', 'T', '1', 1, 0, 0, 0, 0,
+                                    0, 0, 0, 0, 0, 0, 0x3f}; /* version 1, m = 2^30 - ... */
+    ck_assert_uint_eq(fwrite(head, 1, 24, f), 24);
+    fclose(f);
+    ck_assert_int_eq(truncate(big, (off_t)1 << 30), 0); /* a sparse gigabyte */
+    alloc_watch_reset();
+    vib_model *m = NULL;
+    const int rc_model = vib_model_load(big, &m);
+    const size_t largest_model = alloc_watch_largest();
+    alloc_watch_reset();
+    const int rc_trainer = vib_trainer_load(a.t, big);
+    const size_t largest_trainer = alloc_watch_largest();
+    ck_assert_int_eq(rc_model, VIB_ERR_FORMAT);
+    ck_assert_int_eq(rc_trainer, VIB_ERR_FORMAT);
+    ck_assert_msg(largest_model < (1u << 20) && largest_trainer < (1u << 20),
+                  "allocations of %zu and %zu bytes", largest_model, largest_trainer);
+    unlink(big);
+    free(big);
+    rig_free(&a);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     data();
@@ -398,6 +499,8 @@ Suite *make_train_suite(void)
     tcase_add_test(tc, callback_stops_and_the_epoch_resumes);
     tcase_add_test(tc, resume_in_a_fresh_process);
     tcase_add_test(tc, bad_checkpoints_are_refused);
+    tcase_add_test(tc, forged_state_is_refused);
+    tcase_add_test(tc, large_forged_checkpoint_costs_nothing);
     tcase_add_test(tc, bad_arguments);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
