@@ -82,6 +82,15 @@ static void same_state(rig *a, rig *b, const char *what)
     ck_assert_uint_eq(vib_optim_steps(a->opt), vib_optim_steps(b->opt));
 }
 
+/* The trainer has finished `epochs` epochs, is at the start of the next, and was (or was
+ * not) stopped by its callback. */
+static void at_epoch_end(const rig *r, uint64_t epochs, int stopped)
+{
+    ck_assert_uint_eq(vib_trainer_epochs_done(r->t), epochs);
+    ck_assert_uint_eq(vib_trainer_step_in_epoch(r->t), 0);
+    ck_assert_int_eq(vib_trainer_stopped(r->t), stopped);
+}
+
 START_TEST(epoch_is_its_steps)
 {
     data();
@@ -103,9 +112,7 @@ START_TEST(epoch_is_its_steps)
     ck_assert_double_eq_tol(ce, sum_ce / N, 1e-12);
     ck_assert_double_eq_tol(kl, sum_kl / N, 1e-12);
     ck_assert_double_eq_tol(loss, sum_loss / N, 1e-12);
-    ck_assert_uint_eq(vib_trainer_epochs_done(a.t), 1);
-    ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 0);
-    ck_assert_int_eq(vib_trainer_stopped(a.t), 0);
+    at_epoch_end(&a, 1, 0);
     rig_free(&a);
     rig_free(&b);
 }
@@ -190,9 +197,7 @@ START_TEST(callback_stops_and_the_epoch_resumes)
     after = 5;
     ck_assert_ok(vib_trainer_set_callback(a.t, stop_after, &after));
     ck_assert_ok(vib_trainer_epoch(a.t, xs, ys, NULL, NULL, NULL));
-    ck_assert_int_eq(vib_trainer_stopped(a.t), 1);
-    ck_assert_uint_eq(vib_trainer_epochs_done(a.t), 2);
-    ck_assert_uint_eq(vib_trainer_step_in_epoch(a.t), 0);
+    at_epoch_end(&a, 2, 1);
     rig_free(&a);
     rig_free(&b);
 }
