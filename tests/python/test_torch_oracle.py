@@ -1,0 +1,432 @@
+"""PyTorch as an external oracle of libvib's model, and a training run in Python against C.
+
+1. For small models (a diagonal and a full-covariance head, encoders of 0 to 2 hidden
+   layers, decoders with and without a hidden layer, beta > 0, deterministic mode), the
+   same network is built in PyTorch from the model's state_dict (torch.nn.Linear layers
+   holding the same float32 weights, transposed to torch's [out, in]) and run on the same
+   batch with the same noise v. libvib's loss (Model.gradients), every parameter gradient
+   (Model.grads, block by block through Model.blocks) and the input gradient
+   (Model.input_gradients) must agree with torch.autograd's.
+
+   The noise: a model draws its training noise with vib_rng_normal from its own stream,
+   seeded NOISE_SEED(seed) = seed ^ 0x6a09e667f3bcc909 by vib_model_reseed (lib/model.c).
+   The package has no generator of its own, so training_noise() below makes the same draw
+   through the library's vib_rng_create and vib_rng_normal by ctypes;
+   test_training_noise_is_the_models_draw reads the noise a model used back from its
+   gradients (no decoder hidden layer, batches of one row) and checks that it is that draw.
+
+   The oracle runs in float64 on the same float32 weights, inputs and noise, so it is the
+   model's exact math at those values and a difference measures libvib's float32 rounding
+   alone. That rounding is that of dot products of a few dozen terms through a few layers:
+   a few float32 ulps of the largest gradients (measured here: at most 3e-7 of a block's
+   largest entry, and torch's own float32 run is off by as much). The tests allow
+   GRAD_TOL = 1e-5 of the largest entry of each block (each half of the head's: the mean
+   columns, and the scale's, whose gradients can be orders of magnitude smaller), so a
+   different kernel set or thread count cannot trip them, while any missing or wrong term
+   of the chain rule (the smallest here, the KL's beta / batch, is above 1e-4 of its
+   block) stands far above that line. The losses are sums in double of float32 values:
+   LOSS_RTOL = 1e-6 (measured: below 1e-7).
+
+2. A short training run (a trainer with Adam, a moving average and a staircase schedule,
+   over epochs whose last batch is short, then evaluation) driven through the package's
+   Trainer gives the same bits as the same run in C: tests/python/ref_train.c, compiled
+   here against the library the package loaded, prints every number as a hex float.
+
+Debian's python3-torch serves the system interpreter (/usr/bin/python3); without torch the
+tests of part 1 are skipped.
+"""
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import libvib
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+GRAD_TOL = 1e-5
+LOSS_RTOL = 1e-6
+
+# lib/model.c: #define NOISE_SEED(seed) ((seed) ^ 0x6a09e667f3bcc909ULL)
+NOISE_XOR = 0x6A09E667F3BCC909
+
+
+# ---- the library itself, for what the package does not wrap --------------------------
+
+def library_path():
+    """The shared library the package loaded: the spec's search order (LIBVIB_PATH, then
+    the build tree next to the package)."""
+    env = os.environ.get("LIBVIB_PATH")
+    if env:
+        return os.path.abspath(env)
+    pkg = os.path.dirname(os.path.abspath(libvib.__file__))
+    return os.path.normpath(os.path.join(pkg, "..", "..", "lib", "libvib.so.0"))
+
+
+_rng_lib = None
+
+
+def _rng_functions():
+    """vib_rng_create/normal/free by ctypes (dlopen of the same file gives the same
+    loaded library the package uses)."""
+    global _rng_lib
+    if _rng_lib is None:
+        lib = ctypes.CDLL(library_path())
+        lib.vib_rng_create.restype = ctypes.c_int
+        lib.vib_rng_create.argtypes = [ctypes.c_uint64, ctypes.POINTER(ctypes.c_void_p)]
+        lib.vib_rng_normal.restype = ctypes.c_int
+        lib.vib_rng_normal.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_float,
+                                       ctypes.c_float, ctypes.c_void_p]
+        lib.vib_rng_free.restype = None
+        lib.vib_rng_free.argtypes = [ctypes.c_void_p]
+        _rng_lib = lib
+    return _rng_lib
+
+
+def training_noise(seed, count):
+    """The first `count` normals a model's training draws after model.reseed(seed): the
+    stream of lib/model.c's NOISE_SEED(seed), drawn as vib_model_gradients draws it (one
+    vib_rng_normal call of batch * K values per call; the generator carries nothing
+    between calls, so consecutive calls continue one sequence)."""
+    lib = _rng_functions()
+    rng = ctypes.c_void_p()
+    assert lib.vib_rng_create((seed ^ NOISE_XOR) & (2**64 - 1), ctypes.byref(rng)) == 0
+    try:
+        out = np.empty(count, dtype=np.float32)
+        assert lib.vib_rng_normal(rng, count, 0.0, 1.0,
+                                  out.ctypes.data_as(ctypes.c_void_p)) == 0
+    finally:
+        lib.vib_rng_free(rng)
+    return out
+
+
+# ---- the same network in PyTorch ------------------------------------------------------
+
+class TorchVIB(torch.nn.Module):
+    """libvib's model in PyTorch (docs/math.md, "The VIB model" and "Full covariance"):
+    encoder ReLU layers, the head [-> K + S] giving mu and the scale's raw values,
+    z = mu + sigma v (sigma = softplus(rho + offset)) or mu + L v (L packed by rows,
+    i(i+1)/2 + j, its diagonal through the same softplus), decoder ReLU layers reading z,
+    the output layer; loss = mean over rows of CE + beta KL, KL to N(0, I)."""
+
+    def __init__(self, model, dtype):
+        super().__init__()
+        sd = model.state_dict()
+        self.k = model.latent_dim
+        self.full = model.full_cov
+        self.beta = float(model.beta)
+        self.offset = float(model.sigma_offset)
+        self.deterministic = bool(model.deterministic)
+
+        def linears(prefix):
+            layers, i = [], 0
+            while f"{prefix}.{i}.weight" in sd:
+                layers.append(self._linear(sd, f"{prefix}.{i}", dtype))
+                i += 1
+            return torch.nn.ModuleList(layers)
+
+        self.encoder = linears("encoder")
+        self.head = self._linear(sd, "head", dtype)
+        self.decoder = linears("decoder")
+        self.output = self._linear(sd, "output", dtype)
+        if self.full:
+            rows, cols = np.tril_indices(self.k)  # row-major: index i(i+1)/2 + j
+            self.register_buffer("on_diag", torch.tensor(rows == cols))
+            # L [K x K] gathered from the packed values and one zero past their end
+            where = np.full((self.k, self.k), len(rows))
+            where[rows, cols] = np.arange(len(rows))
+            self.register_buffer("gather", torch.tensor(where.ravel()))
+
+    @staticmethod
+    def _linear(sd, name, dtype):
+        w = np.asarray(sd[name + ".weight"])  # libvib: [in x out], y = x W + b
+        layer = torch.nn.Linear(w.shape[0], w.shape[1], dtype=dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor(w.T.copy(), dtype=dtype))
+            layer.bias.copy_(torch.tensor(np.asarray(sd[name + ".bias"]), dtype=dtype))
+        return layer
+
+    def named_grads(self):
+        """Each parameter's gradient under libvib's block name, in libvib's shape."""
+        out = {}
+        for prefix, layers in (("encoder", self.encoder), ("decoder", self.decoder)):
+            for i, layer in enumerate(layers):
+                out[f"{prefix}.{i}.weight"] = layer.weight.grad.T
+                out[f"{prefix}.{i}.bias"] = layer.bias.grad
+        for name in ("head", "output"):
+            layer = getattr(self, name)
+            out[name + ".weight"] = layer.weight.grad.T
+            out[name + ".bias"] = layer.bias.grad
+        return {name: g.detach().numpy() for name, g in out.items()}
+
+    def forward(self, x, labels, v):
+        """(ce, kl, loss): the batch means; v [batch x K] (ignored when deterministic)."""
+        h = x
+        for layer in self.encoder:
+            h = F.relu(layer(h))
+        head = self.head(h)
+        mu, raw = head[:, :self.k], head[:, self.k:]
+        if self.deterministic:
+            z, kl = mu, torch.zeros(len(x), dtype=x.dtype)
+        elif not self.full:
+            sigma = F.softplus(raw + self.offset)
+            z = mu + sigma * v
+            kl = 0.5 * (mu**2 + sigma**2 - 2 * torch.log(sigma) - 1).sum(1)
+        else:
+            packed = torch.where(self.on_diag, F.softplus(raw + self.offset), raw)
+            padded = torch.cat([packed, torch.zeros(len(x), 1, dtype=x.dtype)], 1)
+            chol = padded[:, self.gather].reshape(len(x), self.k, self.k)
+            z = mu + (chol @ v.unsqueeze(2)).squeeze(2)
+            # 0.5 (tr L L^T + mu^T mu - K - log det L L^T), tr L L^T the sum of L's squares
+            kl = 0.5 * ((packed**2).sum(1) + (mu**2).sum(1) - self.k
+                        - 2 * torch.log(packed[:, self.on_diag]).sum(1))
+        h = z
+        for layer in self.decoder:
+            h = F.relu(layer(h))
+        ce = F.cross_entropy(self.output(h), labels, reduction="none")
+        beta = 0.0 if self.deterministic else self.beta
+        return ce.mean(), kl.mean(), (ce + beta * kl).mean()
+
+
+def torch_run(model, x, labels, v, dtype=torch.float64):
+    """The oracle's (ce, kl, loss) and its gradients: by block name, and for x."""
+    net = TorchVIB(model, dtype)
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    vt = torch.tensor(v.reshape(len(x), model.latent_dim), dtype=dtype)
+    ce, kl, loss = net(xt, torch.tensor(labels, dtype=torch.long), vt)
+    loss.backward()
+    return (ce.item(), kl.item(), loss.item()), net.named_grads(), xt.grad.numpy()
+
+
+# ---- comparisons ----------------------------------------------------------------------
+
+def assert_grad_close(name, got, want):
+    """|got - want| <= GRAD_TOL * max |want|, over the block (see the module's comment)."""
+    assert got.shape == want.shape, name
+    scale = np.abs(want).max()
+    err = np.abs(got.astype(np.float64) - want).max()
+    assert err <= GRAD_TOL * scale, f"{name}: max error {err:.3g}, largest gradient {scale:.3g}"
+
+
+def check_grads(model, grads, want):
+    """Every block of libvib's flat gradient array against the oracle's, the head's mean
+    columns and scale columns apart."""
+    k = model.latent_dim
+    names = set()
+    for b in model.blocks():
+        size = int(np.prod(b.shape))
+        got = grads[b.offset:b.offset + size].reshape(b.shape)
+        names.add(b.name)
+        if b.name.startswith("head."):
+            assert_grad_close(b.name + " (mu)", got[..., :k], want[b.name][..., :k])
+            assert_grad_close(b.name + " (scale)", got[..., k:], want[b.name][..., k:])
+        else:
+            assert_grad_close(b.name, got, want[b.name])
+    assert names == set(want), "the blocks are the torch network's parameters"
+
+
+def assert_loss_close(what, got, want):
+    assert got == pytest.approx(want, rel=LOSS_RTOL, abs=1e-12), what
+
+
+# ---- the models -----------------------------------------------------------------------
+
+D, K, C, B = 10, 4, 5, 7
+NOISE_SEED = 11
+
+# id: (encoder, decoder, full_cov, beta, sigma_offset, deterministic)
+CASES = {
+    "diag-enc1": ((16,), (), False, 1e-2, -1.0, False),
+    "diag-enc2": ((16, 12), (), False, 0.5, 0.0, False),
+    "diag-dec1": ((12,), (10,), False, 0.1, -1.0, False),
+    "diag-enc0-dec1": ((), (8,), False, 0.1, 0.0, False),
+    "diag-paper-offset": ((16,), (), False, 1e-3, -5.0, False),
+    "full-enc1": ((16,), (), True, 0.1, -1.0, False),
+    "full-enc2-dec1": ((16, 12), (9,), True, 0.3, 0.0, False),
+    "diag-deterministic": ((16,), (8,), False, 0.1, 0.0, True),
+    "full-deterministic": ((16,), (8,), True, 0.1, 0.0, True),
+}
+
+
+def make_model(encoder, decoder, full_cov, beta, offset, deterministic, seed=3):
+    """A model with its weights moved off their initialization (biases start at 0, and a
+    full head's off-diagonal weights too: an oracle agreeing there would not see those
+    paths), and a batch."""
+    model = libvib.Model(D, K, C, encoder=encoder, decoder=decoder, seed=seed,
+                         full_cov=full_cov)
+    model.beta = beta
+    model.sigma_offset = offset
+    model.deterministic = deterministic
+    rng = np.random.default_rng(seed)
+    model.params[:] += (0.1 * rng.standard_normal(model.num_params)).astype(np.float32)
+    x = rng.standard_normal((B, D)).astype(np.float32)
+    labels = rng.integers(0, C, B).astype(np.int32)
+    return model, x, labels
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_loss_and_gradients_match_torch(case):
+    model, x, labels = make_model(*CASES[case])
+    with model:
+        model.reseed(NOISE_SEED)
+        ce, kl, loss = model.gradients(x, labels)
+        grads = model.grads.copy()
+        v = training_noise(NOISE_SEED, B * K)
+        (t_ce, t_kl, t_loss), t_grads, t_dx = torch_run(model, x, labels, v)
+        assert_loss_close("ce", ce, t_ce)
+        assert_loss_close("kl", kl, t_kl)
+        assert_loss_close("loss", loss, t_loss)
+        if model.deterministic:
+            assert kl == 0.0
+        check_grads(model, grads, t_grads)
+
+        # the input gradient of the same draw: the same loss, to the bit (the same pass)
+        model.reseed(NOISE_SEED)
+        dx, dx_loss = model.input_gradients(x, labels, samples=1)
+        assert dx_loss == loss
+        assert_grad_close("dx", dx, t_dx)
+        assert np.array_equal(model.grads, grads), "input_gradients leaves the grads alone"
+
+
+@pytest.mark.parametrize("case", ["diag-dec1", "full-enc2-dec1"])
+def test_input_gradients_at_the_mean_match_torch(case):
+    """samples = 0: z = mu (v = 0) with the KL kept."""
+    model, x, labels = make_model(*CASES[case])
+    with model:
+        dx, loss = model.input_gradients(x, labels, samples=0)
+        (_, _, t_loss), _, t_dx = torch_run(model, x, labels, np.zeros(B * K, np.float32))
+        assert_loss_close("loss", loss, t_loss)
+        assert_grad_close("dx", dx, t_dx)
+
+
+def test_the_noise_matters():
+    """The comparison is sensitive to v: with another draw the oracle disagrees."""
+    model, x, labels = make_model(*CASES["diag-enc2"])
+    with model:
+        model.reseed(NOISE_SEED)
+        _, _, loss = model.gradients(x, labels)
+        (_, _, other), _, _ = torch_run(model, x, labels, training_noise(NOISE_SEED + 1, B * K))
+        assert abs(other - loss) > 1e3 * LOSS_RTOL * abs(loss)
+
+
+def test_training_noise_is_the_models_draw():
+    """Read v back from libvib alone. Without a decoder hidden layer and with batches of
+    one row, the output layer's gradients are dW[j, c] = z_j g_c and db[c] = g_c
+    (g = dL/dlogits), so z_j = dW[j, c] / db[c]; with mu and sigma from encode,
+    v = (z - mu) / sigma. Rows one at a time draw K normals each, the same sequence as
+    one draw of B * K."""
+    model, x, labels = make_model((16,), (), False, 0.1, 0.0, False)
+    with model:
+        blocks = {b.name: b for b in model.blocks()}
+        w, b = blocks["output.weight"], blocks["output.bias"]
+        mu, sigma = model.encode(x)
+        model.reseed(NOISE_SEED)
+        got = np.empty((B, K))
+        for r in range(B):
+            model.gradients(x[r:r + 1], labels[r:r + 1])
+            g = model.grads
+            dw = g[w.offset:w.offset + K * C].reshape(K, C).astype(np.float64)
+            db = g[b.offset:b.offset + C].astype(np.float64)
+            c = int(np.argmax(np.abs(db)))
+            z = dw[:, c] / db[c]
+            got[r] = (z - mu[r]) / sigma[r]
+        want = training_noise(NOISE_SEED, B * K).reshape(B, K)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+# ---- a training run in Python and in C ------------------------------------------------
+
+# tests/python/ref_train.c's constants
+IN, HID, LAT, DEC, CLASSES, N, BATCH = 6, 10, 3, 7, 4, 50, 8
+MODEL_SEED, TRAIN_SEED, BETA, OFFSET = 5, 3, 1e-2, -2.0
+
+
+def train_data():
+    """ref_train.c's rows: dyadic values, exact in float32."""
+    i = np.arange(N)[:, None]
+    j = np.arange(IN)[None, :]
+    x = ((i * 7 + j * 3) % 13 - 6) / 8.0 + (j % CLASSES == i % CLASSES)
+    return x.astype(np.float32), (np.arange(N) % CLASSES).astype(np.int32)
+
+
+def train_python(full_cov):
+    """ref_train.c's run through the package, as the same records."""
+    x, labels = train_data()
+    rec = {"step": [], "epoch": [], "eval": []}
+    with libvib.Model(IN, LAT, CLASSES, encoder=(HID,), decoder=(DEC,), seed=MODEL_SEED,
+                      full_cov=full_cov) as model:
+        model.beta = BETA
+        model.sigma_offset = OFFSET
+        opt = libvib.Adam(model, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8)
+        ema = libvib.EMA(model.params, 0.9)
+        tr = libvib.Trainer(model, opt, N, BATCH, seed=TRAIN_SEED, ema=ema)
+        tr.set_schedule(2e-2, 0.5, 4)
+        for _ in range(3):
+            rec["step"].append(list(tr.step(x, labels)))
+        for _ in range(2):
+            rec["epoch"].append(list(tr.epoch(x, labels)))
+        rec["position"] = [tr.epochs_done, tr.step_in_epoch, tr.steps, tr.lr]
+        rec["params"] = model.params.copy()
+        rec["ema"] = np.array(ema.values, copy=True)
+        for e in (model.evaluate(x, labels, samples=3, ema=ema),
+                  model.evaluate(x, labels, samples=0)):
+            rec["eval"].append([e.error, e.ce_bits, e.kl_bits, e.izy_bits])
+    return rec
+
+
+def parse_c(text):
+    """ref_train's records: Python floats (float.fromhex is exact), the arrays as float32
+    (each value was a float: exact too)."""
+    rec = {}
+    for line in text.splitlines():
+        key, *vals = line.split()
+        if key == "position":
+            rec[key] = [int(v) for v in vals[:3]] + [float.fromhex(vals[3])]
+        elif key in ("params", "ema"):
+            rec[key] = np.array([float.fromhex(v) for v in vals], dtype=np.float32)
+        else:
+            rec.setdefault(key, []).append([float.fromhex(v) for v in vals])
+    return rec
+
+
+@pytest.fixture(scope="module")
+def ref_train(tmp_path_factory):
+    """ref_train.c built as a user of the library would build it, against the library
+    the package loaded."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    lib = library_path()
+    exe = str(tmp_path_factory.mktemp("ref_train") / "ref_train")
+    cmd = [cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-I" + os.path.join(REPO, "include"),
+           os.path.join(HERE, "ref_train.c"), lib, "-Wl,-rpath," + os.path.dirname(lib),
+           "-lm", "-o", exe]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stderr}"
+    return exe
+
+
+@pytest.mark.parametrize("full_cov", [False, True], ids=["diag", "full"])
+def test_training_in_python_gives_the_bits_of_c(ref_train, full_cov):
+    threads = libvib.num_threads()
+    proc = subprocess.run([ref_train, str(int(full_cov)), str(threads)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    want = parse_c(proc.stdout)
+    got = train_python(full_cov)
+    assert got["step"] == want["step"]
+    assert got["epoch"] == want["epoch"]
+    assert got["position"] == want["position"]
+    for key in ("params", "ema"):
+        assert got[key].dtype == np.float32 and got[key].shape == want[key].shape, key
+        assert np.array_equal(got[key].view(np.uint32), want[key].view(np.uint32)), key
+    assert got["eval"] == want["eval"]
+    assert want["position"][:3] == [2, 0, 14], "two epochs of ceil(50 / 8) = 7 steps"
