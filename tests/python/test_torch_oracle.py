@@ -62,13 +62,9 @@ NOISE_XOR = 0x6A09E667F3BCC909
 # ---- the library itself, for what the package does not wrap --------------------------
 
 def library_path():
-    """The shared library the package loaded: the spec's search order (LIBVIB_PATH, then
-    the build tree next to the package)."""
-    env = os.environ.get("LIBVIB_PATH")
-    if env:
-        return os.path.abspath(env)
-    pkg = os.path.dirname(os.path.abspath(libvib.__file__))
-    return os.path.normpath(os.path.join(pkg, "..", "..", "lib", "libvib.so.0"))
+    """The file the package loaded the shared library from (a bare name when the system's
+    loader found it)."""
+    return libvib.library_path
 
 
 _rng_lib = None
@@ -406,9 +402,11 @@ def ref_train(tmp_path_factory):
         pytest.skip("no C compiler")
     lib = library_path()
     exe = str(tmp_path_factory.mktemp("ref_train") / "ref_train")
+    # the very file the package loaded (and found at run time), else the system's -lvib
+    link = [lib, "-Wl,-rpath," + os.path.dirname(os.path.abspath(lib))] \
+        if os.path.sep in lib else ["-lvib"]
     cmd = [cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-I" + os.path.join(REPO, "include"),
-           os.path.join(HERE, "ref_train.c"), lib, "-Wl,-rpath," + os.path.dirname(lib),
-           "-lm", "-o", exe]
+           os.path.join(HERE, "ref_train.c")] + link + ["-lm", "-o", exe]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stderr}"
     return exe
