@@ -1,5 +1,5 @@
 /*
- * tests/python/ref_train.c - the C side of test_torch_oracle.py's training comparison.
+ * tests/python/ref_train.c - the C side of test_train_c.py.
  *
  *     ref_train FULL THREADS
  *
@@ -8,7 +8,7 @@
  * the public header and the shared library only, and prints every number with %a (hex
  * floats, exact), so the Python side can require the same run through the libvib
  * package to give the same bits. Keep the two in step: the model, the data formula,
- * the settings and the order of the calls (test_torch_oracle.py: train_python).
+ * the settings and the order of the calls (test_train_c.py: train_python).
  *
  * Output, one record per line:
  *   step CE KL LOSS            (three vib_trainer_step calls)
