@@ -244,13 +244,8 @@ def main(argv):
     if output == "-":
         sys.stdout.write(text)
         return 0
-    old = None
-    if os.path.exists(output):
-        with open(output) as f:
-            old = f.read()
-    if old != text:  # leave an unchanged file's time alone (make sees no change)
-        with open(output, "w") as f:
-            f.write(text)
+    with open(output, "w") as f:
+        f.write(text)
     return 0
 
 

@@ -128,7 +128,7 @@ class _Lib(object):
                 "libvib: %s is libvib %d.%d.%d; this package needs %d.x with x >= %d "
                 "(set LIBVIB_PATH to a newer library)"
                 % (path, major, minor, v % 100, WANT_MAJOR, WANT_MINOR))
-        self.version_number = v
+        self.loaded_version = v
         for name, (restype, argtypes) in _decls.FUNCTIONS.items():
             try:
                 fn = getattr(dll, name)
@@ -137,7 +137,10 @@ class _Lib(object):
                                   % (path, v, name))
             fn.restype = restype
             fn.argtypes = argtypes
-            setattr(self, name[len("vib_"):], fn)
+            short = name[len("vib_"):]
+            if short in self.__dict__:  # a new vib_* function whose name is taken here
+                raise ImportError("libvib: %s clashes with _Lib.%s" % (name, short))
+            setattr(self, short, fn)
 
     def error_message(self):
         return self.dll.vib_last_error().decode("utf-8", "replace")
