@@ -90,12 +90,12 @@ class Param(object):
         self.depth = words.count("*")
         words = [w for w in words if w != "*"]
         if not words:
-            raise ValueError("cannot parse the C type %r" % text)
+            raise ValueError("cannot parse the C type %r: teach python/gen_decls.py" % text)
         self.name = None
         if len(words) == 2:
             self.name = words[1]
         elif len(words) != 1:
-            raise ValueError("cannot parse the C type %r" % text)
+            raise ValueError("cannot parse the C type %r: teach python/gen_decls.py" % text)
         self.base = words[0]
 
     def c_type(self):

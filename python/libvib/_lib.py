@@ -229,6 +229,16 @@ class Owned(object):
         return False
 
 
+def handle_of(obj, cls, name, optional=False):
+    """The C pointer of `obj`, which must be a `cls` (or None if optional)."""
+    if obj is None and optional:
+        return None
+    if not isinstance(obj, cls):
+        raise TypeError("libvib: %s must be a libvib.%s, not %s"
+                        % (name, cls.__name__, type(obj).__name__))
+    return obj._ptr
+
+
 # ---- views ---------------------------------------------------------------------------
 
 

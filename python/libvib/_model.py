@@ -280,7 +280,8 @@ class Model(_lib.Owned):
         weights or the averaged ones of `ema` (an EMA of num_params values)."""
         x, labels = self._batch(x, labels)
         e = [ctypes.c_double() for _ in range(4)]
-        ema_ptr = None if ema is None else ema._ptr
+        from ._optim import EMA
+        ema_ptr = _lib.handle_of(ema, EMA, "ema", optional=True)
         check(LIB.model_evaluate(self._ptr, ema_ptr, x.shape[0], fp(x), i32p(labels),
                                  size(samples, "samples"), *[ctypes.byref(v) for v in e]))
         return Evaluation(*[v.value for v in e])
