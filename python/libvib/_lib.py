@@ -345,10 +345,11 @@ def fspath(path):
 
 
 def size(n, name):
-    """A nonnegative int argument (bool refused), for size_t parameters."""
+    """A nonnegative int argument (bool refused) for a size_t or uint64_t parameter;
+    ctypes would wrap a value past 2^64 - 1 silently, so that is refused too."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError("libvib: %s must be an int, got %s" % (name, type(n).__name__))
     n = int(n)
-    if n < 0:
-        raise ValueError("libvib: %s must be >= 0, got %d" % (name, n))
+    if n < 0 or n >= 1 << (8 * ctypes.sizeof(ctypes.c_size_t)) or n >= 1 << 64:
+        raise ValueError("libvib: %s must be in [0, 2^64), got %d" % (name, n))
     return n

@@ -25,6 +25,8 @@ _KINDS = {C["VIB_BLOCK_WEIGHTS"]: "weight", C["VIB_BLOCK_BIAS"]: "bias"}
 
 
 def _sizes(seq, name):
+    if isinstance(seq, (int, np.integer)):
+        raise TypeError("libvib: %s must be a sequence of ints, e.g. (%d,)" % (name, seq))
     seq = tuple(seq)
     return (ctypes.c_size_t * max(len(seq), 1))(*[size(s, name) for s in seq]), len(seq)
 

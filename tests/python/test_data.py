@@ -37,8 +37,8 @@ def test_load(files):
     ds = libvib.Dataset.load(img, str(lab), lo=-1.0, hi=1.0)
     assert (len(ds), ds.dim, ds.classes) == (10, 6, 4)
     assert ds.images.dtype == np.float32 and ds.images.shape == (10, 6)
-    np.testing.assert_allclose(ds.images, -1 + 2 * pix.reshape(10, 6).astype(np.float64) / 255.0, rtol=1e-6,
-                               atol=1e-7)
+    want = -1 + 2 * pix.reshape(10, 6).astype(np.float64) / 255.0
+    np.testing.assert_allclose(ds.images, want, rtol=1e-6, atol=1e-7)
     assert ds.labels.dtype == np.int32 and np.array_equal(ds.labels, labels)
     assert not ds.images.flags.writeable and not ds.labels.flags.writeable
     assert "10 items" in repr(ds)

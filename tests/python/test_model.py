@@ -337,3 +337,14 @@ def test_library_errors(model, data):
     with pytest.raises(libvib.InvalidArgumentError, match="samples"):
         model.predict(x, samples=100001)
     assert np.array_equal(model.grads, before)
+
+
+def test_integer_arguments():
+    with pytest.raises(TypeError, match=r"sequence of ints, e.g. \(8,\)"):
+        libvib.Model(IN, K, CLASSES, encoder=8)
+    with pytest.raises(ValueError, match="2\\^64"):
+        libvib.Model(IN, K, CLASSES, encoder=(8,), seed=2 ** 64)
+    with pytest.raises(TypeError):
+        libvib.Model(IN, K, CLASSES, encoder=(8,), seed=True)
+    m = libvib.Model(IN, K, CLASSES, encoder=(np.int64(8),), seed=2 ** 64 - 1)
+    m.reseed(np.uint64(3))
