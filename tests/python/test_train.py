@@ -239,3 +239,17 @@ def test_wrong_objects_are_type_errors(model, data):
         model.evaluate(x, y, ema=model.params)
     with pytest.raises(TypeError, match="ema must be a libvib.EMA"):
         opt.step(model.params, model.grads, ema=opt)
+
+
+def test_ctrl_c_stops_the_epoch_at_a_step(data):
+    import os
+    import signal
+    x, y = data
+    m, opt, avg, tr = build()
+
+    def cb(epoch, step, *rest):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C were pressed
+    with pytest.raises(KeyboardInterrupt):
+        tr.epoch(x, y, callback=cb)
+    assert tr.step_in_epoch in (2, 3) and tr.stopped
