@@ -34,6 +34,7 @@ Python 3 standard library only.
 import os
 import re
 import sys
+import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_HEADER = os.path.join(HERE, "..", "include", "vib.h")
@@ -90,12 +91,12 @@ class Param(object):
         self.depth = words.count("*")
         words = [w for w in words if w != "*"]
         if not words:
-            raise ValueError("cannot parse the C type %r" % text)
+            raise ValueError("cannot parse the C type %r: teach python/gen_decls.py" % text)
         self.name = None
         if len(words) == 2:
             self.name = words[1]
         elif len(words) != 1:
-            raise ValueError("cannot parse the C type %r" % text)
+            raise ValueError("cannot parse the C type %r: teach python/gen_decls.py" % text)
         self.base = words[0]
 
     def c_type(self):
@@ -194,8 +195,7 @@ def generate(text):
         "Do not edit: run `make python` (python3 python/gen_decls.py) after changing vib.h.",
         '"""',
         "",
-        "from ctypes import CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int",
-        "from ctypes import c_int32, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p",
+        "IMPORTS",
         "",
         "# The integer constants: #define VIB_* <integer> and the enums, in the header's order.",
         "CONSTANTS = {",
@@ -220,7 +220,11 @@ def generate(text):
         args = ", ".join(ctype(p, handles, cbnames) for p in params)
         out.append("    %r: (%s, [%s])," % (name, ctype(ret, handles, cbnames), args))
     out.append("}")
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    used = sorted(set(re.findall(r"\b(CFUNCTYPE|POINTER|c_[a-z0-9_]+)\b", text)))
+    imports = textwrap.fill("from ctypes import (" + ", ".join(used) + ")", width=90,
+                            subsequent_indent="    ", break_on_hyphens=False)
+    return text.replace("IMPORTS", imports, 1)
 
 
 def cdef_source(text):
@@ -244,13 +248,8 @@ def main(argv):
     if output == "-":
         sys.stdout.write(text)
         return 0
-    old = None
-    if os.path.exists(output):
-        with open(output) as f:
-            old = f.read()
-    if old != text:  # leave an unchanged file's time alone (make sees no change)
-        with open(output, "w") as f:
-            f.write(text)
+    with open(output, "w") as f:
+        f.write(text)
     return 0
 
 

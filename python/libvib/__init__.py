@@ -52,7 +52,7 @@ def library_version():
 
 def library_version_number():
     """The loaded library's MAJOR*10000 + MINOR*100 + PATCH."""
-    return _LIB.version_number
+    return _LIB.loaded_version
 
 
 def set_num_threads(n):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _lib
-from ._lib import LIB, check, size
+from ._lib import LIB, size
 
 
 class Dataset(_lib.Owned):

@@ -3,8 +3,8 @@
 Do not edit: run `make python` (python3 python/gen_decls.py) after changing vib.h.
 """
 
-from ctypes import CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int
-from ctypes import c_int32, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p
+from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_double, c_float, c_int, c_int32,
+    c_size_t, c_uint32, c_uint64, c_uint8, c_void_p)
 
 # The integer constants: #define VIB_* <integer> and the enums, in the header's order.
 CONSTANTS = {

@@ -128,7 +128,7 @@ class _Lib(object):
                 "libvib: %s is libvib %d.%d.%d; this package needs %d.x with x >= %d "
                 "(set LIBVIB_PATH to a newer library)"
                 % (path, major, minor, v % 100, WANT_MAJOR, WANT_MINOR))
-        self.version_number = v
+        self.loaded_version = v
         for name, (restype, argtypes) in _decls.FUNCTIONS.items():
             try:
                 fn = getattr(dll, name)
@@ -137,7 +137,10 @@ class _Lib(object):
                                   % (path, v, name))
             fn.restype = restype
             fn.argtypes = argtypes
-            setattr(self, name[len("vib_"):], fn)
+            short = name[len("vib_"):]
+            if short in self.__dict__:  # a new vib_* function whose name is taken here
+                raise ImportError("libvib: %s clashes with _Lib.%s" % (name, short))
+            setattr(self, short, fn)
 
     def error_message(self):
         return self.dll.vib_last_error().decode("utf-8", "replace")
@@ -224,6 +227,16 @@ class Owned(object):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def handle_of(obj, cls, name, optional=False):
+    """The C pointer of `obj`, which must be a `cls` (or None if optional)."""
+    if obj is None and optional:
+        return None
+    if not isinstance(obj, cls):
+        raise TypeError("libvib: %s must be a libvib.%s, not %s"
+                        % (name, cls.__name__, type(obj).__name__))
+    return obj._ptr
 
 
 # ---- views ---------------------------------------------------------------------------
@@ -332,10 +345,11 @@ def fspath(path):
 
 
 def size(n, name):
-    """A nonnegative int argument (bool refused), for size_t parameters."""
+    """A nonnegative int argument (bool refused) for a size_t or uint64_t parameter;
+    ctypes would wrap a value past 2^64 - 1 silently, so that is refused too."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError("libvib: %s must be an int, got %s" % (name, type(n).__name__))
     n = int(n)
-    if n < 0:
-        raise ValueError("libvib: %s must be >= 0, got %d" % (name, n))
+    if n < 0 or n >= 1 << (8 * ctypes.sizeof(ctypes.c_size_t)) or n >= 1 << 64:
+        raise ValueError("libvib: %s must be in [0, 2^64), got %d" % (name, n))
     return n

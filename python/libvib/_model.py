@@ -25,6 +25,8 @@ _KINDS = {C["VIB_BLOCK_WEIGHTS"]: "weight", C["VIB_BLOCK_BIAS"]: "bias"}
 
 
 def _sizes(seq, name):
+    if isinstance(seq, (int, np.integer)):
+        raise TypeError("libvib: %s must be a sequence of ints, e.g. (%d,)" % (name, seq))
     seq = tuple(seq)
     return (ctypes.c_size_t * max(len(seq), 1))(*[size(s, name) for s in seq]), len(seq)
 
@@ -280,7 +282,8 @@ class Model(_lib.Owned):
         weights or the averaged ones of `ema` (an EMA of num_params values)."""
         x, labels = self._batch(x, labels)
         e = [ctypes.c_double() for _ in range(4)]
-        ema_ptr = None if ema is None else ema._ptr
+        from ._optim import EMA
+        ema_ptr = _lib.handle_of(ema, EMA, "ema", optional=True)
         check(LIB.model_evaluate(self._ptr, ema_ptr, x.shape[0], fp(x), i32p(labels),
                                  size(samples, "samples"), *[ctypes.byref(v) for v in e]))
         return Evaluation(*[v.value for v in e])

@@ -34,7 +34,8 @@ class Optimizer(_lib.Owned):
         if ema is None:
             check(LIB.optim_step(self._ptr, fp(params), fp(grads)))
         else:
-            check(LIB.optim_step_ema(self._ptr, fp(params), fp(grads), ema._ptr))
+            check(LIB.optim_step_ema(self._ptr, fp(params), fp(grads),
+                                     _lib.handle_of(ema, EMA, "ema")))
 
     @property
     def lr(self):

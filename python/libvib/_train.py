@@ -8,6 +8,8 @@ import numpy as np
 from . import _lib, _decls
 from ._lib import LIB, check, fp, i32p, array, size
 from ._data import Dataset
+from ._model import Model
+from ._optim import EMA, Optimizer
 
 
 class Trainer(_lib.Owned):
@@ -24,11 +26,12 @@ class Trainer(_lib.Owned):
     _what = "trainer"
 
     def __init__(self, model, optimizer, n, batch, seed=1, ema=None):
+        ptrs = (_lib.handle_of(model, Model, "model"),
+                _lib.handle_of(optimizer, Optimizer, "optimizer"),
+                _lib.handle_of(ema, EMA, "ema", optional=True))
         deps = [model._handle, optimizer._handle] + ([ema._handle] if ema is not None else [])
-        self._handle = _lib.create(LIB.trainer_create, LIB.trainer_free, model._ptr,
-                                   optimizer._ptr, None if ema is None else ema._ptr,
-                                   size(n, "n"), size(batch, "batch"), size(seed, "seed"),
-                                   deps=deps)
+        self._handle = _lib.create(LIB.trainer_create, LIB.trainer_free, *(ptrs + (
+            size(n, "n"), size(batch, "batch"), size(seed, "seed"))), deps=deps)
         self.n = int(n)
         self.batch = int(batch)
         self.input_dim = model.input_dim
