@@ -3,8 +3,9 @@
 #   make                 build lib/libvib.so.X.Y.Z (+ symlinks), lib/libvib.a and the examples
 #   make run             install missing packages, fetch MNIST, build, train (results/)
 #   make check           unit tests, the ABI check, the Python ctypes test, the
-#                        documentation's C examples, then the unit tests again under
-#                        ASan + UBSan
+#                        documentation's C examples, the Python package's tests, then
+#                        the unit tests again under ASan + UBSan
+#   make python          regenerate python/libvib/_decls.py from include/vib.h
 #   make data            fetch and verify MNIST into data/mnist
 #   make bench           the Gaussian head's public nodes against its row kernels, every
 #                        product by every BLIS path, then training and prediction speed
@@ -12,7 +13,8 @@
 #                        optimizer's memory stream)
 #   make bench-peer      the same against PyTorch with BLIS and with OpenBLAS (installs
 #                        python3-torch and OpenBLAS if missing, keeping the system's BLAS)
-#   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc)
+#   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc,
+#                        the Python package under PYTHONDIR=$(PREFIX)/lib/python3/dist-packages)
 #   make uninstall       remove what install put there
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
 #   make clean
@@ -21,7 +23,13 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
+# Debian's python3 reads $(PREFIX)/lib/python3/dist-packages for PREFIX=/usr; for
+# /usr/local it reads /usr/local/lib/python3.X/dist-packages: set PYTHONDIR to that (or
+# PYTHONPATH) to import the installed package.
+PYTHONDIR  ?= $(PREFIX)/lib/python3/dist-packages
 DESTDIR    ?=
+# The interpreter of make python and check-python: the system's, for Debian's numpy.
+PYTHON     ?= /usr/bin/python3
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -92,7 +100,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 
 .PHONY: bench bench-peer
 .PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-examples check-sanitize \
-        install uninstall clean deps run have-blis data experiments
+        check-python python install uninstall clean deps run have-blis data experiments
 .DELETE_ON_ERROR:
 
 all: lib examples
@@ -154,7 +162,7 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
 check: deps
-	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-sanitize
+	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-sanitize
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -199,6 +207,21 @@ check-docs: lib
 	@if command -v python3 >/dev/null 2>&1; then \
 	  python3 tests/docs_examples.py --cc '$(CC)'; \
 	  else echo "check-docs: python3 not found, skipped"; fi
+
+# The Python package (python/libvib) against the library of this tree: every class and
+# function, its array checks and errors, views outliving their model, a checkpoint
+# resumed bit for bit, and the generated declarations against vib.h (tests/python/).
+# _decls.py is regenerated first when vib.h is newer (make python).
+check-python: lib python/libvib/_decls.py
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  PYTHONPATH=python LIBVIB_PATH=lib/$(SONAME) $(PYTHON) -m pytest -q -p no:cacheprovider tests/python; \
+	  else echo "check-python: $(PYTHON) not found, skipped"; fi
+
+# The ctypes declarations of the Python package, generated from the header (committed).
+python: python/libvib/_decls.py
+
+python/libvib/_decls.py: include/vib.h python/gen_decls.py
+	$(PYTHON) python/gen_decls.py include/vib.h $@
 
 # The example programs as a user runs them, on tiny synthetic IDX files: a label outside
 # the model's classes in the data they evaluate is an error naming the item.
@@ -277,6 +300,9 @@ data:
 PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 
+# The Python package: its files as they are (pure Python; nothing to build).
+PY_FILES := $(wildcard python/libvib/*.py)
+
 # libvib.pc is written at install time, so it always carries this install's paths.
 install: lib
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
@@ -291,11 +317,16 @@ install: lib
 	    -e '/^Requires.private: *$$/d' \
 	    pkgconfig/libvib.pc.in > $(DESTDIR)$(PCDIR)/libvib.pc
 	chmod 644 $(DESTDIR)$(PCDIR)/libvib.pc
+	install -d $(DESTDIR)$(PYTHONDIR)/libvib
+	install -m 644 $(PY_FILES) $(DESTDIR)$(PYTHONDIR)/libvib/
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/vib.h $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION) \
 	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvib.so \
 	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
+	rm -f $(PY_FILES:python/libvib/%=$(DESTDIR)$(PYTHONDIR)/libvib/%)
+	rm -rf $(DESTDIR)$(PYTHONDIR)/libvib/__pycache__
+	rmdir $(DESTDIR)$(PYTHONDIR)/libvib 2>/dev/null || true
 
 clean:
 	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench bench/gemm_paths \
