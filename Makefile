@@ -14,7 +14,8 @@
 #   make bench-peer      the same against PyTorch with BLIS and with OpenBLAS (installs
 #                        python3-torch and OpenBLAS if missing, keeping the system's BLAS)
 #   make install         PREFIX=/usr/local DESTDIR= (header, both libraries, libvib.pc,
-#                        the Python package under PYTHONDIR=$(PREFIX)/lib/python3/dist-packages)
+#                        the Python package under PYTHONDIR, where the system python3
+#                        reads it; ldconfig after a non-DESTDIR install)
 #   make uninstall       remove what install put there
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
 #   make clean
@@ -23,13 +24,18 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
-# Debian's python3 reads $(PREFIX)/lib/python3/dist-packages for PREFIX=/usr; for
-# /usr/local it reads /usr/local/lib/python3.X/dist-packages: set PYTHONDIR to that (or
-# PYTHONPATH) to import the installed package.
-PYTHONDIR  ?= $(PREFIX)/lib/python3/dist-packages
 DESTDIR    ?=
 # The interpreter of make python and check-python: the system's, for Debian's numpy.
 PYTHON     ?= /usr/bin/python3
+# Where `make install` puts the Python package: Debian's python3 reads
+# $(PREFIX)/lib/python3/dist-packages for PREFIX=/usr, and for /usr/local
+# /usr/local/lib/python3.X/dist-packages (X its minor version, asked of it here).
+PY_MINOR   := $(shell $(PYTHON) -c 'import sys; print(sys.version_info[1])' 2>/dev/null)
+ifeq ($(PREFIX),/usr)
+  PYTHONDIR  ?= $(PREFIX)/lib/python3/dist-packages
+else
+  PYTHONDIR  ?= $(PREFIX)/lib/python3$(if $(PY_MINOR),.$(PY_MINOR))/dist-packages
+endif
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -198,11 +204,12 @@ check-ffi: lib build/ffi_ref
 	  python3 tests/ffi_ctypes.py lib/$(SONAME) build/ffi_ref; \
 	  else echo "check-ffi: python3 not found, skipped"; fi
 
-# The C in README.md and docs/*.md, so the documentation cannot go stale: each program
-# is built as a user would build it (only the public header and -lvib), run with one
-# thread, and its output compared with the ```text block under it; each block of
-# declarations is compiled after vib.h and linked. The rule is in tests/docs_examples.py.
-# No example reads MNIST; one that did would fail until `make data` (never run from here).
+# The C and Python in README.md and docs/*.md, so the documentation cannot go stale: each
+# C program is built as a user would build it (only the public header and -lvib), each
+# Python program run against this tree's package and library, with one thread, and its
+# output compared with the ```text block under it; each block of C declarations is
+# compiled after vib.h and linked. The rules are in tests/docs_examples.py. No example
+# reads MNIST (the Python guide's uses Debian's Fashion-MNIST, a test dependency).
 check-docs: lib
 	@if command -v python3 >/dev/null 2>&1; then \
 	  python3 tests/docs_examples.py --cc '$(CC)'; \
@@ -214,7 +221,7 @@ check-docs: lib
 # _decls.py is regenerated first when vib.h is newer (make python).
 check-python: lib python/libvib/_decls.py
 	@if command -v $(PYTHON) >/dev/null 2>&1; then \
-	  PYTHONPATH=python LIBVIB_PATH=lib/$(SONAME) $(PYTHON) -m pytest -q -p no:cacheprovider tests/python; \
+	  PYTHONPATH=$(CURDIR)/python LIBVIB_PATH=$(CURDIR)/lib/$(SONAME) $(PYTHON) -m pytest -q -p no:cacheprovider tests/python; \
 	  else echo "check-python: $(PYTHON) not found, skipped"; fi
 
 # The ctypes declarations of the Python package, generated from the header (committed).
@@ -319,6 +326,8 @@ install: lib
 	chmod 644 $(DESTDIR)$(PCDIR)/libvib.pc
 	install -d $(DESTDIR)$(PYTHONDIR)/libvib
 	install -m 644 $(PY_FILES) $(DESTDIR)$(PYTHONDIR)/libvib/
+	@# the loader's cache, so the new libvib.so.0 is found (not for a staged DESTDIR)
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then ldconfig 2>/dev/null || true; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/vib.h $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION) \
