@@ -174,6 +174,13 @@ class Handle(object):
         self._free = free
         self.deps = tuple(deps)
 
+    @property
+    def _as_parameter_(self):
+        # Passed to ctypes as the pointer itself; the call's argument tuple then holds
+        # this Handle, so a close() from another thread cannot free the C object while
+        # the call runs (Owned._ptr returns the Handle, not the bare address).
+        return ctypes.c_void_p(self.ptr)
+
     def release(self):
         ptr, self.ptr = self.ptr, None
         if ptr:
@@ -205,10 +212,12 @@ class Owned(object):
 
     @property
     def _ptr(self):
+        """The Handle, which ctypes passes as the C pointer (Handle._as_parameter_) and
+        which stays referenced while a call that was given it runs."""
         h = self._handle
         if h is None or h.ptr is None:
             raise ValueError("libvib: this %s is closed" % self._what)
-        return h.ptr
+        return h
 
     @property
     def closed(self):
@@ -325,11 +334,20 @@ def i32p(a):
     return NULL if a is None else a.ctypes.data_as(I32P)
 
 
-def out_array(out, name, shape, dtype=np.float32):
-    """`out` checked as a writable output of `shape`, or a new zeroed array."""
+def out_array(out, name, shape, dtype=np.float32, inputs=()):
+    """`out` checked as a writable output of `shape`, or a new zeroed array. An output
+    may be one of `inputs` exactly (the elementwise nodes allow it) but must not overlap
+    one partly: the library would read values it has already overwritten."""
     if out is None:
         return np.zeros(shape, dtype)
-    return array(out, name, dtype, shape, writable=True)
+    a = array(out, name, dtype, shape, writable=True)
+    for in_name, b in inputs:
+        if (b is not None and np.may_share_memory(a, b) and
+                not (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+                     and a.nbytes == b.nbytes)):
+            raise ValueError("libvib: %s overlaps %s without being the same array"
+                             % (name, in_name))
+    return a
 
 
 def no_alias(name, a, others):

@@ -38,7 +38,7 @@ def reparam_forward(mu, sigma, v, out=None):
     """z = mu + sigma * v elementwise (any shape, all alike). Requires sigma > 0."""
     mu = array(mu, "mu", F32)
     sigma, v = _same(sigma, "sigma", mu), _same(v, "v", mu)
-    z = out_array(out, "out", mu.shape)
+    z = out_array(out, "out", mu.shape, inputs=[("mu", mu), ("sigma", sigma), ("v", v)])
     check(LIB.reparam_forward(mu.size, fp(mu), fp(sigma), fp(v), fp(z)))
     return z
 
@@ -62,7 +62,7 @@ def kl_std_normal(mu, sigma, out=None):
     kl [rows]. Requires sigma > 0."""
     mu = _rows(mu, "mu")
     sigma = _same(sigma, "sigma", mu)
-    kl = out_array(out, "out", (mu.shape[0],))
+    kl = out_array(out, "out", (mu.shape[0],), inputs=[("mu", mu), ("sigma", sigma)])
     check(LIB.kl_std_normal(mu.shape[0], mu.shape[1], fp(mu), fp(sigma), fp(kl)))
     return kl
 
@@ -124,7 +124,7 @@ def sigma_head_backward(rho, offset, dsigma=None, dlog_sigma=None, drho=None):
 def relu_forward(x, out=None):
     """y = max(x, 0) elementwise (out may be x: in place)."""
     x = array(x, "x", F32)
-    y = out_array(out, "out", x.shape)
+    y = out_array(out, "out", x.shape, inputs=[("x", x)])
     check(LIB.relu_forward(x.size, fp(x), fp(y)))
     return y
 
@@ -185,7 +185,7 @@ def chol_reparam_forward(mu, l, v, out=None):
     j <= i, at i(i+1)/2 + j). Requires L[i][i] > 0."""
     mu, l = _chol(mu, l)
     v = _same(v, "v", mu)
-    z = out_array(out, "out", mu.shape)
+    z = out_array(out, "out", mu.shape, inputs=[("mu", mu), ("l", l), ("v", v)])
     check(LIB.chol_reparam_forward(mu.shape[0], mu.shape[1], fp(mu), fp(l), fp(v), fp(z)))
     return z
 
@@ -206,7 +206,7 @@ def kl_chol_std_normal(mu, l, out=None):
     """KL(N(mu, L L^T) || N(0, I)) in nats per row:
     0.5 (sum_ij L[i][j]^2 + |mu|^2 - k - 2 sum_i log L[i][i]). Returns kl [rows]."""
     mu, l = _chol(mu, l)
-    kl = out_array(out, "out", (mu.shape[0],))
+    kl = out_array(out, "out", (mu.shape[0],), inputs=[("mu", mu), ("l", l)])
     check(LIB.kl_chol_std_normal(mu.shape[0], mu.shape[1], fp(mu), fp(l), fp(kl)))
     return kl
 

@@ -1,6 +1,8 @@
 """Minibatch training: libvib.Trainer over vib_trainer."""
 
 import ctypes
+import signal
+import threading
 import sys
 
 import numpy as np
@@ -104,19 +106,43 @@ class Trainer(_lib.Owned):
                 raised.append(e)
                 return 1
 
-        cb = _decls.vib_train_callback(hook)
+        # Ctrl-C: while the C loop runs, Python's default handler would raise
+        # KeyboardInterrupt at whatever bytecode runs next, perhaps in the hook before its
+        # try, where ctypes can only print and drop it. In the main thread a handler that
+        # notes the signal takes its place for the epoch; the hook stops at the next step
+        # boundary and KeyboardInterrupt is raised when the epoch has returned.
+        interrupted = []
+        old_sigint = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                old_sigint = signal.signal(signal.SIGINT, lambda s, f: interrupted.append(s))
+            except ValueError:  # not the main interpreter
+                old_sigint = None
+
+        def guarded(user, epoch, step, steps_per_epoch, ce, kl, loss):
+            r = hook(user, epoch, step, steps_per_epoch, ce, kl, loss)
+            if interrupted and not raised:
+                raised.append(KeyboardInterrupt())
+                r = 1
+            return r
+
+        cb = _decls.vib_train_callback(guarded)
         ce, kl, loss = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
         ptr = self._ptr
-        check(LIB.trainer_set_callback(ptr, cb, None))
-        self._in_epoch = True
         try:
+            check(LIB.trainer_set_callback(ptr, cb, None))
+            self._in_epoch = True
             status = LIB.trainer_epoch(ptr, fp(x), i32p(labels), ctypes.byref(ce),
                                        ctypes.byref(kl), ctypes.byref(loss))
         finally:
             self._in_epoch = False
             LIB.trainer_set_callback(ptr, _decls.vib_train_callback(), None)  # NULL
+            if old_sigint is not None:
+                signal.signal(signal.SIGINT, old_sigint)
             if bar is not None:
                 bar.close()
+        if interrupted and not raised:  # after the epoch's last step
+            raised.append(KeyboardInterrupt())
         if raised:
             raise raised[0]
         check(status)

@@ -348,3 +348,21 @@ def test_integer_arguments():
         libvib.Model(IN, K, CLASSES, encoder=(8,), seed=True)
     m = libvib.Model(IN, K, CLASSES, encoder=(np.int64(8),), seed=2 ** 64 - 1)
     m.reseed(np.uint64(3))
+
+
+def test_close_from_another_thread_during_a_call():
+    """close() while another thread's call runs frees nothing under it: the call holds
+    the handle until it returns."""
+    import threading
+    m = libvib.Model(784, 16, 10, encoder=(256,), seed=3)
+    x = np.random.default_rng(1).random((20000, 784), dtype=np.float32)
+    got = []
+    t = threading.Thread(target=lambda: got.append(m.predict(x, samples=4)))
+    t.start()
+    m.close()
+    gc.collect()
+    t.join()
+    assert got and got[0].shape == (20000, 10)
+    assert np.allclose(got[0].sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        m.predict(x[:1])

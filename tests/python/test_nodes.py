@@ -178,3 +178,18 @@ def test_array_checks():
         libvib.relu_forward(a, out=ro)
     empty = np.zeros((0, KK), np.float32)
     assert libvib.kl_std_normal(empty, empty).shape == (0,)  # a zero count is a no-op
+
+
+def test_outputs_that_partly_overlap_an_input_are_refused():
+    """An output may be an input exactly (in place) but not overlap one partly: the
+    library would read values it had already overwritten."""
+    buf = np.linspace(0.1, 1.1, 11, dtype=np.float32)
+    s = np.full(10, 0.5, np.float32)
+    v = np.ones(10, np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        libvib.reparam_forward(buf[:10], s, v, out=buf[1:])
+    with pytest.raises(ValueError, match="overlaps"):
+        libvib.relu_forward(buf[:10], out=buf[1:])
+    mu = buf[:10].copy()
+    want = mu + s * v
+    assert np.array_equal(libvib.reparam_forward(mu, s, v, out=mu), want)  # in place

@@ -253,3 +253,25 @@ def test_ctrl_c_stops_the_epoch_at_a_step(data):
     with pytest.raises(KeyboardInterrupt):
         tr.epoch(x, y, callback=cb)
     assert tr.step_in_epoch in (2, 3) and tr.stopped
+
+
+def test_ctrl_c_from_outside_stops_the_epoch():
+    """A real SIGINT, arriving while the C loop runs (here from a timer thread), is not
+    lost: the epoch stops at a step boundary and KeyboardInterrupt is raised after it."""
+    import os
+    import signal
+    import threading
+    rng = np.random.default_rng(5)
+    n, dim = 20000, 64
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    y = (np.arange(n) % 4).astype(np.int32)
+    m = libvib.Model(dim, 8, 4, encoder=(256, 256), seed=2)
+    tr = libvib.Trainer(m, libvib.Adam(m, lr=1e-3), n, 20, seed=1)
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        tr.epoch(x, y)
+    timer.join()
+    assert tr.steps == tr.epochs_done * tr.steps_per_epoch + tr.step_in_epoch
+    assert tr.steps >= 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
