@@ -354,11 +354,20 @@ def test_close_from_another_thread_during_a_call():
     """close() while another thread's call runs frees nothing under it: the call holds
     the handle until it returns."""
     import threading
+    import time
     m = libvib.Model(784, 16, 10, encoder=(256,), seed=3)
     x = np.random.default_rng(1).random((20000, 784), dtype=np.float32)
     got = []
-    t = threading.Thread(target=lambda: got.append(m.predict(x, samples=4)))
+    calling = threading.Event()
+
+    def worker():
+        calling.set()
+        got.append(m.predict(x, samples=4))  # about 0.1 s in the library
+
+    t = threading.Thread(target=worker)
     t.start()
+    calling.wait()
+    time.sleep(0.02)  # inside the C call by now
     m.close()
     gc.collect()
     t.join()
