@@ -316,17 +316,25 @@ START_TEST(resume_in_a_fresh_process)
 }
 END_TEST
 
+/* A run of 3 steps saved to a checkpoint `name` (its path returned, to be freed), and a
+ * fresh rig of the same kind to load it into. */
+static char *saved_run(rig *a, rig *target, const char *name)
+{
+    data();
+    rig_make(a, 0, HID);
+    steps(a, 3);
+    char *ckpt = tmp_path(name);
+    ck_assert_ok(vib_trainer_save(a->t, ckpt));
+    rig_make(target, 0, HID);
+    return ckpt;
+}
+
 /* A checkpoint that does not fit the trainer, or is damaged, is refused and changes
  * nothing. */
 START_TEST(bad_checkpoints_are_refused)
 {
-    data();
     rig a, other, sgd, target;
-    rig_make(&a, 0, HID);
-    steps(&a, 3);
-    char *ckpt = tmp_path("a.ckpt"), *bad = tmp_path("bad.ckpt");
-    ck_assert_ok(vib_trainer_save(a.t, ckpt));
-    rig_make(&target, 0, HID);
+    char *ckpt = saved_run(&a, &target, "a.ckpt"), *bad = tmp_path("bad.ckpt");
     const size_t P = vib_model_num_params(target.m);
     float *before = malloc(P * sizeof *before);
     memcpy(before, vib_model_params(target.m), P * sizeof *before);
@@ -397,13 +405,8 @@ static void tamper(const char *from, const char *to, long at, const void *bytes,
  * generator of all zeros, a step count that does not match the position. Refused. */
 START_TEST(forged_state_is_refused)
 {
-    data();
     rig a, target;
-    rig_make(&a, 0, HID);
-    steps(&a, 3);
-    char *ckpt = tmp_path("f.ckpt"), *bad = tmp_path("forged.ckpt");
-    ck_assert_ok(vib_trainer_save(a.t, ckpt));
-    rig_make(&target, 0, HID);
+    char *ckpt = saved_run(&a, &target, "f.ckpt"), *bad = tmp_path("forged.ckpt");
     const size_t P = vib_model_num_params(a.m);
     unsigned char head[24];
     FILE *f = fopen(ckpt, "rb");
