@@ -738,6 +738,21 @@ VIB_API uint64_t vib_trainer_steps(const vib_trainer *trainer);
 VIB_API int vib_trainer_stopped(const vib_trainer *trainer);
 VIB_API float vib_trainer_lr(const vib_trainer *trainer);
 
+/* Data-parallel training (any transport: MPI, mpi4py, ...). A reduction, called once per
+ * step on the model's flat gradient array (n floats) before the optimizer step, must
+ * replace it in place by its sum over the workers, identical on every worker; return 0,
+ * or nonzero for a failure (the step then fails with VIB_ERR_IO and changes nothing).
+ * With vib_trainer_set_shard(rank, ranks) each worker trains rows [rows * rank / ranks,
+ * rows * (rank + 1) / ranks) of each global batch (every worker builds the same shuffled
+ * order), with the noise those rows get in a one-process run of the global batch, and
+ * computes the gradient of the global batch's mean over its rows: the sum over the
+ * workers is the one-process gradient, up to the order of the additions. The trainers
+ * must be built alike (same seed, n, batch) on models of the same weights and seed.
+ * ranks must not exceed the batch size; ranks 1 (the default) is one process. */
+typedef int (*vib_reduce_callback)(void *user, float *buf, size_t n);
+VIB_API int vib_trainer_set_reduce(vib_trainer *trainer, vib_reduce_callback cb, void *user);
+VIB_API int vib_trainer_set_shard(vib_trainer *trainer, size_t rank, size_t ranks);
+
 /* A checkpoint: the model (its file, which vib_model_load reads from the checkpoint as
  * it is), the optimizer's state (moments, step count, rate), the average, both of the
  * model's noise streams and the trainer's position (epoch, step, shuffle), in one

@@ -102,6 +102,24 @@ vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act);
 /* The most layers a model has, for the callers' act[] arrays. */
 #define VIBI_MAX_LAYERS (2 * VIBI_MAX_HIDDEN + 2)
 
+/* model_pass.c: the training noise of a loss evaluation: draw_rows rows of it drawn
+ * from the training stream (0: none, z = mu), of which the rows evaluated are those from
+ * `offset`; the gradient is that of the mean over norm_rows rows. One process: all three
+ * the batch. A shard of a global batch: draw_rows = norm_rows = the global batch, offset
+ * the shard's first row in it. */
+typedef struct vibi_noise {
+    size_t draw_rows, offset, norm_rows;
+} vibi_noise;
+
+/* The gradients (written into the model's array) of rows rows of x that are rows
+ * [offset, offset + rows) of a global batch of `total` rows: the noise those rows get in
+ * a one-process run of the global batch, the gradient of the global mean (so the sum of
+ * the shards' gradients is the global batch's). rows may be 0 (the gradient is 0, the
+ * stream advances as the others' do). ce, kl, loss: the means over these rows. */
+int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const float *x,
+                               const int32_t *labels, size_t total, size_t offset, double *ce,
+                               double *kl, double *loss);
+
 /* model_head.c: the Gaussian head over a batch, from the head layer's outputs -------- */
 
 /* z = mu + sigma v or mu + L v from the head's rows and the noise v; returns the summed

@@ -151,7 +151,7 @@ static void copy_mu(const vib_model *m, size_t batch, const float *head, float *
  * Writes the batch means of the CE and KL and L = CE + beta KL. A non-finite L is
  * VIB_ERR_NUMERIC, with the training stream put back to *noise_was. */
 static int loss_forward(vib_model *m, const char *fn, size_t batch, const float *x,
-                        const int32_t *labels, bool draw, const vibi_views *w,
+                        const int32_t *labels, const vibi_noise *nz, const vibi_views *w,
                         const vibi_rng_state *noise_was, double *ce, double *kl, double *loss)
 {
     const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
@@ -162,12 +162,16 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
     if (m->deterministic) {
         copy_mu(m, batch, act[H], w->z);
     } else {
-        if (draw) {
-            const int rc = vib_rng_normal(m->noise, batch * K, 0.0f, 1.0f, w->v);
+        if (nz->draw_rows > 0) {
+            /* the draw of all draw_rows rows (a global batch's, for a shard of it), of
+             * which these rows take theirs: row offset + r of the global batch */
+            const int rc = vib_rng_normal(m->noise, nz->draw_rows * K, 0.0f, 1.0f, w->v);
             if (rc != VIB_OK) {
                 vibi_rng_restore(m->noise, noise_was);
                 return rc;
             }
+            if (nz->offset > 0)
+                memmove(w->v, w->v + nz->offset * K, batch * K * sizeof(float));
         } else {
             memset(w->v, 0, batch * K * sizeof(float));
         }
@@ -176,13 +180,14 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
     forward_layers(m, H + 1, last, batch, w->z, act);
     double ce_sum = 0.0;
     float *dlogits = act[last]; /* the logits are consumed row by row, then replaced */
-    const double inv_b = 1.0 / (double)batch;
+    /* the gradient of the mean over nz->norm_rows rows (these, or a global batch's) */
+    const double inv_b = 1.0 / (double)batch, inv_norm = 1.0 / (double)nz->norm_rows;
     for (size_t r = 0; r < batch; r++) {
         float *l = act[last] + r * C;
         ce_sum += vibi_softmax_row(C, l, labels[r], l); /* l now holds the probabilities */
         dlogits[r * C + (size_t)labels[r]] -= 1.0f;      /* d ce / d logits = p - onehot */
         for (size_t c = 0; c < C; c++)
-            dlogits[r * C + c] = (float)(dlogits[r * C + c] * inv_b);
+            dlogits[r * C + c] = (float)(dlogits[r * C + c] * inv_norm);
     }
     const double mean_ce = ce_sum * inv_b, mean_kl = kl_sum * inv_b;
     const double total = mean_ce + (m->deterministic ? 0.0 : (double)m->beta * mean_kl);
@@ -199,8 +204,8 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
  * every weight and bias gradient is WRITTEN (none added to) and the encoder stops at its
  * first layer's weights; without, no parameter gradient is touched or computed, and the
  * gradient goes on through the first layer to the input, ADDED into dx. */
-static void loss_backward(vib_model *m, size_t batch, const float *x, const vibi_views *w,
-                          bool params, float *dx)
+static void loss_backward(vib_model *m, size_t batch, size_t norm_rows, const float *x,
+                          const vibi_views *w, bool params, float *dx)
 {
     const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
     const unsigned mode = params ? BACK_PARAMS : BACK_ADD_DX;
@@ -208,7 +213,7 @@ static void loss_backward(vib_model *m, size_t batch, const float *x, const vibi
                     mode & BACK_PARAMS);
     float *dhead = w->gb;
     vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
-                             (double)m->beta * (1.0 / (double)batch), w, dhead);
+                             (double)m->beta * (1.0 / (double)norm_rows), w, dhead);
     backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode);
 }
 
@@ -227,11 +232,35 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     double mean_ce, mean_kl, total;
-    TRY(loss_forward(m, fn, batch, x, labels, true, &w, &noise_was, &mean_ce, &mean_kl, &total));
-    loss_backward(m, batch, x, &w, true, NULL);
+    const vibi_noise nz = {.draw_rows = batch, .offset = 0, .norm_rows = batch};
+    TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &mean_ce, &mean_kl, &total));
+    loss_backward(m, batch, batch, x, &w, true, NULL);
     if (ce) *ce = mean_ce;
     if (kl) *kl = mean_kl;
     if (loss) *loss = total;
+    return VIB_OK;
+}
+
+int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const float *x,
+                               const int32_t *labels, size_t total, size_t offset, double *ce,
+                               double *kl, double *loss)
+{
+    TRY(vibi_model_reserve(m, fn, total));
+    float *act[VIBI_MAX_LAYERS];
+    const vibi_views w = vibi_model_views(m, total, act); /* room for the global draw */
+    vibi_rng_state noise_was;
+    vibi_rng_save(m->noise, &noise_was);
+    if (rows == 0) { /* no rows here: the stream moves on as the others' does */
+        memset(m->grads, 0, m->arch.num_params * sizeof(float));
+        *ce = *kl = *loss = 0.0;
+        return m->deterministic ? VIB_OK
+                                : vib_rng_normal(m->noise, total * m->arch.k, 0.0f, 1.0f, w.v);
+    }
+    TRY(check_batch(fn, m, rows, x));
+    TRY(vibi_check_labels(fn, rows, m->arch.classes, labels));
+    const vibi_noise nz = {.draw_rows = total, .offset = offset, .norm_rows = total};
+    TRY(loss_forward(m, fn, rows, x, labels, &nz, &w, &noise_was, ce, kl, loss));
+    loss_backward(m, rows, total, x, &w, true, NULL);
     return VIB_OK;
 }
 
@@ -256,10 +285,11 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     double sum = 0.0;
+    const vibi_noise nz = {.draw_rows = draw ? batch : 0, .offset = 0, .norm_rows = batch};
     for (size_t s = 0; s < draws; s++) {
         double ce, kl, total;
-        TRY(loss_forward(m, fn, batch, x, labels, draw, &w, &noise_was, &ce, &kl, &total));
-        loss_backward(m, batch, x, &w, false, w.dx);
+        TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &ce, &kl, &total));
+        loss_backward(m, batch, batch, x, &w, false, w.dx);
         sum += total;
     }
     for (size_t i = 0; i < n; i++) /* the mean, in double, rounded once */

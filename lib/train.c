@@ -48,6 +48,9 @@ struct vib_trainer {
     vib_train_callback cb;
     void *user;
     int stopped;
+    vib_reduce_callback reduce; /* NULL: none */
+    void *reduce_user;
+    size_t rank, ranks; /* this worker's share of each global batch (ranks 1: all) */
 };
 
 /* ---- creation ------------------------------------------------------------------- */
@@ -112,6 +115,7 @@ int vib_trainer_create(vib_model *model, vib_optim *opt, vib_ema *ema, size_t n,
     t->n = n, t->batch = batch, t->steps_per_epoch = (n + batch - 1) / batch;
     t->order = p[1], t->xb = p[2], t->yb = p[3];
     t->lr0 = vib_optim_lr(opt), t->rate = 1.0f, t->decay_steps = 1, t->last_lr = t->lr0;
+    t->rank = 0, t->ranks = 1;
     for (size_t i = 0; i < n; i++)
         t->order[i] = i;
     shuffle_order(t); /* epoch 0's order */
@@ -138,6 +142,28 @@ int vib_trainer_set_callback(vib_trainer *trainer, vib_train_callback cb, void *
     return VIB_OK;
 }
 
+int vib_trainer_set_reduce(vib_trainer *trainer, vib_reduce_callback cb, void *user)
+{
+    TRY(vibi_check_ptr("vib_trainer_set_reduce", "trainer", trainer));
+    trainer->reduce = cb, trainer->reduce_user = user;
+    return VIB_OK;
+}
+
+int vib_trainer_set_shard(vib_trainer *trainer, size_t rank, size_t ranks)
+{
+    static const char fn[] = "vib_trainer_set_shard";
+    TRY(vibi_check_ptr(fn, "trainer", trainer));
+    if (ranks == 0 || rank >= ranks)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: rank %zu of %zu: need rank < ranks", fn, rank,
+                         ranks);
+    if (ranks > trainer->batch)
+        return vibi_fail(VIB_ERR_INVALID_ARG,
+                         "%s: %zu ranks for batches of %zu rows: a rank would have none", fn,
+                         ranks, trainer->batch);
+    trainer->rank = rank, trainer->ranks = ranks;
+    return VIB_OK;
+}
+
 /* ---- training ------------------------------------------------------------------- */
 
 /* One step of the current epoch; on failure nothing of the trainer, model (but its
@@ -149,10 +175,12 @@ static int step(vib_trainer *t, const char *fn, const float *x, const int32_t *l
     vib_model *m = t->model;
     const size_t dim = m->arch.input_dim, first = (size_t)t->step_in_epoch * t->batch;
     const size_t rows = t->n - first < t->batch ? t->n - first : t->batch;
-    for (size_t r = 0; r < rows; r++) {
+    /* this worker's rows of the global batch: [lo, hi) of its `rows` */
+    const size_t lo = rows * t->rank / t->ranks, hi = rows * (t->rank + 1) / t->ranks;
+    for (size_t r = lo; r < hi; r++) {
         const size_t i = t->order[first + r];
-        memcpy(t->xb + r * dim, x + i * dim, dim * sizeof(float));
-        t->yb[r] = labels[i];
+        memcpy(t->xb + (r - lo) * dim, x + i * dim, dim * sizeof(float));
+        t->yb[r - lo] = labels[i];
     }
     /* The rate of this step; no optimizer accepts 0, which many decays reach. */
     float lr;
@@ -162,7 +190,16 @@ static int step(vib_trainer *t, const char *fn, const float *x, const int32_t *l
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     TRY(vib_optim_set_lr(t->opt, lr));
-    int rc = vib_model_gradients(m, rows, t->xb, t->yb, ce, kl, loss); /* restores the noise */
+    /* a failing gradient call puts the noise back itself */
+    int rc = t->ranks == 1 ? vib_model_gradients(m, rows, t->xb, t->yb, ce, kl, loss)
+                           : vibi_model_shard_gradients(m, fn, hi - lo, t->xb, t->yb, rows, lo,
+                                                        ce, kl, loss);
+    if (rc == VIB_OK && t->reduce != NULL) { /* the workers' gradients summed, in place */
+        const int r = t->reduce(t->reduce_user, m->grads, m->arch.num_params);
+        if (r != 0)
+            rc = vibi_fail(VIB_ERR_IO, "%s: the gradient reduction failed (it returned %d)", fn,
+                           r);
+    }
     if (rc == VIB_OK)
         rc = vib_optim_step_ema(t->opt, m->params, m->grads, t->ema);
     if (rc != VIB_OK) {
@@ -177,7 +214,7 @@ static int step(vib_trainer *t, const char *fn, const float *x, const int32_t *l
         t->epochs_done++;
         shuffle_order(t); /* the next epoch's order */
     }
-    *rows_out = rows;
+    *rows_out = hi - lo;
     return VIB_OK;
 }
 
@@ -217,9 +254,10 @@ int vib_trainer_epoch(vib_trainer *trainer, const float *x, const int32_t *label
             break;
         }
     }
-    if (ce) *ce = sum_ce / (double)total;
-    if (kl) *kl = sum_kl / (double)total;
-    if (loss) *loss = sum_loss / (double)total;
+    const double rows = total > 0 ? (double)total : 1.0; /* a shard may have trained none */
+    if (ce) *ce = sum_ce / rows;
+    if (kl) *kl = sum_kl / rows;
+    if (loss) *loss = sum_loss / rows;
     return VIB_OK;
 }
 

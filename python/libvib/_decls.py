@@ -37,6 +37,9 @@ HANDLES = ('vib_rng', 'vib_dense', 'vib_idx', 'vib_dataset', 'vib_optim', 'vib_e
 # typedef int (*vib_train_callback)(void *, uint64_t, uint64_t, uint64_t, double, double, double)
 vib_train_callback = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_uint64, c_double, c_double, c_double)
 
+# typedef int (*vib_reduce_callback)(void *, float *, size_t)
+vib_reduce_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), c_size_t)
+
 # name: (restype, argtypes) for every VIB_API function, in the header's order.
 FUNCTIONS = {
     # uint32_t vib_version_number(void)
@@ -261,6 +264,10 @@ FUNCTIONS = {
     'vib_trainer_stopped': (c_int, [c_void_p]),
     # float vib_trainer_lr(const vib_trainer *)
     'vib_trainer_lr': (c_float, [c_void_p]),
+    # int vib_trainer_set_reduce(vib_trainer *, vib_reduce_callback, void *)
+    'vib_trainer_set_reduce': (c_int, [c_void_p, vib_reduce_callback, c_void_p]),
+    # int vib_trainer_set_shard(vib_trainer *, size_t, size_t)
+    'vib_trainer_set_shard': (c_int, [c_void_p, c_size_t, c_size_t]),
     # int vib_trainer_save(const vib_trainer *, const char *)
     'vib_trainer_save': (c_int, [c_void_p, c_char_p]),
     # int vib_trainer_load(vib_trainer *, const char *)
