@@ -56,6 +56,48 @@ class Trainer(_lib.Owned):
         check(LIB.trainer_set_schedule(self._ptr, float(lr0), float(rate),
                                        size(decay_steps, "decay_steps")))
 
+    def set_shard(self, rank, ranks):
+        """Data-parallel training: this worker trains its rows [rows*rank/ranks,
+        rows*(rank+1)/ranks) of every global batch, with the noise a one-process run
+        gives them and the global mean's weighting. Every worker's trainer must be built
+        alike (the same n, batch, seed, and a model of the same weights). ranks 1: one
+        process (the default)."""
+        self._busy("set_shard")
+        check(LIB.trainer_set_shard(self._ptr, size(rank, "rank"), size(ranks, "ranks")))
+
+    def set_reduce(self, reduce):
+        """The reduction of data-parallel training (None: none): reduce(grad), called
+        once per step with the model's flat gradient (a float32 view), must replace it in
+        place by its sum over the workers, the same bits on every worker (for example
+        with mpi4py: comm.Allreduce(MPI.IN_PLACE, grad), then comm.Bcast(grad, root=0)).
+        An exception in it fails the step (LibvibIOError, then the exception is raised),
+        which changes nothing."""
+        self._busy("set_reduce")
+        if reduce is None:
+            check(LIB.trainer_set_reduce(self._ptr, _decls.vib_reduce_callback(), None))
+            self._reduce = None
+            return
+        failed = []
+
+        def hook(user, buf, n):
+            try:
+                reduce(np.ctypeslib.as_array(buf, shape=(n,)))
+                return 0
+            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
+                failed.append(e)
+                return 1
+
+        cb = _decls.vib_reduce_callback(hook)
+        check(LIB.trainer_set_reduce(self._ptr, cb, None))
+        self._reduce = (cb, failed)  # kept alive while the library may call it
+
+    def _reraise_reduce(self):
+        r = getattr(self, "_reduce", None)
+        if r is not None and r[1]:
+            e = r[1].pop()
+            r[1].clear()
+            raise e
+
     def _data(self, x, labels):
         if isinstance(x, Dataset):
             if labels is not None:
@@ -74,8 +116,10 @@ class Trainer(_lib.Owned):
         self._busy("step")
         x, labels = self._data(x, labels)
         ce, kl, loss = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-        check(LIB.trainer_step(self._ptr, fp(x), i32p(labels), ctypes.byref(ce),
-                               ctypes.byref(kl), ctypes.byref(loss)))
+        status = LIB.trainer_step(self._ptr, fp(x), i32p(labels), ctypes.byref(ce),
+                                  ctypes.byref(kl), ctypes.byref(loss))
+        self._reraise_reduce()  # a reduction's own exception, rather than its VIB_ERR_IO
+        check(status)
         return ce.value, kl.value, loss.value
 
     def epoch(self, x, labels=None, callback=None, progress=False):
@@ -143,6 +187,7 @@ class Trainer(_lib.Owned):
                 bar.close()
         if interrupted and not raised:  # after the epoch's last step
             raised.append(KeyboardInterrupt())
+        self._reraise_reduce()
         if raised:
             raise raised[0]
         check(status)

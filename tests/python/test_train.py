@@ -275,3 +275,76 @@ def test_ctrl_c_from_outside_stops_the_epoch():
     assert tr.steps == tr.epochs_done * tr.steps_per_epoch + tr.step_in_epoch
     assert tr.epochs_done == 0  # stopped inside the epoch (it is 1000 steps long)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_data_parallel_workers_in_threads():
+    """Two workers (threads), each with its shard of every global batch and a reduction
+    that sums their gradients in rank order: the same bits on both, and the one-process
+    run's parameters to float rounding."""
+    import threading
+    rng = np.random.default_rng(3)
+    n, dim, batch, steps = 60, 12, 10, 9
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    y = (np.arange(n) % 3).astype(np.int32)
+
+    def rig():
+        m = libvib.Model(dim, 4, 3, encoder=(16,), seed=4)
+        return m, libvib.Trainer(m, libvib.Adam(m, lr=1e-2), n, batch, seed=2)
+
+    one_m, one = rig()
+    for _ in range(steps):
+        one.step(x, y)
+    barrier = threading.Barrier(2)
+    slots = [None, None]
+    workers = [rig(), rig()]
+
+    def make_reduce(rank):
+        def reduce(grad):
+            slots[rank] = grad.copy()
+            barrier.wait()
+            total = slots[0] + slots[1]  # rank order: the same bits on both
+            barrier.wait()
+            grad[:] = total
+        return reduce
+
+    for rank, (_, tr) in enumerate(workers):
+        tr.set_shard(rank, 2)
+        tr.set_reduce(make_reduce(rank))
+    errors = []
+
+    def run(tr):
+        try:
+            for _ in range(steps):
+                tr.step(x, y)
+        except Exception as e:  # reported below
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(tr,)) for _, tr in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    a, b = workers[0][0].params, workers[1][0].params
+    assert np.array_equal(a, b)
+    assert np.max(np.abs(a - one_m.params)) <= 1e-5 * np.max(np.abs(one_m.params))
+
+
+def test_reduction_that_raises_fails_the_step():
+    m, opt, avg, tr = build()
+    x, y = np.random.default_rng(1).standard_normal((N, IN)).astype(np.float32), \
+        (np.arange(N) % CLASSES).astype(np.int32)
+    before = state(m, opt, avg, tr)
+
+    def broken(grad):
+        raise RuntimeError("the network is down")
+
+    tr.set_reduce(broken)
+    with pytest.raises(RuntimeError, match="network is down"):
+        tr.step(x, y)
+    assert same(state(m, opt, avg, tr), before)
+    tr.set_reduce(None)
+    tr.step(x, y)
+    with pytest.raises(libvib.InvalidArgumentError):
+        tr.set_shard(2, 2)
