@@ -17,6 +17,9 @@
 #                        the Python package under PYTHONDIR, where the system python3
 #                        reads it; ldconfig after a non-DESTDIR install)
 #   make uninstall       remove what install put there
+#   make mpi             lib/libvib-mpi.so.X.Y.Z (+ symlinks) and lib/libvib-mpi.a, the
+#                        MPI companion library (mpi/vib_mpi.h), when mpicc is found
+#   make check-mpi       its test under mpirun with 2 and 3 ranks (part of make check)
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
 #   make clean
 
@@ -106,10 +109,11 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 
 .PHONY: bench bench-peer
 .PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-examples check-sanitize \
-        check-python python install uninstall clean deps run have-blis data experiments
+        check-python check-mpi mpi python install uninstall clean deps run have-blis data \
+        experiments
 .DELETE_ON_ERROR:
 
-all: lib examples
+all: lib examples mpi
 
 lib: $(SHLIB) lib/$(SONAME) lib/libvib.so $(STLIB)
 
@@ -168,7 +172,7 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
 check: deps
-	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-sanitize
+	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-mpi check-sanitize
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -241,6 +245,74 @@ check-sanitize: build/run_tests_san
 	CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build/run_tests_san
 
+# ---- libvib-mpi (mpi/): data-parallel training over MPI ------------------------------
+# A library of its own, so libvib has no MPI dependency: built with the MPI compiler
+# wrapper when there is one (else skipped, saying so), linked against libvib and MPI.
+MPICC       ?= mpicc
+MPIRUN      ?= mpirun
+# Open MPI refuses root without the first; the second lets 3 ranks share 2 cores.
+MPIRUN_FLAGS ?= --allow-run-as-root --oversubscribe
+HAVE_MPICC  := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo yes)
+MPI_SHLIB   := lib/libvib-mpi.so.$(VERSION)
+MPI_SONAME  := libvib-mpi.so.$(MAJOR)
+MPI_STLIB   := lib/libvib-mpi.a
+# The pkg-config name of MPI's C flags and libraries (Debian's Open MPI: ompi-c).
+MPI_PC      := $(firstword $(foreach p,ompi-c mpich,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
+MPI_FLAGS   := -Iinclude -Impi -fvisibility=hidden -ffp-contract=off
+
+ifeq ($(HAVE_MPICC),yes)
+mpi: $(MPI_SHLIB) lib/$(MPI_SONAME) lib/libvib-mpi.so $(MPI_STLIB)
+else
+mpi:
+	@echo "libvib-mpi: $(MPICC) not found, skipped (apt-get install libopenmpi-dev openmpi-bin)"
+endif
+
+build/mpi/shared/vib_mpi.o: mpi/vib_mpi.c mpi/vib_mpi.h include/vib.h
+	@mkdir -p $(@D)
+	$(MPICC) $(WARN) $(CPPFLAGS) $(CFLAGS) -fPIC $(MPI_FLAGS) -c $< -o $@
+
+build/mpi/static/vib_mpi.o: mpi/vib_mpi.c mpi/vib_mpi.h include/vib.h
+	@mkdir -p $(@D)
+	$(MPICC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(MPI_FLAGS) -c $< -o $@
+
+$(MPI_SHLIB): build/mpi/shared/vib_mpi.o lib/libvib.so
+	$(MPICC) $(CFLAGS) -shared -Wl,-soname,$(MPI_SONAME) -Wl,--no-undefined $(LDFLAGS) \
+	  -o $@ $< -Llib -lvib
+
+lib/$(MPI_SONAME): $(MPI_SHLIB)
+	ln -sf $(notdir $<) $@
+
+lib/libvib-mpi.so: lib/$(MPI_SONAME)
+	ln -sf $(notdir $<) $@
+
+$(MPI_STLIB): build/mpi/static/vib_mpi.o
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# The test links the shared libraries as a user program would (rpath to this tree).
+build/mpi/test_mpi: tests/mpi/test_mpi.c mpi/vib_mpi.h include/vib.h lib/libvib-mpi.so lib/libvib.so
+	@mkdir -p $(@D)
+	$(MPICC) $(WARN) $(CPPFLAGS) $(CFLAGS) -Iinclude -Impi $(LDFLAGS) $< -o $@ \
+	  -Llib -lvib-mpi -lvib -lm -Wl,-rpath,$(CURDIR)/lib
+
+# P ranks against one process (each rank also trains the one-process reference), the
+# ranks' parameters the same bits after every step, checkpoints across topologies, and a
+# failure on one rank failing every rank (the timeout catches a hang); then the exports.
+ifeq ($(HAVE_MPICC),yes)
+check-mpi: build/mpi/test_mpi
+	@if ! command -v $(MPIRUN) >/dev/null 2>&1; then \
+	  echo "check-mpi: $(MPIRUN) not found, skipped (apt-get install openmpi-bin)"; exit 0; fi; \
+	for np in 2 3; do echo "check-mpi: $$np ranks"; \
+	  OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 timeout 120 $(MPIRUN) $(MPIRUN_FLAGS) -np $$np \
+	    -x OMP_NUM_THREADS -x BLIS_NUM_THREADS build/mpi/test_mpi || exit 1; done
+	@bad=$$(nm -D --defined-only $(MPI_SHLIB) | awk '$$2 == "T" {print $$3}' | grep -v '^vib_mpi_' || true); \
+	  if [ -n "$$bad" ]; then echo "check-mpi: exported outside vib_mpi_: $$bad"; exit 1; fi
+	@readelf -d $(MPI_SHLIB) | grep -q 'SONAME.*\[$(MPI_SONAME)\]' || { echo "check-mpi: SONAME is not $(MPI_SONAME)"; exit 1; }
+else
+check-mpi:
+	@echo "check-mpi: $(MPICC) not found, skipped (apt-get install libopenmpi-dev openmpi-bin)"
+endif
+
 # ---- running ------------------------------------------------------------------------
 
 deps:
@@ -311,7 +383,7 @@ PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 PY_FILES := $(wildcard python/libvib/*.py)
 
 # libvib.pc is written at install time, so it always carries this install's paths.
-install: lib
+install: lib mpi
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
 	install -m 644 include/vib.h $(DESTDIR)$(INCLUDEDIR)/vib.h
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION)
@@ -326,6 +398,20 @@ install: lib
 	chmod 644 $(DESTDIR)$(PCDIR)/libvib.pc
 	install -d $(DESTDIR)$(PYTHONDIR)/libvib
 	install -m 644 $(PY_FILES) $(DESTDIR)$(PYTHONDIR)/libvib/
+	@# libvib-mpi, when built: its header, libraries and libvib-mpi.pc (Requires: libvib
+	@# and MPI's pkg-config name)
+	@if [ -e $(MPI_SHLIB) ]; then set -e; \
+	  install -m 644 mpi/vib_mpi.h $(DESTDIR)$(INCLUDEDIR)/vib_mpi.h; \
+	  install -m 755 $(MPI_SHLIB) $(DESTDIR)$(LIBDIR)/libvib-mpi.so.$(VERSION); \
+	  ln -sf libvib-mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME); \
+	  ln -sf $(MPI_SONAME) $(DESTDIR)$(LIBDIR)/libvib-mpi.so; \
+	  install -m 644 $(MPI_STLIB) $(DESTDIR)$(LIBDIR)/libvib-mpi.a; \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	      -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	      -e 's|@MPI_REQUIRES@|$(MPI_PC)|' \
+	      pkgconfig/libvib-mpi.pc.in > $(DESTDIR)$(PCDIR)/libvib-mpi.pc; \
+	  chmod 644 $(DESTDIR)$(PCDIR)/libvib-mpi.pc; \
+	  echo "install: libvib-mpi installed"; fi
 	@# the loader's cache, so the new libvib.so.0 is found (not for a staged DESTDIR)
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then ldconfig 2>/dev/null || true; fi
 
@@ -333,10 +419,13 @@ uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/vib.h $(DESTDIR)$(LIBDIR)/libvib.so.$(VERSION) \
 	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvib.so \
 	  $(DESTDIR)$(LIBDIR)/libvib.a $(DESTDIR)$(PCDIR)/libvib.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/vib_mpi.h $(DESTDIR)$(LIBDIR)/libvib-mpi.so.$(VERSION) \
+	  $(DESTDIR)$(LIBDIR)/$(MPI_SONAME) $(DESTDIR)$(LIBDIR)/libvib-mpi.so \
+	  $(DESTDIR)$(LIBDIR)/libvib-mpi.a $(DESTDIR)$(PCDIR)/libvib-mpi.pc
 	rm -f $(PY_FILES:python/libvib/%=$(DESTDIR)$(PYTHONDIR)/libvib/%)
 	rm -rf $(DESTDIR)$(PYTHONDIR)/libvib/__pycache__
 	rmdir $(DESTDIR)$(PYTHONDIR)/libvib 2>/dev/null || true
 
 clean:
-	rm -rf build lib/libvib.so* lib/libvib.a $(EXAMPLES) bench/vib_bench bench/gemm_paths \
+	rm -rf build lib/libvib.so* lib/libvib.a lib/libvib-mpi.so* lib/libvib-mpi.a $(EXAMPLES) bench/vib_bench bench/gemm_paths \
 	  bench/head_bench

@@ -1,0 +1,282 @@
+/* vib_mpi.c - libvib-mpi: a vib_trainer's reduction and shard over MPI, and the
+ * collective calls around them (vib_mpi.h). Only libvib's public API is used.
+ *
+ * The agreement. Every collective here that a rank may fail alone ends in one
+ * MPI_Allreduce of the pair {key, status} with MPI_MINLOC, key the rank's number if its
+ * status is not VIB_OK and the communicator's size otherwise: the minimum key is the
+ * lowest failing rank (size if none), and MINLOC's second int, among the pairs of that
+ * key (there is one), is its status. That rank then broadcasts its message.
+ *
+ * A step. The reduction (called by the trainer between the gradients and the optimizer)
+ * first runs that allreduce with an OK status; a rank whose step failed before its
+ * reduction runs the same allreduce with its failure (in vib_mpi_step), so the ranks
+ * waiting in their reduction see it and fail their step. Whether this rank's failing
+ * step reached its reduction is read off the counts: every successful step calls the
+ * reduction once, so reductions entered minus steps done is 1 exactly when the failing
+ * step entered it. */
+#include "vib_mpi.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MSG_LEN = 512 };
+
+struct vib_mpi {
+    vib_trainer *trainer;
+    MPI_Comm comm; /* the library's duplicate, MPI_ERRORS_RETURN */
+    int rank, size;
+    uint64_t reductions; /* reductions entered */
+    int peer_failed;     /* the last reduction stopped for another rank's failure */
+};
+
+static _Thread_local char last_error[MSG_LEN];
+
+const char *vib_mpi_last_error(void)
+{
+    return last_error;
+}
+
+static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+/* The agreement of the header comment; msg is this rank's message if it failed. */
+static int agree(int status, const char *msg, MPI_Comm comm, const char *fn)
+{
+    int rank, size;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Comm_rank or MPI_Comm_size failed", fn);
+    int in[2] = {status != VIB_OK ? rank : size, status}, res[2];
+    if (MPI_Allreduce(in, res, 1, MPI_2INT, MPI_MINLOC, comm) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Allreduce of the ranks' statuses failed", fn);
+    if (res[0] == size)
+        return VIB_OK;
+    char buf[MSG_LEN] = {0};
+    if (rank == res[0])
+        snprintf(buf, sizeof buf, "rank %d: %s", rank, msg);
+    if (MPI_Bcast(buf, MSG_LEN, MPI_CHAR, res[0], comm) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: rank %d failed (%d); the broadcast of its message failed",
+                    fn, res[0], res[1]);
+    buf[MSG_LEN - 1] = '\0';
+    return fail(res[1], "%s", buf);
+}
+
+int vib_mpi_agree(int status, MPI_Comm comm)
+{
+    if (comm == MPI_COMM_NULL)
+        return fail(VIB_ERR_INVALID_ARG, "vib_mpi_agree: comm is MPI_COMM_NULL");
+    return agree(status, vib_last_error(), comm, "vib_mpi_agree");
+}
+
+/* MPI counts are int: arrays go in chunks of at most 2^30 floats. */
+#define CHUNK ((size_t)1 << 30)
+
+static int bcast_floats(float *p, size_t n, MPI_Comm comm)
+{
+    for (size_t off = 0; off < n; off += CHUNK) {
+        const int count = (int)(n - off < CHUNK ? n - off : CHUNK);
+        if (MPI_Bcast(p + off, count, MPI_FLOAT, 0, comm) != MPI_SUCCESS)
+            return -1;
+    }
+    return 0;
+}
+
+/* The reduction given to the trainer: the ranks agree that all reached it, then rank 0
+ * sums the gradients (MPI_Reduce) and broadcasts its sum, so every rank holds the same
+ * bits. Returns 1 when another rank failed, 2 on an MPI error. */
+static int reduce(void *user, float *buf, size_t n)
+{
+    vib_mpi *c = user;
+    c->reductions++;
+    c->peer_failed = 0;
+    int in[2] = {c->size, VIB_OK}, res[2];
+    if (MPI_Allreduce(in, res, 1, MPI_2INT, MPI_MINLOC, c->comm) != MPI_SUCCESS)
+        return 2;
+    if (res[0] != c->size) {
+        c->peer_failed = 1;
+        return 1;
+    }
+    for (size_t off = 0; off < n; off += CHUNK) {
+        const int count = (int)(n - off < CHUNK ? n - off : CHUNK);
+        const int r = c->rank == 0 ? MPI_Reduce(MPI_IN_PLACE, buf + off, count, MPI_FLOAT,
+                                                MPI_SUM, 0, c->comm)
+                                   : MPI_Reduce(buf + off, NULL, count, MPI_FLOAT, MPI_SUM, 0,
+                                                c->comm);
+        if (r != MPI_SUCCESS)
+            return 2;
+    }
+    return bcast_floats(buf, n, c->comm) == 0 ? 0 : 2;
+}
+
+int vib_mpi_attach(vib_trainer *trainer, MPI_Comm comm, vib_mpi **out)
+{
+    static const char fn[] = "vib_mpi_attach";
+    int init = 0, done = 0;
+    if (comm == MPI_COMM_NULL)
+        return fail(VIB_ERR_INVALID_ARG, "%s: comm is MPI_COMM_NULL", fn);
+    if (MPI_Initialized(&init) != MPI_SUCCESS || !init || MPI_Finalized(&done) != MPI_SUCCESS ||
+        done)
+        return fail(VIB_ERR_INVALID_ARG, "%s: MPI is not initialized, or finalized", fn);
+    int rank, size;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Comm_rank or MPI_Comm_size failed", fn);
+    int st = VIB_OK;
+    if (trainer == NULL || out == NULL)
+        st = fail(VIB_ERR_INVALID_ARG, "%s: %s is NULL", fn, trainer == NULL ? "trainer" : "out");
+    MPI_Comm dup = MPI_COMM_NULL;
+    if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS) {
+        dup = MPI_COMM_NULL;
+        if (st == VIB_OK)
+            st = fail(VIB_ERR_IO, "%s: MPI_Comm_dup failed", fn);
+    } else if (MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN) != MPI_SUCCESS && st == VIB_OK) {
+        st = fail(VIB_ERR_IO, "%s: MPI_Comm_set_errhandler failed", fn);
+    }
+    vib_mpi *c = st == VIB_OK ? calloc(1, sizeof *c) : NULL;
+    if (st == VIB_OK && c == NULL)
+        st = fail(VIB_ERR_NOMEM, "%s: out of memory for the context", fn);
+    int shard_set = 0;
+    if (st == VIB_OK) {
+        st = vib_trainer_set_shard(trainer, (size_t)rank, (size_t)size);
+        if (st != VIB_OK)
+            fail(st, "%s", vib_last_error());
+        shard_set = st == VIB_OK;
+    }
+    char msg[MSG_LEN];
+    memcpy(msg, last_error, sizeof msg);
+    st = agree(st, msg, comm, fn);
+    if (st != VIB_OK) {
+        if (shard_set) /* only when the trainers are built unalike (vib_mpi.h) */
+            (void)vib_trainer_set_shard(trainer, 0, 1);
+        free(c);
+        if (dup != MPI_COMM_NULL)
+            MPI_Comm_free(&dup);
+        return st;
+    }
+    *c = (vib_mpi){.trainer = trainer, .comm = dup, .rank = rank, .size = size};
+    (void)vib_trainer_set_reduce(trainer, reduce, c); /* cannot fail: trainer is not NULL */
+    *out = c;
+    return VIB_OK;
+}
+
+void vib_mpi_detach(vib_mpi *ctx)
+{
+    if (ctx == NULL)
+        return;
+    (void)vib_trainer_set_reduce(ctx->trainer, NULL, NULL);
+    (void)vib_trainer_set_shard(ctx->trainer, 0, 1);
+    MPI_Comm_free(&ctx->comm);
+    free(ctx);
+}
+
+/* vib_mpi_step and vib_mpi_epoch: see the header comment. */
+static int train(vib_mpi *c, int epoch, const float *x, const int32_t *labels, double *ce,
+                 double *kl, double *loss)
+{
+    const char *fn = epoch ? "vib_mpi_epoch" : "vib_mpi_step";
+    if (c == NULL)
+        return fail(VIB_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
+    const uint64_t reductions = c->reductions, steps = vib_trainer_steps(c->trainer);
+    int rc = epoch ? vib_trainer_epoch(c->trainer, x, labels, ce, kl, loss)
+                   : vib_trainer_step(c->trainer, x, labels, ce, kl, loss);
+    if (rc == VIB_OK)
+        return VIB_OK;
+    /* Every rank's step failed (one rank's failure fails all: below, and in reduce; a
+     * failure after the reduction is on the same bits everywhere, so everywhere). */
+    char msg[MSG_LEN];
+    snprintf(msg, sizeof msg, "%s", vib_last_error());
+    const uint64_t entered = c->reductions - reductions - (vib_trainer_steps(c->trainer) - steps);
+    int own = rc;
+    if (entered == 0) { /* failed before its reduction: meet the others' there */
+        int in[2] = {c->rank, rc}, res[2];
+        if (MPI_Allreduce(in, res, 1, MPI_2INT, MPI_MINLOC, c->comm) != MPI_SUCCESS) {
+            own = VIB_ERR_IO;
+            snprintf(msg, sizeof msg, "%s: MPI_Allreduce of the ranks' statuses failed", fn);
+        }
+    } else if (c->peer_failed) {
+        own = VIB_OK; /* the cause is another rank's */
+    }
+    return agree(own, msg, c->comm, fn);
+}
+
+int vib_mpi_step(vib_mpi *ctx, const float *x, const int32_t *labels, double *ce, double *kl,
+                 double *loss)
+{
+    return train(ctx, 0, x, labels, ce, kl, loss);
+}
+
+int vib_mpi_epoch(vib_mpi *ctx, const float *x, const int32_t *labels, double *ce, double *kl,
+                  double *loss)
+{
+    return train(ctx, 1, x, labels, ce, kl, loss);
+}
+
+int vib_mpi_broadcast_params(vib_model *model, MPI_Comm comm)
+{
+    static const char fn[] = "vib_mpi_broadcast_params";
+    if (comm == MPI_COMM_NULL)
+        return fail(VIB_ERR_INVALID_ARG, "%s: comm is MPI_COMM_NULL", fn);
+    int rank;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Comm_rank failed", fn);
+    int st = model == NULL ? fail(VIB_ERR_INVALID_ARG, "%s: model is NULL", fn) : VIB_OK;
+    const unsigned long long mine = model != NULL ? (unsigned long long)vib_model_num_params(model)
+                                                  : 0;
+    unsigned long long n = mine;
+    if (MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, comm) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Bcast of the parameter count failed", fn);
+    if (st == VIB_OK && n != mine)
+        st = fail(VIB_ERR_INVALID_ARG, "%s: rank 0's model has %llu parameters, this one %llu",
+                  fn, n, mine);
+    float *tmp = NULL; /* the values land here first: nothing is written unless all got them */
+    if (st == VIB_OK && rank != 0 && (tmp = malloc((size_t)n * sizeof(float) + 1)) == NULL)
+        st = fail(VIB_ERR_NOMEM, "%s: out of memory for %llu parameters", fn, n);
+    char msg[MSG_LEN];
+    memcpy(msg, last_error, sizeof msg);
+    st = agree(st, msg, comm, fn);
+    if (st == VIB_OK) {
+        float *p = rank == 0 ? vib_model_params(model) : tmp;
+        st = bcast_floats(p, (size_t)n, comm) == 0
+                 ? VIB_OK
+                 : fail(VIB_ERR_IO, "%s: MPI_Bcast of the parameters failed", fn);
+        memcpy(msg, last_error, sizeof msg);
+        st = agree(st, msg, comm, fn);
+    }
+    if (st == VIB_OK && rank != 0)
+        memcpy(vib_model_params(model), tmp, (size_t)n * sizeof(float));
+    free(tmp);
+    return st;
+}
+
+int vib_mpi_save(const vib_trainer *trainer, const char *path, MPI_Comm comm)
+{
+    static const char fn[] = "vib_mpi_save";
+    if (comm == MPI_COMM_NULL)
+        return fail(VIB_ERR_INVALID_ARG, "%s: comm is MPI_COMM_NULL", fn);
+    int rank;
+    if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Comm_rank failed", fn);
+    struct {
+        int status;
+        char msg[MSG_LEN];
+    } r = {VIB_OK, {0}};
+    if (rank == 0) {
+        r.status = vib_trainer_save(trainer, path);
+        if (r.status != VIB_OK)
+            snprintf(r.msg, sizeof r.msg, "rank 0: %s", vib_last_error());
+    }
+    if (MPI_Bcast(&r, (int)sizeof r, MPI_BYTE, 0, comm) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Bcast of rank 0's status failed", fn);
+    if (r.status == VIB_OK)
+        return VIB_OK;
+    r.msg[MSG_LEN - 1] = '\0';
+    return fail(r.status, "%s", r.msg);
+}
