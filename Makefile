@@ -261,11 +261,17 @@ MPI_PC      := $(firstword $(foreach p,ompi-c mpich,$(shell pkg-config --exists 
 MPI_FLAGS   := -Iinclude -Impi -fvisibility=hidden -ffp-contract=off
 
 ifeq ($(HAVE_MPICC),yes)
-mpi: $(MPI_SHLIB) lib/$(MPI_SONAME) lib/libvib-mpi.so $(MPI_STLIB)
+mpi: $(MPI_SHLIB) lib/$(MPI_SONAME) lib/libvib-mpi.so $(MPI_STLIB) examples/train_mnist_mpi
 else
 mpi:
 	@echo "libvib-mpi: $(MPICC) not found, skipped (apt-get install libopenmpi-dev openmpi-bin)"
 endif
+
+# train_mnist over MPI: the same source as examples/train_mnist, with -DTRAIN_MNIST_MPI.
+examples/train_mnist_mpi: examples/train_mnist.c examples/example_util.h mpi/vib_mpi.h \
+  include/vib.h lib/libvib-mpi.so lib/libvib.so
+	$(MPICC) $(WARN) $(CPPFLAGS) $(CFLAGS) -DTRAIN_MNIST_MPI -Impi $(EX_FLAGS) $(LDFLAGS) $< \
+	  -o $@ -lvib-mpi -lvib -lm
 
 build/mpi/shared/vib_mpi.o: mpi/vib_mpi.c mpi/vib_mpi.h include/vib.h
 	@mkdir -p $(@D)
@@ -427,5 +433,6 @@ uninstall:
 	rmdir $(DESTDIR)$(PYTHONDIR)/libvib 2>/dev/null || true
 
 clean:
-	rm -rf build lib/libvib.so* lib/libvib.a lib/libvib-mpi.so* lib/libvib-mpi.a $(EXAMPLES) bench/vib_bench bench/gemm_paths \
+	rm -rf build lib/libvib.so* lib/libvib.a lib/libvib-mpi.so* lib/libvib-mpi.a $(EXAMPLES) \
+	  examples/train_mnist_mpi bench/vib_bench bench/gemm_paths \
 	  bench/head_bench

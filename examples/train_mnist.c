@@ -27,6 +27,47 @@
 #define EXAMPLE_NAME "train_mnist"
 #include "example_util.h"
 
+/* Built a second time with -DTRAIN_MNIST_MPI (and mpicc) as examples/train_mnist_mpi:
+ * data-parallel training over MPI through libvib-mpi, each rank training its shard of
+ * every global batch (the same model as one process, to float rounding); rank 0 writes
+ * the output, the CSV, the checkpoints and the model. `make mpi` builds it. */
+#ifdef TRAIN_MNIST_MPI
+#include <mpi.h>
+
+#include "vib_mpi.h"
+static vib_mpi *mpi_ctx;
+static int mpi_rank, mpi_size = 1;
+/* every rank's step, and an epoch's means over the global batch's rows */
+#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_mpi_epoch(mpi_ctx, x, y, ce, kl, loss)
+
+/* The rows this rank trains in an epoch of n rows in global batches of `batch`, from
+ * step `from` on: its shard [rows r / P, rows (r + 1) / P) of each. */
+static double shard_rows(size_t n, size_t batch, size_t from)
+{
+    const size_t r = (size_t)mpi_rank, p = (size_t)mpi_size;
+    double rows = 0.0;
+    for (size_t first = from * batch; first < n; first += batch) {
+        const size_t b = n - first < batch ? n - first : batch;
+        rows += (double)(b * (r + 1) / p - b * r / p);
+    }
+    return rows;
+}
+
+/* An epoch's means over all ranks' rows, from each rank's means over its own. */
+static void global_means(size_t n, size_t batch, size_t from, double *ce, double *kl,
+                         double *loss)
+{
+    const double rows = shard_rows(n, batch, from);
+    double part[4] = {*ce * rows, *kl * rows, *loss * rows, rows}, all[4];
+    MPI_Allreduce(part, all, 4, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    *ce = all[0] / all[3], *kl = all[1] / all[3], *loss = all[2] / all[3];
+}
+#define SAVE_STATE(tr, path) vib_mpi_save(tr, path, MPI_COMM_WORLD)
+#else
+#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_trainer_epoch(tr, x, y, ce, kl, loss)
+#define SAVE_STATE(tr, path) vib_trainer_save(tr, path)
+#endif
+
 typedef struct {
     const char *data, *save, *load, *csv, *plot, *checkpoint, *resume;
     size_t epochs, latent, batch, samples, threads, train_limit;
@@ -168,16 +209,18 @@ typedef struct {
 /* Set by SIGINT when --checkpoint is given: the trainer stops after the current step. */
 static volatile sig_atomic_t interrupted;
 
+#ifndef TRAIN_MNIST_MPI
 static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
 }
+#endif
 
 /* After Ctrl-C: save the state and say how to continue; the exit status is 130. */
 static int save_and_leave(const vib_trainer *tr, const char *checkpoint)
 {
-    check(vib_trainer_save(tr, checkpoint), "checkpoint");
+    check(SAVE_STATE(tr, checkpoint), "checkpoint");
     fprintf(stderr, "\ntrain_mnist: interrupted after %llu epochs and %llu steps; state saved "
                     "in %s (continue with --resume %s)\n",
             (unsigned long long)vib_trainer_epochs_done(tr),
@@ -230,10 +273,22 @@ static void plot(const options *o)
 
 int main(int argc, char **argv)
 {
+#ifdef TRAIN_MNIST_MPI
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
+#endif
     options o;
     parse_args(argc, argv, &o);
     if (o.epochs == 0 && o.load == NULL)
         die("--epochs 0 only makes sense with --load FILE");
+#ifdef TRAIN_MNIST_MPI
+    if (mpi_rank != 0) { /* rank 0 speaks and writes for all */
+        if (freopen("/dev/null", "w", stdout) == NULL)
+            die("cannot silence rank %d", mpi_rank);
+        o.csv = "/dev/null", o.plot = NULL, o.save = NULL;
+    }
+#endif
     set_threads(o.threads);
 
     const float lo = o.pm1 ? -1.0f : 0.0f;
@@ -287,6 +342,11 @@ int main(int argc, char **argv)
         fmax(1.0, o.decay_epochs * (double)vib_trainer_steps_per_epoch(tr));
     check(vib_trainer_set_schedule(tr, (float)o.lr, (float)o.lr_decay, (uint64_t)decay_steps),
           "schedule");
+#ifdef TRAIN_MNIST_MPI
+    check(vib_mpi_attach(tr, MPI_COMM_WORLD, &mpi_ctx), "MPI");
+    printf("MPI: %d ranks, each training its shard of every global batch of %zu\n", mpi_size,
+           o.batch);
+#endif
     if (o.resume) {
         check(vib_trainer_load(tr, o.resume), "resume");
         printf("resumed %s: %llu epochs and %llu steps done; the weights, the model's "
@@ -295,6 +355,7 @@ int main(int argc, char **argv)
                (unsigned long long)vib_trainer_epochs_done(tr),
                (unsigned long long)vib_trainer_step_in_epoch(tr));
     }
+#ifndef TRAIN_MNIST_MPI /* under MPI a rank alone cannot stop: Ctrl-C ends mpirun */
     if (o.checkpoint) { /* Ctrl-C: stop after the current step and save the state */
         mkdir_for(o.checkpoint);
         struct sigaction sa;
@@ -305,6 +366,7 @@ int main(int argc, char **argv)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
     }
+#endif
 
     char desc[256];
     const int desc_len = vib_model_describe(m, desc, sizeof desc); /* length, or a status */
@@ -348,10 +410,16 @@ int main(int argc, char **argv)
     for (size_t epoch = (size_t)vib_trainer_epochs_done(tr) + 1; epoch <= o.epochs; epoch++) {
         epoch_progress bar = {epoch, o.epochs, now()};
         const uint64_t resumed_at = vib_trainer_step_in_epoch(tr); /* > 0: a partial epoch */
-        check(vib_trainer_set_callback(tr, progress, &bar), "callback");
+#ifdef TRAIN_MNIST_MPI
+        if (mpi_rank == 0) /* one progress bar */
+#endif
+            check(vib_trainer_set_callback(tr, progress, &bar), "callback");
         double mean_ce, mean_kl, mean_loss;
-        check(vib_trainer_epoch(tr, vib_dataset_images(train), vib_dataset_labels(train),
-                                &mean_ce, &mean_kl, &mean_loss), "train");
+        check(TRAIN_EPOCH(tr, vib_dataset_images(train), vib_dataset_labels(train), &mean_ce,
+                          &mean_kl, &mean_loss), "train");
+#ifdef TRAIN_MNIST_MPI
+        global_means(n_train, o.batch, (size_t)resumed_at, &mean_ce, &mean_kl, &mean_loss);
+#endif
         /* Ctrl-C: the state, then out; an epoch that ended is reported first */
         const bool stop = vib_trainer_stopped(tr) || interrupted;
         if (stop && vib_trainer_step_in_epoch(tr) != 0)
@@ -368,7 +436,7 @@ int main(int argc, char **argv)
         /* the checkpoint before the line: a crash between them loses a line, never
          * writes one twice */
         if (o.checkpoint)
-            check(vib_trainer_save(tr, o.checkpoint), "checkpoint");
+            check(SAVE_STATE(tr, o.checkpoint), "checkpoint");
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
                "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)",
                epoch, train_s, lr, sum_loss / n, ce, kl_bits, izy, err1, errs, o.samples);
@@ -401,11 +469,17 @@ int main(int argc, char **argv)
     }
     printf("result test_error_pct=%.2f epochs=%zu beta=%g seconds=%.1f\n", errs, o.epochs,
            vib_model_deterministic(m) ? 0.0 : (double)vib_model_beta(m), now() - t_start);
+#ifdef TRAIN_MNIST_MPI
+    vib_mpi_detach(mpi_ctx);
+#endif
     vib_trainer_free(tr);
     vib_ema_free(ema);
     vib_optim_free(opt);
     vib_model_free(m);
     vib_dataset_free(train);
     vib_dataset_free(test);
+#ifdef TRAIN_MNIST_MPI
+    MPI_Finalize();
+#endif
     return 0;
 }
