@@ -40,6 +40,18 @@ static int mpi_rank, mpi_size = 1;
 /* every rank's step, and an epoch's means over the global batch's rows */
 #define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_mpi_epoch(mpi_ctx, x, y, ce, kl, loss)
 
+/* check() for a vib_mpi_* call: its message is vib_mpi_last_error() (the failing rank's
+ * reason, on every rank). */
+static void check_mpi(int rc, const char *what)
+{
+    if (rc != VIB_OK) {
+        fprintf(stderr, "train_mnist (rank %d): %s: %s (%s)\n", mpi_rank, what,
+                vib_mpi_last_error(), vib_status_string(rc));
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+}
+#define CHECK_STATE check_mpi
+
 /* The rows this rank trains in an epoch of n rows in global batches of `batch`, from
  * step `from` on: its shard [rows r / P, rows (r + 1) / P) of each. */
 static double shard_rows(size_t n, size_t batch, size_t from)
@@ -64,6 +76,7 @@ static void global_means(size_t n, size_t batch, size_t from, double *ce, double
 }
 #define SAVE_STATE(tr, path) vib_mpi_save(tr, path, MPI_COMM_WORLD)
 #else
+#define CHECK_STATE check
 #define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_trainer_epoch(tr, x, y, ce, kl, loss)
 #define SAVE_STATE(tr, path) vib_trainer_save(tr, path)
 #endif
@@ -220,7 +233,7 @@ static void on_sigint(int sig)
 /* After Ctrl-C: save the state and say how to continue; the exit status is 130. */
 static int save_and_leave(const vib_trainer *tr, const char *checkpoint)
 {
-    check(SAVE_STATE(tr, checkpoint), "checkpoint");
+    CHECK_STATE(SAVE_STATE(tr, checkpoint), "checkpoint");
     fprintf(stderr, "\ntrain_mnist: interrupted after %llu epochs and %llu steps; state saved "
                     "in %s (continue with --resume %s)\n",
             (unsigned long long)vib_trainer_epochs_done(tr),
@@ -343,7 +356,7 @@ int main(int argc, char **argv)
     check(vib_trainer_set_schedule(tr, (float)o.lr, (float)o.lr_decay, (uint64_t)decay_steps),
           "schedule");
 #ifdef TRAIN_MNIST_MPI
-    check(vib_mpi_attach(tr, MPI_COMM_WORLD, &mpi_ctx), "MPI");
+    check_mpi(vib_mpi_attach(tr, MPI_COMM_WORLD, &mpi_ctx), "MPI");
     printf("MPI: %d ranks, each training its shard of every global batch of %zu\n", mpi_size,
            o.batch);
 #endif
@@ -355,9 +368,10 @@ int main(int argc, char **argv)
                (unsigned long long)vib_trainer_epochs_done(tr),
                (unsigned long long)vib_trainer_step_in_epoch(tr));
     }
+    if (o.checkpoint)
+        mkdir_for(o.checkpoint);
 #ifndef TRAIN_MNIST_MPI /* under MPI a rank alone cannot stop: Ctrl-C ends mpirun */
     if (o.checkpoint) { /* Ctrl-C: stop after the current step and save the state */
-        mkdir_for(o.checkpoint);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_sigint;
@@ -415,8 +429,8 @@ int main(int argc, char **argv)
 #endif
             check(vib_trainer_set_callback(tr, progress, &bar), "callback");
         double mean_ce, mean_kl, mean_loss;
-        check(TRAIN_EPOCH(tr, vib_dataset_images(train), vib_dataset_labels(train), &mean_ce,
-                          &mean_kl, &mean_loss), "train");
+        CHECK_STATE(TRAIN_EPOCH(tr, vib_dataset_images(train), vib_dataset_labels(train),
+                                &mean_ce, &mean_kl, &mean_loss), "train");
 #ifdef TRAIN_MNIST_MPI
         global_means(n_train, o.batch, (size_t)resumed_at, &mean_ce, &mean_kl, &mean_loss);
 #endif
@@ -436,7 +450,7 @@ int main(int argc, char **argv)
         /* the checkpoint before the line: a crash between them loses a line, never
          * writes one twice */
         if (o.checkpoint)
-            check(SAVE_STATE(tr, o.checkpoint), "checkpoint");
+            CHECK_STATE(SAVE_STATE(tr, o.checkpoint), "checkpoint");
         printf("epoch %3zu  %6.1fs  lr %.3g  loss %.4f  ce %.4f  kl %.2f bits  I(Z;Y) >= %.3f bits"
                "  test error %.2f%% (1 sample)  %.2f%% (%zu samples)",
                epoch, train_s, lr, sum_loss / n, ce, kl_bits, izy, err1, errs, o.samples);

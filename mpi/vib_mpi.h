@@ -58,8 +58,10 @@ VIB_MPI_API const char *vib_mpi_last_error(void);
 
 /* Every rank passes its status; every rank returns the status of the lowest rank whose
  * status is not VIB_OK (VIB_OK if none), and that rank's message becomes every rank's
- * vib_mpi_last_error(): its vib_mpi_last_error() if the status came from a vib_mpi call,
- * else its vib_last_error(). One MPI_Allreduce (MINLOC over two ints), plus one broadcast
+ * vib_mpi_last_error(): its vib_last_error() (so a status from a libvib call carries its
+ * reason; after a failed vib_mpi_* call, pass that call's status to the ranks through
+ * vib_mpi_step/epoch, which agree themselves). One MPI_Allreduce (MINLOC over two ints),
+ * plus one broadcast
  * of the message when a rank failed. An MPI error is VIB_ERR_IO. */
 VIB_MPI_API int vib_mpi_agree(int status, MPI_Comm comm);
 
