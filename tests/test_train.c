@@ -38,21 +38,30 @@ static void data(void)
         ys[i] = (int32_t)((i * 7) % C);
 }
 
-/* kind 0: Adam with an average, 1: SGD without; hid: the hidden width. */
-static void rig_make(rig *r, int kind, size_t hid)
+/* kind 0: Adam with an average, 1: SGD without; hid: the hidden width. Returns the first
+ * failing call's status, without Check's assertions: the resume child runs it outside a
+ * test. The rig starts zeroed, so rig_free releases whatever was built. */
+static int rig_build(rig *r, int kind, size_t hid)
 {
     const size_t enc[] = {hid};
-    ck_assert_ok(vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &r->m));
-    const size_t P = vib_model_num_params(r->m);
-    r->ema = NULL;
-    if (kind == 0) {
-        ck_assert_ok(vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &r->opt));
-        ck_assert_ok(vib_ema_create(P, 0.9f, vib_model_params(r->m), &r->ema));
-    } else {
-        ck_assert_ok(vib_sgd_create(P, 1e-2f, 0.5f, &r->opt));
-    }
-    ck_assert_ok(vib_trainer_create(r->m, r->opt, r->ema, N, BATCH, 11, &r->t));
-    ck_assert_ok(vib_trainer_set_schedule(r->t, 1e-2f, 0.5f, 3));
+    *r = (rig){0};
+    int rc = vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &r->m);
+    const size_t P = rc == VIB_OK ? vib_model_num_params(r->m) : 0;
+    if (rc == VIB_OK)
+        rc = kind == 0 ? vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &r->opt)
+                       : vib_sgd_create(P, 1e-2f, 0.5f, &r->opt);
+    if (rc == VIB_OK && kind == 0)
+        rc = vib_ema_create(P, 0.9f, vib_model_params(r->m), &r->ema);
+    if (rc == VIB_OK)
+        rc = vib_trainer_create(r->m, r->opt, r->ema, N, BATCH, 11, &r->t);
+    if (rc == VIB_OK)
+        rc = vib_trainer_set_schedule(r->t, 1e-2f, 0.5f, 3);
+    return rc;
+}
+
+static void rig_make(rig *r, int kind, size_t hid)
+{
+    ck_assert_ok(rig_build(r, kind, hid));
 }
 
 static void rig_free(rig *r)
@@ -217,37 +226,24 @@ int test_resume_child(const char *spec)
     char ckpt[512], out[512];
     if (sscanf(spec, "%d %511s %511s", &threads, ckpt, out) != 3)
         return 2;
-    /* rig_make's calls without Check's assertions, which need a running test */
     vib_set_num_threads(threads);
     data();
-    const size_t enc[] = {HID};
-    vib_model *m = NULL;
-    vib_optim *opt = NULL;
-    vib_ema *ema = NULL;
-    vib_trainer *t = NULL;
-    int rc = vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &m);
-    const size_t P = rc == VIB_OK ? vib_model_num_params(m) : 0;
+    rig r;
+    int rc = rig_build(&r, 0, HID);
     if (rc == VIB_OK)
-        rc = vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &opt);
-    if (rc == VIB_OK)
-        rc = vib_ema_create(P, 0.9f, vib_model_params(m), &ema);
-    if (rc == VIB_OK)
-        rc = vib_trainer_create(m, opt, ema, N, BATCH, 11, &t);
-    if (rc == VIB_OK)
-        rc = vib_trainer_set_schedule(t, 1e-2f, 0.5f, 3);
-    if (rc == VIB_OK)
-        rc = vib_trainer_load(t, ckpt);
+        rc = vib_trainer_load(r.t, ckpt);
     for (int i = 0; rc == VIB_OK && i < HALF; i++)
-        rc = vib_trainer_step(t, xs, ys, NULL, NULL, NULL);
+        rc = vib_trainer_step(r.t, xs, ys, NULL, NULL, NULL);
     if (rc != VIB_OK) {
         fprintf(stderr, "resume child: %s\n", vib_last_error());
         return 3;
     }
+    const size_t P = vib_model_num_params(r.m);
     FILE *f = fopen(out, "wb");
-    if (f == NULL || fwrite(vib_model_params(m), sizeof(float), P, f) != P ||
-        fwrite(vib_ema_values(ema), sizeof(float), P, f) != P || fclose(f) != 0)
+    if (f == NULL || fwrite(vib_model_params(r.m), sizeof(float), P, f) != P ||
+        fwrite(vib_ema_values(r.ema), sizeof(float), P, f) != P || fclose(f) != 0)
         return 5;
-    vib_trainer_free(t), vib_ema_free(ema), vib_optim_free(opt), vib_model_free(m);
+    rig_free(&r);
     return 0;
 }
 
