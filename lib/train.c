@@ -79,17 +79,12 @@ int vib_trainer_create(vib_model *model, vib_optim *opt, vib_ema *ema, size_t n,
     static const char fn[] = "vib_trainer_create";
     TRY(VIBI_CHECK_PTRS(fn, "model opt out", model, opt, out));
     const size_t P = model->arch.num_params, dim = model->arch.input_dim;
-    vibi_optim_state o;
-    vibi_optim_view(opt, &o);
-    if (o.n != P)
+    if (vib_optim_size(opt) != P)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: the optimizer holds %zu values, the model %zu",
-                         fn, o.n, P);
-    vibi_ema_state e;
-    if (ema != NULL)
-        vibi_ema_view(ema, &e);
-    if (ema != NULL && e.n != P)
+                         fn, vib_optim_size(opt), P);
+    if (ema != NULL && vib_ema_size(ema) != P)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: the average holds %zu values, the model %zu",
-                         fn, e.n, P);
+                         fn, vib_ema_size(ema), P);
     if (n == 0 || batch == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: n = %zu and batch = %zu must be positive", fn,
                          n, batch);
@@ -294,13 +289,14 @@ float vib_trainer_lr(const vib_trainer *trainer)
 /* ---- checkpoints ---------------------------------------------------------------- */
 
 /* Bytes of the sections after the model for this trainer. */
-static size_t state_bytes(const vib_trainer *t, const vibi_optim_state *o,
-                          const vibi_ema_state *e)
+static size_t state_bytes(const vib_trainer *t)
 {
-    size_t b = 6 * 8 + 3 * 4 + 3 * 32 + 8 * t->n;              /* trainer */
-    b += 4 + 8 + 5 * 4 + 8 + 8 + 4 * o->n * (o->s2 ? 2 : 1); /* optimizer */
-    if (e != NULL)
-        b += 8 + 4 + 8 + 4 * e->n; /* average */
+    vibi_optim_state o;
+    vibi_optim_view(t->opt, &o);
+    size_t b = 6 * 8 + 3 * 4 + 3 * 32 + 8 * t->n;            /* trainer */
+    b += 4 + 8 + 5 * 4 + 8 + 8 + 4 * o.n * (o.s2 ? 2 : 1); /* optimizer */
+    if (t->ema != NULL)
+        b += 8 + 4 + 8 + 4 * vib_ema_size(t->ema); /* average */
     return b;
 }
 
@@ -333,7 +329,7 @@ int vib_trainer_save(const vib_trainer *trainer, const char *path)
     unsigned char *model;
     size_t mlen;
     TRY(vibi_model_image(fn, t->model, &model, &mlen));
-    const size_t total = CKPT_HEAD + mlen + state_bytes(t, &o, t->ema ? &e : NULL) + 4;
+    const size_t total = CKPT_HEAD + mlen + state_bytes(t) + 4;
     unsigned char *buf = malloc(total);
     if (buf == NULL) {
         free(model);
@@ -611,13 +607,8 @@ int vib_trainer_load(vib_trainer *trainer, const char *path)
     /* A checkpoint of this trainer has a known length. One of another optimizer kind or
      * average is at most twice or half as long, and is read to say what differs; a file
      * far longer is refused before it is read (a forged length costs no memory). */
-    vibi_optim_state o;
-    vibi_ema_state e;
-    vibi_optim_view(t->opt, &o);
-    if (t->ema != NULL)
-        vibi_ema_view(t->ema, &e);
-    const uint64_t own = CKPT_HEAD + vibi_model_file_bytes(&t->model->arch) +
-                         state_bytes(t, &o, t->ema ? &e : NULL) + 4;
+    const uint64_t own =
+        CKPT_HEAD + vibi_model_file_bytes(&t->model->arch) + state_bytes(t) + 4;
     if (size > 4 * own + ((uint64_t)1 << 20))
         rc = vibi_fail(VIB_ERR_FORMAT,
                        "%s: %s: %llu bytes, far more than a checkpoint of this trainer (%llu): "
