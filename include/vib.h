@@ -753,6 +753,26 @@ typedef int (*vib_reduce_callback)(void *user, float *buf, size_t n);
 VIB_API int vib_trainer_set_reduce(vib_trainer *trainer, vib_reduce_callback cb, void *user);
 VIB_API int vib_trainer_set_shard(vib_trainer *trainer, size_t rank, size_t ranks);
 
+/* The reduction overlapped with the backward pass, in place of vib_trainer_set_reduce's
+ * (setting either replaces the other; part NULL: none). The backward pass runs from the
+ * last layer to the first, and each layer's weight and bias gradients, one contiguous
+ * range of the flat gradient array, are final once it has passed that layer: then
+ * part(user, buf, n, lo, hi) is called from the training thread with buf[lo, hi) newly
+ * final. The calls cover [0, n) from the top down, one per layer, in the same order and
+ * with the same ranges on every worker (on a worker with no rows in a batch too), so a
+ * transport may start summing each range as it comes and return at once, while the pass
+ * goes on below lo; it may write buf[lo, hi) (the pass never reads it again) but nothing
+ * under lo. After the last part, wait(user, buf, n) must return once buf holds the sum
+ * over the workers, identical on every worker. A part or wait returning nonzero fails
+ * the step (VIB_ERR_IO, nothing changed), but the remaining parts and the wait are
+ * still called, so the transport stays in step with the other workers. A step that
+ * fails before its backward pass (bad data, a non-finite loss) calls neither. */
+typedef int (*vib_reduce_part_callback)(void *user, float *buf, size_t n, size_t lo,
+                                        size_t hi);
+typedef int (*vib_reduce_wait_callback)(void *user, float *buf, size_t n);
+VIB_API int vib_trainer_set_reduce_overlap(vib_trainer *trainer, vib_reduce_part_callback part,
+                                           vib_reduce_wait_callback wait, void *user);
+
 /* A checkpoint: the model (its file, which vib_model_load reads from the checkpoint as
  * it is), the optimizer's state (moments, step count, rate), the average, both of the
  * model's noise streams and the trainer's position (epoch, step, shuffle), in one

@@ -111,14 +111,27 @@ typedef struct vibi_noise {
     size_t draw_rows, offset, norm_rows;
 } vibi_noise;
 
+/* A backward pass's announcements of the gradient ranges it has finished
+ * (vib_trainer_set_reduce_overlap): part(user, grads, n, lo, hi) once per layer, from the
+ * last to the first, with grads[lo, hi) final; `hi` is the previous call's lo (n before
+ * the first), `failed` the first nonzero return (the calls go on after one). */
+typedef struct vibi_ready {
+    vib_reduce_part_callback part;
+    void *user;
+    size_t hi;
+    int failed;
+} vibi_ready;
+
 /* The gradients (written into the model's array) of rows rows of x that are rows
  * [offset, offset + rows) of a global batch of `total` rows: the noise those rows get in
  * a one-process run of the global batch, the gradient of the global mean (so the sum of
  * the shards' gradients is the global batch's). rows may be 0 (the gradient is 0, the
- * stream advances as the others' do). ce, kl, loss: the means over these rows. */
+ * stream advances as the others' do). ready (NULL: none) hears of each layer's gradient
+ * as the backward pass finishes it, on every path that reaches the backward (rows 0
+ * too). ce, kl, loss: the means over these rows. */
 int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const float *x,
-                               const int32_t *labels, size_t total, size_t offset, double *ce,
-                               double *kl, double *loss);
+                               const int32_t *labels, size_t total, size_t offset,
+                               vibi_ready *ready, double *ce, double *kl, double *loss);
 
 /* model_head.c: the Gaussian head over a batch, from the head layer's outputs -------- */
 

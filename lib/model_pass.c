@@ -102,6 +102,18 @@ static void relu_mask_colsum_par(size_t rows, size_t cols, const float *a, float
     }
 }
 
+/* Announce layer l's gradient range, [its W, the next layer's W), to ready (NULL: none). */
+static void announce_layer(const vib_model *m, vibi_ready *ready, size_t l)
+{
+    if (ready == NULL)
+        return;
+    const size_t lo = (size_t)(m->layers[l].dw - m->grads), n = m->arch.num_params;
+    const int r = ready->part(ready->user, m->grads, n, lo, ready->hi);
+    if (r != 0 && ready->failed == 0)
+        ready->failed = r;
+    ready->hi = lo;
+}
+
 /* What a backward through the layers computes besides the gradient it passes down. */
 enum {
     BACK_PARAMS = 1, /* every weight and bias gradient of the layers, WRITTEN */
@@ -118,7 +130,8 @@ enum {
  * dL/d(input of first) if not NULL, added to it with BACK_ADD_DX. */
 static void backward_layers(const vib_model *m, size_t first, size_t last, size_t rows,
                             const float *first_input, float **act, const float *d,
-                            float *ga, float *gb, float *dx_first, unsigned mode)
+                            float *ga, float *gb, float *dx_first, unsigned mode,
+                            vibi_ready *ready)
 {
     const bool params = (mode & BACK_PARAMS) != 0;
     if (params)
@@ -127,8 +140,11 @@ static void backward_layers(const vib_model *m, size_t first, size_t last, size_
         const vibi_layer *L = &m->layers[l];
         const float *in = l == first ? first_input : act[l - 1];
         float *dx = l == first ? dx_first : (d == ga ? gb : ga);
-        if (params) /* dW = in^T d (written, not accumulated) */
+        if (params) { /* dW = in^T d (written, not accumulated) */
             vibi_layer_products(L, rows, in, d, NULL, false);
+            /* layer l's W and b are final (b was summed by the layer above, or first) */
+            announce_layer(m, ready, l);
+        }
         if (dx != NULL) /* dx = d W^T */
             vibi_layer_dx(L, rows, d, dx, l == first && (mode & BACK_ADD_DX));
         if (l == first)
@@ -205,16 +221,17 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
  * first layer's weights; without, no parameter gradient is touched or computed, and the
  * gradient goes on through the first layer to the input, ADDED into dx. */
 static void loss_backward(vib_model *m, size_t batch, size_t norm_rows, const float *x,
-                          const vibi_views *w, bool params, float *dx)
+                          const vibi_views *w, bool params, float *dx, vibi_ready *ready)
 {
     const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
     const unsigned mode = params ? BACK_PARAMS : BACK_ADD_DX;
     backward_layers(m, H + 1, last, batch, w->z, w->act, w->act[last], w->ga, w->gb, w->dz,
-                    mode & BACK_PARAMS);
+                    mode & BACK_PARAMS, ready);
     float *dhead = w->gb;
     vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
                              (double)m->beta * (1.0 / (double)norm_rows), w, dhead);
-    backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode);
+    backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode,
+                    ready);
 }
 
 int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
@@ -234,7 +251,7 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     double mean_ce, mean_kl, total;
     const vibi_noise nz = {.draw_rows = batch, .offset = 0, .norm_rows = batch};
     TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &mean_ce, &mean_kl, &total));
-    loss_backward(m, batch, batch, x, &w, true, NULL);
+    loss_backward(m, batch, batch, x, &w, true, NULL, NULL);
     if (ce) *ce = mean_ce;
     if (kl) *kl = mean_kl;
     if (loss) *loss = total;
@@ -242,8 +259,8 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
 }
 
 int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const float *x,
-                               const int32_t *labels, size_t total, size_t offset, double *ce,
-                               double *kl, double *loss)
+                               const int32_t *labels, size_t total, size_t offset,
+                               vibi_ready *ready, double *ce, double *kl, double *loss)
 {
     TRY(vibi_model_reserve(m, fn, total));
     float *act[VIBI_MAX_LAYERS];
@@ -251,16 +268,19 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     if (rows == 0) { /* no rows here: the stream moves on as the others' does */
+        if (!m->deterministic)
+            TRY(vib_rng_normal(m->noise, total * m->arch.k, 0.0f, 1.0f, w.v));
         memset(m->grads, 0, m->arch.num_params * sizeof(float));
         *ce = *kl = *loss = 0.0;
-        return m->deterministic ? VIB_OK
-                                : vib_rng_normal(m->noise, total * m->arch.k, 0.0f, 1.0f, w.v);
+        for (size_t l = m->arch.n_layers; l-- > 0;) /* the ranges the others announce */
+            announce_layer(m, ready, l);
+        return VIB_OK;
     }
     TRY(check_batch(fn, m, rows, x));
     TRY(vibi_check_labels(fn, rows, m->arch.classes, labels));
     const vibi_noise nz = {.draw_rows = total, .offset = offset, .norm_rows = total};
     TRY(loss_forward(m, fn, rows, x, labels, &nz, &w, &noise_was, ce, kl, loss));
-    loss_backward(m, rows, total, x, &w, true, NULL);
+    loss_backward(m, rows, total, x, &w, true, NULL, ready);
     return VIB_OK;
 }
 
@@ -289,7 +309,7 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     for (size_t s = 0; s < draws; s++) {
         double ce, kl, total;
         TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &ce, &kl, &total));
-        loss_backward(m, batch, batch, x, &w, false, w.dx);
+        loss_backward(m, batch, batch, x, &w, false, w.dx, NULL);
         sum += total;
     }
     for (size_t i = 0; i < n; i++) /* the mean, in double, rounded once */

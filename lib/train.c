@@ -49,6 +49,8 @@ struct vib_trainer {
     void *user;
     int stopped;
     vib_reduce_callback reduce; /* NULL: none */
+    vib_reduce_part_callback part; /* the overlapped reduction (NULL: none) */
+    vib_reduce_wait_callback wait;
     void *reduce_user;
     size_t rank, ranks; /* this worker's share of each global batch (ranks 1: all) */
 };
@@ -141,6 +143,20 @@ int vib_trainer_set_reduce(vib_trainer *trainer, vib_reduce_callback cb, void *u
 {
     TRY(vibi_check_ptr("vib_trainer_set_reduce", "trainer", trainer));
     trainer->reduce = cb, trainer->reduce_user = user;
+    trainer->part = NULL, trainer->wait = NULL;
+    return VIB_OK;
+}
+
+int vib_trainer_set_reduce_overlap(vib_trainer *trainer, vib_reduce_part_callback part,
+                                   vib_reduce_wait_callback wait, void *user)
+{
+    static const char fn[] = "vib_trainer_set_reduce_overlap";
+    TRY(vibi_check_ptr(fn, "trainer", trainer));
+    if (part != NULL && wait == NULL)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: wait is NULL (part needs it)", fn);
+    trainer->part = part, trainer->wait = part != NULL ? wait : NULL;
+    trainer->reduce_user = part != NULL ? user : NULL;
+    trainer->reduce = NULL;
     return VIB_OK;
 }
 
@@ -186,15 +202,22 @@ static int step(vib_trainer *t, const char *fn, const float *x, const int32_t *l
     vibi_rng_save(m->noise, &noise_was);
     TRY(vib_optim_set_lr(t->opt, lr));
     /* a failing gradient call puts the noise back itself */
-    int rc = t->ranks == 1 ? vib_model_gradients(m, rows, t->xb, t->yb, ce, kl, loss)
-                           : vibi_model_shard_gradients(m, fn, hi - lo, t->xb, t->yb, rows, lo,
-                                                        ce, kl, loss);
-    if (rc == VIB_OK && t->reduce != NULL) { /* the workers' gradients summed, in place */
-        const int r = t->reduce(t->reduce_user, m->grads, m->arch.num_params);
-        if (r != 0)
-            rc = vibi_fail(VIB_ERR_IO, "%s: the gradient reduction failed (it returned %d)", fn,
-                           r);
+    const size_t np = m->arch.num_params;
+    vibi_ready ready = {.part = t->part, .user = t->reduce_user, .hi = np, .failed = 0};
+    int rc = t->ranks == 1 && t->part == NULL
+                 ? vib_model_gradients(m, rows, t->xb, t->yb, ce, kl, loss)
+                 : vibi_model_shard_gradients(m, fn, hi - lo, t->xb, t->yb, rows, lo,
+                                              t->part != NULL ? &ready : NULL, ce, kl, loss);
+    /* the workers' gradients summed, in place: at once, or what the parts began */
+    int r = 0;
+    if (t->reduce != NULL && rc == VIB_OK)
+        r = t->reduce(t->reduce_user, m->grads, np);
+    else if (t->part != NULL && ready.hi < np) { /* the backward pass began the parts */
+        r = t->wait(t->reduce_user, m->grads, np);
+        r = ready.failed != 0 ? ready.failed : r;
     }
+    if (r != 0 && rc == VIB_OK)
+        rc = vibi_fail(VIB_ERR_IO, "%s: the gradient reduction failed (it returned %d)", fn, r);
     if (rc == VIB_OK)
         rc = vib_optim_step_ema(t->opt, m->params, m->grads, t->ema);
     if (rc != VIB_OK) {

@@ -466,7 +466,7 @@ END_TEST
 
 /* ---- data-parallel: P workers in P threads, a reduction over shared memory -------- */
 
-enum { WORKERS_MAX = 3, DP_STEPS = 12 };
+enum { WORKERS_MAX = 6, DP_STEPS = 12 };
 
 typedef struct {
     pthread_barrier_t barrier;
@@ -479,25 +479,54 @@ typedef struct {
     int rank;
     rig r;
     int rc;
+    size_t parts, waits, next_hi; /* the overlapped reduction's calls, and the next range's end */
+    int bad_range;                /* a part's range was not the next layer's */
 } worker;
 
-/* The sum over the workers, in rank order (so every worker gets the same bits), in
- * place: what an MPI allreduce does across machines. */
-static int sum_over_workers(void *user, float *buf, size_t n)
+/* buf[lo, hi) replaced by its sum over the workers, in rank order (so every worker gets
+ * the same bits): what an MPI reduction does across machines. */
+static void sum_range(worker *w, float *buf, size_t lo, size_t hi)
 {
-    worker *w = user;
     pool *p = w->p;
     p->slot[w->rank] = buf;
     pthread_barrier_wait(&p->barrier);
     static float tmp[WORKERS_MAX][4096];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         float s = 0.0f;
         for (int k = 0; k < p->workers; k++)
             s += p->slot[k][i];
         tmp[w->rank][i] = s;
     }
     pthread_barrier_wait(&p->barrier); /* all have read every slot */
-    memcpy(buf, tmp[w->rank], n * sizeof(float));
+    memcpy(buf + lo, tmp[w->rank] + lo, (hi - lo) * sizeof(float));
+}
+
+static int sum_over_workers(void *user, float *buf, size_t n)
+{
+    sum_range(user, buf, 0, n);
+    return 0;
+}
+
+/* The overlapped reduction: each part summed as it comes; its range must be the next
+ * layer's, from the top. wait has nothing left to do but check that all came. */
+static int sum_part(void *user, float *buf, size_t n, size_t lo, size_t hi)
+{
+    worker *w = user;
+    if (w->next_hi == 0) /* a step's first part */
+        w->next_hi = n;
+    w->bad_range |= hi != w->next_hi || lo >= hi;
+    w->next_hi = lo;
+    w->parts++;
+    sum_range(w, buf, lo, hi);
+    return 0;
+}
+
+static int sum_wait(void *user, float *buf, size_t n)
+{
+    worker *w = user;
+    (void)buf, (void)n;
+    w->bad_range |= w->next_hi != 0;
+    w->waits++;
     return 0;
 }
 
@@ -510,10 +539,55 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-/* P = 2 and 3 workers, each with its shard of every global batch of 8 (some shards of
- * the epoch's short batch of 5 are 1 row), against one process on the whole batches:
- * every worker's parameters are the same bits, and equal the one-process run's to float
- * rounding (the sums of the shards' weight gradients add in another order). */
+/* `workers` workers in threads, each with its shard of every global batch and a
+ * reduction over shared memory, all at once (overlap 0) or part by part during the
+ * backward pass (overlap 1); the parameters are checked the same bits on every worker
+ * and returned in *out (malloc'd). */
+static void train_workers(int workers, int overlap, float **out)
+{
+    pool p = {.workers = workers};
+    pthread_barrier_init(&p.barrier, NULL, (unsigned)workers);
+    worker w[WORKERS_MAX];
+    pthread_t th[WORKERS_MAX];
+    for (int k = 0; k < workers; k++) {
+        w[k] = (worker){.p = &p, .rank = k};
+        rig_make(&w[k].r, 0, HID);
+        ck_assert_ok(vib_trainer_set_shard(w[k].r.t, (size_t)k, (size_t)workers));
+        if (overlap)
+            ck_assert_ok(vib_trainer_set_reduce_overlap(w[k].r.t, sum_part, sum_wait, &w[k]));
+        else
+            ck_assert_ok(vib_trainer_set_reduce(w[k].r.t, sum_over_workers, &w[k]));
+    }
+    for (int k = 0; k < workers; k++)
+        pthread_create(&th[k], NULL, run_worker, &w[k]);
+    for (int k = 0; k < workers; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&p.barrier);
+    const size_t P = vib_model_num_params(w[0].r.m);
+    for (int k = 0; k < workers; k++) {
+        ck_assert_msg(w[k].rc == VIB_OK, "worker %d: %s", k, vib_last_error());
+        ck_assert_msg(memcmp(vib_model_params(w[k].r.m), vib_model_params(w[0].r.m),
+                             P * sizeof(float)) == 0,
+                      "%d workers: worker %d's parameters differ from worker 0's", workers, k);
+        if (overlap) { /* 3 layers (encoder, head, output): 3 parts and a wait a step */
+            ck_assert_msg(!w[k].bad_range, "worker %d: a part out of order", k);
+            ck_assert_uint_eq(w[k].parts, 3 * DP_STEPS);
+            ck_assert_uint_eq(w[k].waits, DP_STEPS);
+        }
+    }
+    *out = malloc(P * sizeof(float));
+    ck_assert_ptr_nonnull(*out);
+    memcpy(*out, vib_model_params(w[0].r.m), P * sizeof(float));
+    for (int k = 0; k < workers; k++)
+        rig_free(&w[k].r);
+}
+
+/* P = 2, 3 and 6 workers, each with its shard of every global batch of 8 (of the epoch's
+ * short batch of 5, some shards are 1 row, and with 6 workers one is empty), against one
+ * process on the whole batches: every worker's parameters are the same bits, and equal
+ * the one-process run's to float rounding (the sums of the shards' weight gradients add
+ * in another order). The overlapped reduction, which sums the same numbers in the same
+ * order layer by layer, gives the very bits of the one done at once. */
 START_TEST(data_parallel_matches_one_process)
 {
     data();
@@ -524,44 +598,67 @@ START_TEST(data_parallel_matches_one_process)
     const size_t P = vib_model_num_params(one.m);
     ck_assert_uint_le(P, 4096);
     const float *want = vib_model_params(one.m);
-    for (int workers = 2; workers <= WORKERS_MAX; workers++) {
-        pool p = {.workers = workers};
-        pthread_barrier_init(&p.barrier, NULL, (unsigned)workers);
-        worker w[WORKERS_MAX];
-        pthread_t th[WORKERS_MAX];
-        for (int k = 0; k < workers; k++) {
-            w[k] = (worker){.p = &p, .rank = k};
-            rig_make(&w[k].r, 0, HID);
-            ck_assert_ok(vib_trainer_set_shard(w[k].r.t, (size_t)k, (size_t)workers));
-            ck_assert_ok(vib_trainer_set_reduce(w[k].r.t, sum_over_workers, &w[k]));
-        }
-        for (int k = 0; k < workers; k++)
-            pthread_create(&th[k], NULL, run_worker, &w[k]);
-        for (int k = 0; k < workers; k++)
-            pthread_join(th[k], NULL);
-        pthread_barrier_destroy(&p.barrier);
+    const int counts[] = {2, 3, 6};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        const int workers = counts[c];
+        float *whole, *parts;
+        train_workers(workers, 0, &whole);
+        train_workers(workers, 1, &parts);
+        ck_assert_msg(memcmp(whole, parts, P * sizeof(float)) == 0,
+                      "%d workers: the overlapped reduction changed the bits", workers);
         double worst = 0.0, scale = 0.0;
-        for (int k = 0; k < workers; k++) {
-            ck_assert_msg(w[k].rc == VIB_OK, "worker %d: %s", k, vib_last_error());
-            const float *got = vib_model_params(w[k].r.m);
-            ck_assert_msg(memcmp(got, vib_model_params(w[0].r.m), P * sizeof(float)) == 0,
-                          "%d workers: worker %d's parameters differ from worker 0's", workers,
-                          k);
-            for (size_t i = 0; i < P; i++) {
-                worst = fmax(worst, fabs((double)got[i] - want[i]));
-                scale = fmax(scale, fabs((double)want[i]));
-            }
+        for (size_t i = 0; i < P; i++) {
+            worst = fmax(worst, fabs((double)whole[i] - want[i]));
+            scale = fmax(scale, fabs((double)want[i]));
         }
         /* measured: 6e-8 (one float ulp of the largest parameter, 0.93) for 2 and 3
          * workers; 1e-5 of the scale is far above that rounding and far below a real
          * difference (giving the shards the wrong noise is off by 0.06) */
         ck_assert_msg(worst <= 1e-5 * scale, "%d workers: parameters off by %g (scale %g)",
                       workers, worst, scale);
-        for (int k = 0; k < workers; k++)
-            rig_free(&w[k].r);
+        free(whole), free(parts);
     }
     rig_free(&one);
     ck_assert_ok(vib_set_num_threads(0));
+}
+END_TEST
+
+/* One process with an overlapped reduction that sums nothing: each part's range, when
+ * announced, holds its final gradient (a snapshot taken then is what the optimizer
+ * gets), and the run is the very bits of one without a reduction. */
+typedef struct {
+    float snap[4096];
+    size_t parts;
+} snapshot;
+
+static int snap_part(void *user, float *buf, size_t n, size_t lo, size_t hi)
+{
+    snapshot *s = user;
+    (void)n;
+    memcpy(s->snap + lo, buf + lo, (hi - lo) * sizeof(float));
+    s->parts++;
+    return 0;
+}
+
+static int snap_wait(void *user, float *buf, size_t n)
+{
+    snapshot *s = user;
+    return memcmp(s->snap, buf, n * sizeof(float)) == 0 ? 0 : 9; /* 9: changed after */
+}
+
+START_TEST(overlapped_parts_are_final)
+{
+    data();
+    rig a, b;
+    rig_make(&a, 0, HID);
+    rig_make(&b, 0, HID);
+    ck_assert_uint_le(vib_model_num_params(a.m), 4096);
+    snapshot s = {.parts = 0};
+    ck_assert_ok(vib_trainer_set_reduce_overlap(a.t, snap_part, snap_wait, &s));
+    steps(&a, 7), steps(&b, 7);
+    ck_assert_uint_eq(s.parts, 3 * 7);
+    same_state(&a, &b, "one process, an overlapped reduction that sums nothing");
+    rig_free(&a), rig_free(&b);
 }
 END_TEST
 
@@ -569,6 +666,27 @@ static int failing_reduce(void *user, float *buf, size_t n)
 {
     (void)user, (void)buf, (void)n;
     return 7;
+}
+
+/* An overlapped reduction whose second part fails (or its wait, with fail_wait). */
+typedef struct {
+    size_t parts, waits;
+    int fail_wait;
+} counting;
+
+static int failing_part(void *user, float *buf, size_t n, size_t lo, size_t hi)
+{
+    counting *c = user;
+    (void)buf, (void)n, (void)lo, (void)hi;
+    return ++c->parts == 2 && !c->fail_wait ? 7 : 0;
+}
+
+static int failing_wait(void *user, float *buf, size_t n)
+{
+    counting *c = user;
+    (void)buf, (void)n;
+    c->waits++;
+    return c->fail_wait ? 8 : 0;
 }
 
 /* A reduction that fails fails the step, which changes nothing. */
@@ -586,6 +704,37 @@ START_TEST(failed_reduction_changes_nothing)
     same_state(&a, &b, "after a failed reduction");
     steps(&a, 4), steps(&b, 4);
     same_state(&a, &b, "four steps later");
+    /* overlapped: a failing part still gets the parts after it and the wait */
+    for (int fail_wait = 0; fail_wait <= 1; fail_wait++) {
+        counting c = {.fail_wait = fail_wait};
+        ck_assert_ok(vib_trainer_set_reduce_overlap(a.t, failing_part, failing_wait, &c));
+        ck_assert_fails(vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL), VIB_ERR_IO);
+        ck_assert_ptr_nonnull(strstr(vib_last_error(), fail_wait ? "returned 8" : "returned 7"));
+        ck_assert_uint_eq(c.parts, 3);
+        ck_assert_uint_eq(c.waits, 1);
+        same_state(&a, &b, "after a failed overlapped reduction");
+        /* a step that fails before its backward pass calls neither */
+        int32_t bad[N];
+        memcpy(bad, ys, sizeof bad);
+        for (int i = 0; i < N; i++)
+            bad[i] = C;
+        ck_assert_fails(vib_trainer_step(a.t, xs, bad, NULL, NULL, NULL), VIB_ERR_INVALID_ARG);
+        ck_assert_uint_eq(c.parts, 3);
+        ck_assert_uint_eq(c.waits, 1);
+    }
+    ck_assert_fails(vib_trainer_set_reduce_overlap(a.t, failing_part, NULL, NULL),
+                    VIB_ERR_INVALID_ARG);
+    ck_assert_fails(vib_trainer_set_reduce_overlap(NULL, NULL, NULL, NULL), VIB_ERR_INVALID_ARG);
+    /* set_reduce replaces the overlapped reduction, and NULL parts clear it */
+    counting c = {.fail_wait = 1};
+    ck_assert_ok(vib_trainer_set_reduce_overlap(a.t, failing_part, failing_wait, &c));
+    ck_assert_ok(vib_trainer_set_reduce(a.t, NULL, NULL));
+    steps(&a, 1), steps(&b, 1);
+    ck_assert_ok(vib_trainer_set_reduce_overlap(a.t, failing_part, failing_wait, &c));
+    ck_assert_ok(vib_trainer_set_reduce_overlap(a.t, NULL, NULL, NULL));
+    steps(&a, 1), steps(&b, 1);
+    ck_assert_uint_eq(c.parts + c.waits, 0);
+    same_state(&a, &b, "after the overlapped reduction was cleared");
     ck_assert_fails(vib_trainer_set_shard(a.t, 2, 2), VIB_ERR_INVALID_ARG);
     ck_assert_fails(vib_trainer_set_shard(a.t, 0, BATCH + 1), VIB_ERR_INVALID_ARG);
     rig_free(&a), rig_free(&b);
@@ -635,6 +784,7 @@ Suite *make_train_suite(void)
     tcase_add_test(tc, forged_state_is_refused);
     tcase_add_test(tc, large_forged_checkpoint_costs_nothing);
     tcase_add_test(tc, data_parallel_matches_one_process);
+    tcase_add_test(tc, overlapped_parts_are_final);
     tcase_add_test(tc, failed_reduction_changes_nothing);
     tcase_add_test(tc, bad_arguments);
     tcase_set_timeout(tc, 60);

@@ -40,6 +40,12 @@ vib_train_callback = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_uint64, c_
 # typedef int (*vib_reduce_callback)(void *, float *, size_t)
 vib_reduce_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), c_size_t)
 
+# typedef int (*vib_reduce_part_callback)(void *, float *, size_t, size_t, size_t)
+vib_reduce_part_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), c_size_t, c_size_t, c_size_t)
+
+# typedef int (*vib_reduce_wait_callback)(void *, float *, size_t)
+vib_reduce_wait_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), c_size_t)
+
 # name: (restype, argtypes) for every VIB_API function, in the header's order.
 FUNCTIONS = {
     # uint32_t vib_version_number(void)
@@ -268,6 +274,8 @@ FUNCTIONS = {
     'vib_trainer_set_reduce': (c_int, [c_void_p, vib_reduce_callback, c_void_p]),
     # int vib_trainer_set_shard(vib_trainer *, size_t, size_t)
     'vib_trainer_set_shard': (c_int, [c_void_p, c_size_t, c_size_t]),
+    # int vib_trainer_set_reduce_overlap(vib_trainer *, vib_reduce_part_callback, vib_reduce_wait_callback, void *)
+    'vib_trainer_set_reduce_overlap': (c_int, [c_void_p, vib_reduce_part_callback, vib_reduce_wait_callback, c_void_p]),
     # int vib_trainer_save(const vib_trainer *, const char *)
     'vib_trainer_save': (c_int, [c_void_p, c_char_p]),
     # int vib_trainer_load(vib_trainer *, const char *)
