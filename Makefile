@@ -283,7 +283,7 @@ build/mpi/static/vib_mpi.o: mpi/vib_mpi.c mpi/vib_mpi.h include/vib.h
 
 $(MPI_SHLIB): build/mpi/shared/vib_mpi.o lib/libvib.so
 	$(MPICC) $(CFLAGS) -shared -Wl,-soname,$(MPI_SONAME) -Wl,--no-undefined $(LDFLAGS) \
-	  -o $@ $< -Llib -lvib
+	  -o $@ $< -Llib -lvib -pthread
 
 lib/$(MPI_SONAME): $(MPI_SHLIB)
 	ln -sf $(notdir $<) $@
@@ -305,12 +305,13 @@ build/mpi/test_mpi: tests/mpi/test_mpi.c mpi/vib_mpi.h include/vib.h lib/libvib-
 # ranks' parameters the same bits after every step, checkpoints across topologies, and a
 # failure on one rank failing every rank (the timeout catches a hang); then the exports.
 ifeq ($(HAVE_MPICC),yes)
-check-mpi: build/mpi/test_mpi
+check-mpi: build/mpi/test_mpi examples/train_mnist_mpi
 	@if ! command -v $(MPIRUN) >/dev/null 2>&1; then \
 	  echo "check-mpi: $(MPIRUN) not found, skipped (apt-get install openmpi-bin)"; exit 0; fi; \
 	for np in 2 3; do echo "check-mpi: $$np ranks"; \
 	  OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 timeout 120 $(MPIRUN) $(MPIRUN_FLAGS) -np $$np \
-	    -x OMP_NUM_THREADS -x BLIS_NUM_THREADS build/mpi/test_mpi || exit 1; done
+	    -x OMP_NUM_THREADS -x BLIS_NUM_THREADS build/mpi/test_mpi || exit 1; done; \
+	MPIRUN="$(MPIRUN)" MPIRUN_FLAGS="$(MPIRUN_FLAGS)" sh tests/mpi/example_mpi.sh
 	@bad=$$(nm -D --defined-only $(MPI_SHLIB) | awk '$$2 == "T" {print $$3}' | grep -v '^vib_mpi_' || true); \
 	  if [ -n "$$bad" ]; then echo "check-mpi: exported outside vib_mpi_: $$bad"; exit 1; fi
 	@readelf -d $(MPI_SHLIB) | grep -q 'SONAME.*\[$(MPI_SONAME)\]' || { echo "check-mpi: SONAME is not $(MPI_SONAME)"; exit 1; }

@@ -149,13 +149,23 @@ EXAMPLE_UTIL_FN void set_threads(size_t threads)
     printf("backend: %s\n", info);
 }
 
-/* The MNIST training and test sets of `dir` with pixels scaled to [lo, 1]; on failure
- * say why (and how to fetch the data) and exit 1. */
-EXAMPLE_UTIL_FN void load_mnist(const char *dir, float lo, vib_dataset **train, vib_dataset **test)
+/* The MNIST training and test sets of `dir` with pixels scaled to [lo, 1], or the
+ * failing load's status (vib_last_error() says why), with nothing loaded. */
+EXAMPLE_UTIL_FN int load_mnist_status(const char *dir, float lo, vib_dataset **train,
+                                      vib_dataset **test)
 {
     int st = vib_dataset_load_mnist(dir, "train", lo, 1.0f, train);
-    if (st == VIB_OK)
-        st = vib_dataset_load_mnist(dir, "t10k", lo, 1.0f, test);
+    if (st == VIB_OK && (st = vib_dataset_load_mnist(dir, "t10k", lo, 1.0f, test)) != VIB_OK) {
+        vib_dataset_free(*train);
+        *train = NULL;
+    }
+    return st;
+}
+
+/* load_mnist_status, and on failure say why (and how to fetch the data) and exit 1. */
+EXAMPLE_UTIL_FN void load_mnist(const char *dir, float lo, vib_dataset **train, vib_dataset **test)
+{
+    const int st = load_mnist_status(dir, lo, train, test);
     if (st != VIB_OK) {
         fprintf(stderr, EXAMPLE_NAME ": %s\n", vib_last_error());
         if (st == VIB_ERR_IO)

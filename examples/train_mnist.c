@@ -87,7 +87,7 @@ typedef struct {
     size_t enc[8], n_enc, dec[8], n_dec;
     double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
     uint64_t seed;
-    int deterministic, pm1, beta_set;
+    int deterministic, pm1, beta_set, overlap;
 } options;
 
 static void usage(FILE *f)
@@ -113,6 +113,8 @@ static void usage(FILE *f)
             "  --train-limit N       train on the first N training images only\n"
             "  --inputs unit|pm1     pixel scaling to [0, 1] (default) or [-1, 1]\n"
             "  --deterministic       the baseline: z = mu, no KL\n"
+            "  --overlap             train_mnist_mpi: sum each layer's gradient across the\n"
+            "                        ranks while the backward pass computes the layers below\n"
             "  --paper               the paper's recipe (see the top of train_mnist.c)\n"
             "  --save FILE           save the evaluated model (the EMA weights if on) at the end\n"
             "  --load FILE           start from a saved model (its architecture wins)\n"
@@ -173,6 +175,13 @@ static void parse_args(int argc, char **argv, options *o)
             continue;
         if (strcmp(a, "--deterministic") == 0) {
             o->deterministic = 1;
+            continue;
+        }
+        if (strcmp(a, "--overlap") == 0) {
+#ifndef TRAIN_MNIST_MPI
+            die("--overlap is train_mnist_mpi's (a reduction across MPI ranks)");
+#endif
+            o->overlap = 1;
             continue;
         }
         static const char *const valued[] = {
@@ -287,7 +296,8 @@ static void plot(const options *o)
 int main(int argc, char **argv)
 {
 #ifdef TRAIN_MNIST_MPI
-    MPI_Init(&argc, &argv);
+    int thread_level; /* --overlap's communication thread needs SERIALIZED */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &thread_level);
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
 #endif
@@ -306,7 +316,16 @@ int main(int argc, char **argv)
 
     const float lo = o.pm1 ? -1.0f : 0.0f;
     vib_dataset *train = NULL, *test = NULL;
+#ifdef TRAIN_MNIST_MPI
+    /* A rank that cannot read its data stops every rank, with its reason, at once. */
+    if (vib_mpi_agree(load_mnist_status(o.data, lo, &train, &test), MPI_COMM_WORLD) != VIB_OK) {
+        fprintf(stderr, "train_mnist (rank %d): the data: %s\n", mpi_rank, vib_mpi_last_error());
+        MPI_Finalize();
+        return 1;
+    }
+#else
     load_mnist(o.data, lo, &train, &test);
+#endif
     size_t n_train = vib_dataset_size(train);
     if (o.train_limit && o.train_limit < n_train)
         n_train = o.train_limit;
@@ -357,8 +376,10 @@ int main(int argc, char **argv)
           "schedule");
 #ifdef TRAIN_MNIST_MPI
     check_mpi(vib_mpi_attach(tr, MPI_COMM_WORLD, &mpi_ctx), "MPI");
-    printf("MPI: %d ranks, each training its shard of every global batch of %zu\n", mpi_size,
-           o.batch);
+    if (o.overlap)
+        check_mpi(vib_mpi_set_overlap(mpi_ctx, 1), "--overlap");
+    printf("MPI: %d ranks, each training its shard of every global batch of %zu%s\n", mpi_size,
+           o.batch, o.overlap ? ", the reduction overlapped with the backward pass" : "");
 #endif
     if (o.resume) {
         check(vib_trainer_load(tr, o.resume), "resume");

@@ -17,12 +17,31 @@
 #include "vib_mpi.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MSG_LEN = 512 };
+enum { MSG_LEN = 512, QUEUE = 8 };
+
+/* The overlapped reduction (vib_mpi_set_overlap): the trainer's parts are queued to a
+ * communication thread, which makes every MPI call of the step's reduction while the
+ * training thread computes; the training thread makes none until the wait has seen the
+ * queue drained, so the two never call MPI at once (MPI_THREAD_SERIALIZED suffices). */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    struct {
+        float *p;
+        size_t len;
+        int first; /* the step's first part: the ranks' agreement runs before it */
+    } q[QUEUE];
+    unsigned head, tail; /* parts finished, parts queued (head == tail: idle) */
+    int step_rc;         /* the step's reduction so far: 0, 1 another rank failed, 2 MPI */
+    int quit;
+} overlap;
 
 struct vib_mpi {
     vib_trainer *trainer;
@@ -30,6 +49,7 @@ struct vib_mpi {
     int rank, size;
     uint64_t reductions; /* reductions entered */
     int peer_failed;     /* the last reduction stopped for another rank's failure */
+    overlap *ov;         /* NULL: the reduction runs at once, after the backward pass */
 };
 
 static _Thread_local char last_error[MSG_LEN];
@@ -90,21 +110,20 @@ static int bcast_floats(float *p, size_t n, MPI_Comm comm)
     return 0;
 }
 
-/* The reduction given to the trainer: the ranks agree that all reached it, then rank 0
- * sums the gradients (MPI_Reduce) and broadcasts its sum, so every rank holds the same
- * bits. Returns 1 when another rank failed, 2 on an MPI error. */
-static int reduce(void *user, float *buf, size_t n)
+/* The ranks' agreement that all reached the step's reduction: 0, 1 when another rank
+ * failed before it (it joins with its failure: vib_mpi_step), 2 on an MPI error. */
+static int reached(const vib_mpi *c)
 {
-    vib_mpi *c = user;
-    c->reductions++;
-    c->peer_failed = 0;
     int in[2] = {c->size, VIB_OK}, res[2];
     if (MPI_Allreduce(in, res, 1, MPI_2INT, MPI_MINLOC, c->comm) != MPI_SUCCESS)
         return 2;
-    if (res[0] != c->size) {
-        c->peer_failed = 1;
-        return 1;
-    }
+    return res[0] != c->size;
+}
+
+/* buf[0, n) replaced by its sum over the ranks: rank 0 sums (MPI_Reduce) and broadcasts
+ * its sum, so every rank holds the same bits. 0, or 2 on an MPI error. */
+static int sum(const vib_mpi *c, float *buf, size_t n)
+{
     for (size_t off = 0; off < n; off += CHUNK) {
         const int count = (int)(n - off < CHUNK ? n - off : CHUNK);
         const int r = c->rank == 0 ? MPI_Reduce(MPI_IN_PLACE, buf + off, count, MPI_FLOAT,
@@ -115,6 +134,172 @@ static int reduce(void *user, float *buf, size_t n)
             return 2;
     }
     return bcast_floats(buf, n, c->comm) == 0 ? 0 : 2;
+}
+
+/* The reduction given to the trainer: the ranks agree that all reached it, then the sum.
+ * Returns 1 when another rank failed, 2 on an MPI error. */
+static int reduce(void *user, float *buf, size_t n)
+{
+    vib_mpi *c = user;
+    c->reductions++;
+    int r = reached(c);
+    c->peer_failed = r == 1;
+    return r != 0 ? r : sum(c, buf, n);
+}
+
+/* ---- the overlapped reduction ------------------------------------------------------ */
+
+/* The communication thread: each queued part in order; the step's first is preceded by
+ * the agreement, and once the step's reduction has failed its other parts are skipped
+ * (on every rank alike when the cause is another rank's). */
+static void *comm_thread(void *arg)
+{
+    vib_mpi *c = arg;
+    overlap *o = c->ov;
+    pthread_mutex_lock(&o->mu);
+    for (;;) {
+        while (o->head == o->tail && !o->quit)
+            pthread_cond_wait(&o->work, &o->mu);
+        if (o->head == o->tail)
+            break; /* quit, and nothing left */
+        const unsigned i = o->head % QUEUE;
+        float *p = o->q[i].p;
+        const size_t len = o->q[i].len;
+        int r = o->q[i].first ? 0 : o->step_rc;
+        pthread_mutex_unlock(&o->mu);
+        if (o->q[i].first)
+            r = reached(c);
+        if (r == 0)
+            r = sum(c, p, len);
+        pthread_mutex_lock(&o->mu);
+        o->step_rc = r;
+        o->head++;
+        pthread_cond_signal(&o->done);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return NULL;
+}
+
+/* The trainer's part: queued for the communication thread (waiting for room when the
+ * queue is full: no allocation, and no failure that would leave the ranks apart). */
+static int part(void *user, float *buf, size_t n, size_t lo, size_t hi)
+{
+    vib_mpi *c = user;
+    overlap *o = c->ov;
+    const int first = hi == n;
+    if (first)
+        c->reductions++;
+    pthread_mutex_lock(&o->mu);
+    while (o->tail - o->head == QUEUE)
+        pthread_cond_wait(&o->done, &o->mu);
+    const unsigned i = o->tail % QUEUE;
+    o->q[i].p = buf + lo, o->q[i].len = hi - lo, o->q[i].first = first;
+    o->tail++;
+    pthread_cond_signal(&o->work);
+    pthread_mutex_unlock(&o->mu);
+    return 0;
+}
+
+/* The trainer's wait: until the communication thread has done every queued part. */
+static int wait_parts(void *user, float *buf, size_t n)
+{
+    vib_mpi *c = user;
+    overlap *o = c->ov;
+    (void)buf, (void)n;
+    pthread_mutex_lock(&o->mu);
+    while (o->head != o->tail)
+        pthread_cond_wait(&o->done, &o->mu);
+    const int r = o->step_rc;
+    pthread_mutex_unlock(&o->mu);
+    c->peer_failed = r == 1;
+    return r;
+}
+
+/* Stop and free the communication thread (idle between steps: nothing is queued). */
+static void overlap_stop(vib_mpi *c)
+{
+    overlap *o = c->ov;
+    if (o == NULL)
+        return;
+    pthread_mutex_lock(&o->mu);
+    o->quit = 1;
+    pthread_cond_signal(&o->work);
+    pthread_mutex_unlock(&o->mu);
+    pthread_join(o->thread, NULL);
+    pthread_cond_destroy(&o->done);
+    pthread_cond_destroy(&o->work);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+    c->ov = NULL;
+}
+
+/* A communication thread for c, or VIB_ERR_NOMEM (nothing left behind). */
+static int overlap_start(vib_mpi *c)
+{
+    overlap *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return VIB_ERR_NOMEM;
+    if (pthread_mutex_init(&o->mu, NULL) != 0) {
+        free(o);
+        return VIB_ERR_NOMEM;
+    }
+    int made = 0;
+    if (pthread_cond_init(&o->work, NULL) == 0 && ++made && pthread_cond_init(&o->done, NULL) == 0 &&
+        ++made) {
+        c->ov = o;
+        if (pthread_create(&o->thread, NULL, comm_thread, c) == 0)
+            return VIB_OK;
+        c->ov = NULL;
+    }
+    if (made == 2)
+        pthread_cond_destroy(&o->done);
+    if (made >= 1)
+        pthread_cond_destroy(&o->work);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+    return VIB_ERR_NOMEM;
+}
+
+int vib_mpi_set_overlap(vib_mpi *ctx, int on)
+{
+    static const char fn[] = "vib_mpi_set_overlap";
+    if (ctx == NULL)
+        return fail(VIB_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
+    vib_mpi *c = ctx;
+    on = on != 0;
+    /* every rank the same choice: a rank summing by parts and one summing at once would
+     * call different collectives */
+    int mine[2] = {on, -on}, all[2];
+    if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS)
+        return fail(VIB_ERR_IO, "%s: MPI_Allreduce of the ranks' choices failed", fn);
+    const int was = c->ov != NULL;
+    int st = VIB_OK;
+    if (all[0] != -all[1])
+        st = fail(VIB_ERR_INVALID_ARG, "%s: the ranks disagree (some on, some off)", fn);
+    int level = MPI_THREAD_SINGLE;
+    if (st == VIB_OK && on && (MPI_Query_thread(&level) != MPI_SUCCESS ||
+                               level < MPI_THREAD_SERIALIZED))
+        st = fail(VIB_ERR_INVALID_ARG,
+                  "%s: MPI gives thread level %d; the communication thread needs "
+                  "MPI_THREAD_SERIALIZED or more (MPI_Init_thread)",
+                  fn, level);
+    if (st == VIB_OK && on && c->ov == NULL && overlap_start(c) != VIB_OK)
+        st = fail(VIB_ERR_NOMEM, "%s: could not start the communication thread", fn);
+    char msg[MSG_LEN];
+    memcpy(msg, last_error, sizeof msg);
+    st = agree(st, msg, c->comm, fn);
+    if (st != VIB_OK) { /* as it was: a thread started by this call is stopped */
+        if (!was)
+            overlap_stop(c);
+        return st;
+    }
+    if (on) {
+        (void)vib_trainer_set_reduce_overlap(c->trainer, part, wait_parts, c);
+    } else {
+        (void)vib_trainer_set_reduce(c->trainer, reduce, c);
+        overlap_stop(c);
+    }
+    return VIB_OK;
 }
 
 int vib_mpi_attach(vib_trainer *trainer, MPI_Comm comm, vib_mpi **out)
@@ -173,6 +358,7 @@ void vib_mpi_detach(vib_mpi *ctx)
         return;
     (void)vib_trainer_set_reduce(ctx->trainer, NULL, NULL);
     (void)vib_trainer_set_shard(ctx->trainer, 0, 1);
+    overlap_stop(ctx);
     MPI_Comm_free(&ctx->comm);
     free(ctx);
 }

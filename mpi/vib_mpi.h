@@ -106,6 +106,24 @@ VIB_MPI_API int vib_mpi_step(vib_mpi *ctx, const float *x, const int32_t *labels
 VIB_MPI_API int vib_mpi_epoch(vib_mpi *ctx, const float *x, const int32_t *labels,
                               double *ce, double *kl, double *loss);
 
+/* Overlap the gradient's reduction with the backward pass (on nonzero), or not (0, as
+ * attached), on every rank alike (collective). On: the trainer hands each layer's
+ * gradient to the reduction as soon as the backward pass has finished it
+ * (vib_trainer_set_reduce_overlap), and a communication thread of the library's sums it
+ * (MPI_Reduce to rank 0 and MPI_Bcast, per layer: the same bits on every rank; against
+ * the sum at once, the same numbers, added in the order MPI_Reduce picks for the
+ * message's size, so equal to float rounding) while the training thread computes the
+ * layers below; the step waits for the last layer's sum before the optimizer step.
+ * That thread makes every MPI call of a step's reduction while the training thread
+ * makes none, so MPI must give MPI_THREAD_SERIALIZED or more (MPI_Init_thread), and the
+ * program must not call MPI from another thread during vib_mpi_step / vib_mpi_epoch (its
+ * training callback runs between steps, when the thread is idle). Errors, agreed over
+ * the ranks, with nothing changed on any rank: ctx NULL (VIB_ERR_INVALID_ARG, at once,
+ * nothing collective is done), the ranks disagreeing on `on` or a thread level below
+ * SERIALIZED (VIB_ERR_INVALID_ARG), the thread not started (VIB_ERR_NOMEM), an MPI error
+ * (VIB_ERR_IO). Whether it pays, and where: docs/scaling.md. */
+VIB_MPI_API int vib_mpi_set_overlap(vib_mpi *ctx, int on);
+
 /* Rank 0's parameters (vib_model_params) into every rank's model (collective). The
  * models must have the same number of parameters: checked (rank 0's count broadcast),
  * VIB_ERR_INVALID_ARG on every rank otherwise; VIB_ERR_NOMEM for the receiving buffer;

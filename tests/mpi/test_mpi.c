@@ -5,7 +5,9 @@
  * of 100 the parameters are the reference's within float rounding; (b) every rank holds
  * the same bits after every step (a hash compared across the ranks); (c) checkpoints
  * cross topologies both ways; (d) a rank that fails alone makes every rank fail, with
- * its status, and changes nothing (a hang is caught by make's timeout). Exits 0 when all
+ * its status, and changes nothing (a hang is caught by make's timeout); (e) the same
+ * with the reduction overlapped with the backward pass, and a last batch with fewer
+ * rows than ranks. Exits 0 when all
  * pass; a failure prints the rank, line and condition, and aborts every rank. */
 #include <math.h>
 #include <stdint.h>
@@ -40,15 +42,20 @@ typedef struct {
     vib_trainer *t;
 } rig;
 
-static void rig_make(rig *r)
+static void rig_make_n(rig *r, size_t n)
 {
     const size_t enc[] = {HID};
     OK(vib_model_create(IN, 1, enc, K, 0, NULL, C, 5, &r->m));
     const size_t P = vib_model_num_params(r->m);
     OK(vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &r->opt));
     OK(vib_ema_create(P, 0.9f, vib_model_params(r->m), &r->ema));
-    OK(vib_trainer_create(r->m, r->opt, r->ema, N, BATCH, 11, &r->t));
+    OK(vib_trainer_create(r->m, r->opt, r->ema, n, BATCH, 11, &r->t));
     OK(vib_trainer_set_schedule(r->t, 1e-2f, 0.5f, 40));
+}
+
+static void rig_make(rig *r)
+{
+    rig_make_n(r, N);
 }
 
 static void rig_free(rig *r)
@@ -138,7 +145,9 @@ static char path_base[256];
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int level; /* vib_mpi_set_overlap's communication thread needs SERIALIZED */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &level);
+    CHECK(level >= MPI_THREAD_SERIALIZED, "thread level %d", level);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
     OK(vib_set_num_threads(1));
@@ -264,6 +273,54 @@ int main(int argc, char **argv)
     vib_mpi_detach(ctx);
     rig_free(&dist);
     rig_free(&ref);
+
+    /* (e) the reduction overlapped with the backward pass, on a communication thread:
+     * over 3 epochs of 2 global batches and a last one of ranks - 1 rows (so one rank's
+     * shard of it is empty, and announces its layers all the same), the ranks hold the
+     * same bits after every epoch and one process's run within TOL */
+    {
+        const size_t n_short = 2 * BATCH + (size_t)ranks - 1;
+        rig r1, ro;
+        rig_make_n(&r1, n_short);
+        rig_make_n(&ro, n_short);
+        vib_mpi *co = NULL;
+        OK(vib_mpi_attach(ro.t, MPI_COMM_WORLD, &co));
+        OK(vib_mpi_set_overlap(co, 1));
+        OK(vib_mpi_set_overlap(co, 1)); /* again: no second thread */
+        for (int e = 0; e < 3; e++) {
+            OK(vib_trainer_epoch(r1.t, xs, ys, NULL, NULL, NULL));
+            OK(vib_mpi_epoch(co, xs, ys, NULL, NULL, NULL));
+            same_on_every_rank(&ro, "overlapped, a short last batch", e + 1);
+        }
+        double d = max_diff(&ro, &r1, &scale);
+        if (rank == 0)
+            printf("test_mpi: overlapped, 3 epochs with a last batch of %d rows: within %.3g "
+                   "of one process\n", ranks - 1, d);
+        CHECK(d <= TOL * scale, "overlapped: off by %g (scale %g)", d, scale);
+        /* a rank failing before its backward pass fails every rank's overlapped step */
+        const uint64_t h0 = hash(&ro);
+        rc = vib_mpi_step(co, rank == 0 ? NULL : xs, ys, NULL, NULL, NULL);
+        CHECK(rc == VIB_ERR_INVALID_ARG, "overlapped, NULL x on rank 0: status %d", rc);
+        CHECK(strstr(vib_mpi_last_error(), "rank 0: vib_trainer_step") != NULL, "%s",
+              "overlapped failure's message");
+        CHECK(hash(&ro) == h0, "%s", "a failed overlapped step changed the state");
+        /* the ranks disagreeing: refused on every rank, the overlap still on */
+        rc = vib_mpi_set_overlap(co, rank == last ? 0 : 1);
+        CHECK(rc == VIB_ERR_INVALID_ARG, "set_overlap, ranks disagreeing: %d", rc);
+        CHECK(vib_mpi_set_overlap(NULL, 1) == VIB_ERR_INVALID_ARG, "%s", "set_overlap(NULL)");
+        for (int s = 0; s < 3; s++) { /* then off again: at once, the same on every rank */
+            OK(vib_trainer_step(r1.t, xs, ys, NULL, NULL, NULL));
+            OK(vib_mpi_step(co, xs, ys, NULL, NULL, NULL));
+            if (s == 0)
+                OK(vib_mpi_set_overlap(co, 0));
+            same_on_every_rank(&ro, "overlap on, then off", s + 1);
+        }
+        d = max_diff(&ro, &r1, &scale);
+        CHECK(d <= TOL * scale, "overlap on, then off: off by %g (scale %g)", d, scale);
+        vib_mpi_detach(co);
+        rig_free(&ro);
+        rig_free(&r1);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0) {
         unlink(ckpt_p), unlink(ckpt_1);
