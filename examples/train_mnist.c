@@ -487,7 +487,8 @@ int main(int argc, char **argv)
     }
     if (csv) {
         fclose(csv);
-        plot(&o);
+        if (o.plot != NULL) /* NULL: a rank other than 0, which writes nothing */
+            plot(&o);
     }
     if (ema) /* from here on the model is the one evaluated */
         memcpy(params, vib_ema_values(ema), P * sizeof(float));

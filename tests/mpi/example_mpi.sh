@@ -45,6 +45,7 @@ if run "2 ranks, --overlap" $MPIRUN $MPIRUN_FLAGS -np 2 $prog --data "$tmp" $tin
     --csv "$tmp/r.csv" --plot "$tmp/r.png"; then
     if [ "$got" -ne 0 ]; then fail "exit status $got, expected 0"
     elif ! grep -q "overlapped with the backward pass" "$tmp/out"; then fail "no word of the overlap"
+    elif grep -q "(null)" "$tmp/err"; then fail "a rank other than 0 tried to plot"
     else echo "example_mpi: $name: ok"; fi
 fi
 
