@@ -19,7 +19,10 @@
 #   make uninstall       remove what install put there
 #   make mpi             lib/libvib-mpi.so.X.Y.Z (+ symlinks) and lib/libvib-mpi.a, the
 #                        MPI companion library (mpi/vib_mpi.h), when mpicc is found
-#   make check-mpi       its test under mpirun with 2 and 3 ranks (part of make check)
+#   make check-mpi       its test under mpirun with 2 and 3 ranks, and train_mnist_mpi's
+#                        (part of make check)
+#   make bench-mpi       libvib-mpi's gradient reduction against MPI_Allreduce and
+#                        MPI_Reduce + MPI_Bcast, 2 ranks (part of make bench)
 #   make deps            install (as root) or name (otherwise) the missing Debian packages
 #   make clean
 
@@ -107,7 +110,7 @@ EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: bench bench-peer
+.PHONY: bench bench-peer bench-mpi
 .PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-examples check-sanitize \
         check-python check-mpi mpi python install uninstall clean deps run have-blis data \
         experiments
@@ -366,6 +369,22 @@ bench: lib bench/vib_bench bench/gemm_paths bench/head_bench
 	./bench/head_bench
 	./bench/gemm_paths --threads 1,2
 	./bench/vib_bench --threads 1,2
+	$(MAKE) bench-mpi
+
+# libvib-mpi's reduction (the ring) against MPI_Allreduce and MPI_Reduce + MPI_Bcast on
+# the default and the paper network's gradients, 2 ranks (docs/mpi.md). Compiled with
+# mpi/vib_mpi.c, to time the library's own static ring.
+bench/mpi_reduce: bench/mpi_reduce.c mpi/vib_mpi.c mpi/vib_mpi.h include/vib.h lib/libvib.so
+	$(MPICC) $(WARN) $(CPPFLAGS) $(CFLAGS) -Iinclude -Impi $(LDFLAGS) $< -o $@ \
+	  -Llib -lvib -lm -pthread -Wl,-rpath,$(CURDIR)/lib
+
+ifeq ($(HAVE_MPICC),yes)
+bench-mpi: bench/mpi_reduce
+	$(MPIRUN) $(MPIRUN_FLAGS) -np 2 bench/mpi_reduce
+else
+bench-mpi:
+	@echo "bench-mpi: $(MPICC) not found, skipped (apt-get install libopenmpi-dev openmpi-bin)"
+endif
 
 # Debian's python3-torch is a package for the system interpreter, not for one from
 # pyenv or a virtualenv that may come first on PATH.
@@ -436,4 +455,4 @@ uninstall:
 clean:
 	rm -rf build lib/libvib.so* lib/libvib.a lib/libvib-mpi.so* lib/libvib-mpi.a $(EXAMPLES) \
 	  examples/train_mnist_mpi bench/vib_bench bench/gemm_paths \
-	  bench/head_bench
+	  bench/head_bench bench/mpi_reduce

@@ -25,6 +25,9 @@
 
 enum { MSG_LEN = 512, QUEUE = 8 };
 
+/* The ring's pieces: at most this many floats a message (4 MiB), the context's scratch. */
+#define PIECE ((size_t)1 << 20)
+
 /* The overlapped reduction (vib_mpi_set_overlap): the trainer's parts are queued to a
  * communication thread, which makes every MPI call of the step's reduction while the
  * training thread computes; the training thread makes none until the wait has seen the
@@ -50,6 +53,7 @@ struct vib_mpi {
     uint64_t reductions; /* reductions entered */
     int peer_failed;     /* the last reduction stopped for another rank's failure */
     overlap *ov;         /* NULL: the reduction runs at once, after the backward pass */
+    float *scratch;      /* PIECE floats: a piece of the ring's incoming chunk */
 };
 
 static _Thread_local char last_error[MSG_LEN];
@@ -120,20 +124,60 @@ static int reached(const vib_mpi *c)
     return res[0] != c->size;
 }
 
-/* buf[0, n) replaced by its sum over the ranks: rank 0 sums (MPI_Reduce) and broadcasts
- * its sum, so every rank holds the same bits. 0, or 2 on an MPI error. */
+/* Chunk k of P of [0, n): [n k / P, n (k + 1) / P). */
+static void chunk(size_t n, int k, int size, size_t *lo, size_t *len)
+{
+    *lo = n * (size_t)k / (size_t)size;
+    *len = n * (size_t)(k + 1) / (size_t)size - *lo;
+}
+
+/* buf[0, n) replaced by its sum over the ranks, the same bits on every rank: a ring
+ * reduce-scatter, then a ring allgather. The buffer is cut into P chunks; in step s of
+ * the first phase rank r sends its running sum of chunk r - s to rank r + 1 and adds
+ * the chunk r - s - 1 it receives from rank r - 1 (mod P), so after P - 1 steps rank r
+ * holds chunk r + 1 summed over all ranks, each element added in a fixed order at that
+ * one rank; the second phase passes the summed chunks round the ring as they are. Each
+ * rank sends and receives 2 (P - 1) / P of the buffer, the least an allreduce can, and
+ * every rank ends with copies of the same sums (MPI_Allreduce does not promise that:
+ * its algorithms may add in another order on another rank). Messages are pieces of at
+ * most PIECE floats, received into the context's scratch. 0, or 2 on an MPI error. */
 static int sum(const vib_mpi *c, float *buf, size_t n)
 {
-    for (size_t off = 0; off < n; off += CHUNK) {
-        const int count = (int)(n - off < CHUNK ? n - off : CHUNK);
-        const int r = c->rank == 0 ? MPI_Reduce(MPI_IN_PLACE, buf + off, count, MPI_FLOAT,
-                                                MPI_SUM, 0, c->comm)
-                                   : MPI_Reduce(buf + off, NULL, count, MPI_FLOAT, MPI_SUM, 0,
-                                                c->comm);
-        if (r != MPI_SUCCESS)
-            return 2;
+    const int P = c->size, r = c->rank, right = (r + 1) % P, left = (r + P - 1) % P;
+    /* every chunk's pieces in as many messages on every rank (the last may be empty):
+     * each send meets its receive */
+    const size_t most = (n + (size_t)P - 1) / (size_t)P;
+    for (int s = 0; s < P - 1; s++) {
+        size_t slo, slen, rlo, rlen;
+        chunk(n, (r - s + P) % P, P, &slo, &slen);
+        chunk(n, (r - s - 1 + 2 * P) % P, P, &rlo, &rlen);
+        for (size_t off = 0; off < most; off += PIECE) {
+            const size_t sn = off < slen ? (slen - off < PIECE ? slen - off : PIECE) : 0;
+            const size_t rn = off < rlen ? (rlen - off < PIECE ? rlen - off : PIECE) : 0;
+            if (MPI_Sendrecv(buf + slo + (sn ? off : 0), (int)sn, MPI_FLOAT, right, 0,
+                             c->scratch, (int)rn, MPI_FLOAT, left, 0, c->comm,
+                             MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                return 2;
+            float *restrict d = buf + rlo + off;
+            const float *restrict in = c->scratch;
+            for (size_t i = 0; i < rn; i++)
+                d[i] += in[i];
+        }
     }
-    return bcast_floats(buf, n, c->comm) == 0 ? 0 : 2;
+    for (int s = 0; s < P - 1; s++) {
+        size_t slo, slen, rlo, rlen;
+        chunk(n, (r + 1 - s + P) % P, P, &slo, &slen);
+        chunk(n, (r - s + P) % P, P, &rlo, &rlen);
+        for (size_t off = 0; off < most; off += PIECE) {
+            const size_t sn = off < slen ? (slen - off < PIECE ? slen - off : PIECE) : 0;
+            const size_t rn = off < rlen ? (rlen - off < PIECE ? rlen - off : PIECE) : 0;
+            if (MPI_Sendrecv(buf + slo + (sn ? off : 0), (int)sn, MPI_FLOAT, right, 1,
+                             buf + rlo + (rn ? off : 0), (int)rn, MPI_FLOAT, left, 1, c->comm,
+                             MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                return 2;
+        }
+    }
+    return 0;
 }
 
 /* The reduction given to the trainer: the ranks agree that all reached it, then the sum.
@@ -326,7 +370,8 @@ int vib_mpi_attach(vib_trainer *trainer, MPI_Comm comm, vib_mpi **out)
         st = fail(VIB_ERR_IO, "%s: MPI_Comm_set_errhandler failed", fn);
     }
     vib_mpi *c = st == VIB_OK ? calloc(1, sizeof *c) : NULL;
-    if (st == VIB_OK && c == NULL)
+    float *scratch = st == VIB_OK ? malloc(PIECE * sizeof(float)) : NULL;
+    if (st == VIB_OK && (c == NULL || scratch == NULL))
         st = fail(VIB_ERR_NOMEM, "%s: out of memory for the context", fn);
     int shard_set = 0;
     if (st == VIB_OK) {
@@ -342,11 +387,13 @@ int vib_mpi_attach(vib_trainer *trainer, MPI_Comm comm, vib_mpi **out)
         if (shard_set) /* only when the trainers are built unalike (vib_mpi.h) */
             (void)vib_trainer_set_shard(trainer, 0, 1);
         free(c);
+        free(scratch);
         if (dup != MPI_COMM_NULL)
             MPI_Comm_free(&dup);
         return st;
     }
-    *c = (vib_mpi){.trainer = trainer, .comm = dup, .rank = rank, .size = size};
+    *c = (vib_mpi){.trainer = trainer, .comm = dup, .rank = rank, .size = size,
+                   .scratch = scratch};
     (void)vib_trainer_set_reduce(trainer, reduce, c); /* cannot fail: trainer is not NULL */
     *out = c;
     return VIB_OK;
@@ -360,6 +407,7 @@ void vib_mpi_detach(vib_mpi *ctx)
     (void)vib_trainer_set_shard(ctx->trainer, 0, 1);
     overlap_stop(ctx);
     MPI_Comm_free(&ctx->comm);
+    free(ctx->scratch);
     free(ctx);
 }
 

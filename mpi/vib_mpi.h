@@ -12,8 +12,8 @@
  *  - Collective: every function taking a communicator or a vib_mpi (not
  *    vib_mpi_last_error) must be called by every rank of the communicator, in the same
  *    order, like any MPI collective. They call MPI from the calling thread only (libvib's
- *    OpenMP threads never do), so MPI_THREAD_SINGLE or FUNNELED suffices; MPI must be
- *    initialized.
+ *    OpenMP threads never do), so MPI_THREAD_SINGLE or FUNNELED suffices, except with
+ *    vib_mpi_set_overlap's communication thread (SERIALIZED); MPI must be initialized.
  *  - MPI errors: the library works on its own duplicate of the communicator, with
  *    MPI_ERRORS_RETURN, so an MPI error in a step is a status (VIB_ERR_IO), not an abort.
  *    vib_mpi_agree, vib_mpi_broadcast_params and vib_mpi_save use the caller's
@@ -67,13 +67,15 @@ VIB_MPI_API int vib_mpi_agree(int status, MPI_Comm comm);
 
 /* Attach trainer to comm (collective): the trainer becomes worker `rank` of `size`
  * (vib_trainer_set_shard) with the library's reduction (vib_trainer_set_reduce): the sum
- * of the workers' gradients, the same bits on every rank. The sum is MPI_Reduce
- * (MPI_SUM) to rank 0, then MPI_Bcast of rank 0's result: an MPI_Allreduce does not
- * promise every rank the same bits (its algorithms may add in a different order on
- * different ranks), and a single sum broadcast does. Its cost: two passes of the n
- * floats through the tree, about twice the transfer of a bandwidth-optimal allreduce,
- * plus one two-int allreduce per step (the ranks' agreement that all reached the
- * reduction; see vib_mpi_step). The trainers must be built alike on every rank (same n,
+ * of the workers' gradients, the same bits on every rank. The sum is a ring allreduce
+ * over MPI_Sendrecv: a reduce-scatter, in which each of the P chunks of the gradient is
+ * summed at one rank, in a fixed order, then an allgather that passes the summed chunks
+ * round the ring as they are. An MPI_Allreduce does not promise every rank the same bits
+ * (its algorithms may add in a different order on different ranks); sums made once and
+ * copied do. Its cost: each rank sends and receives 2 (P - 1) / P of the n floats, the
+ * least an allreduce can, in 2 (P - 1) steps (in messages of at most 4 MiB, through a
+ * 4 MiB buffer of the context's), plus one two-int allreduce per step (the ranks'
+ * agreement that all reached the reduction; see vib_mpi_step). The trainers must be built alike on every rank (same n,
  * batch, seed, and models of the same weights and seed: vib_mpi_broadcast_params), and
  * size must not exceed the batch. *out receives the context, freed by vib_mpi_detach
  * (before MPI_Finalize), which the trainer must outlive. Checks: comm MPI_COMM_NULL or
@@ -110,10 +112,10 @@ VIB_MPI_API int vib_mpi_epoch(vib_mpi *ctx, const float *x, const int32_t *label
  * attached), on every rank alike (collective). On: the trainer hands each layer's
  * gradient to the reduction as soon as the backward pass has finished it
  * (vib_trainer_set_reduce_overlap), and a communication thread of the library's sums it
- * (MPI_Reduce to rank 0 and MPI_Bcast, per layer: the same bits on every rank; against
- * the sum at once, the same numbers, added in the order MPI_Reduce picks for the
- * message's size, so equal to float rounding) while the training thread computes the
- * layers below; the step waits for the last layer's sum before the optimizer step.
+ * (the ring of vib_mpi_attach over that layer's range: the same bits on every rank;
+ * against the sum at once, the same numbers added from other chunk boundaries, so equal
+ * to float rounding) while the training thread computes the layers below; the step
+ * waits for the last layer's sum before the optimizer step.
  * That thread makes every MPI call of a step's reduction while the training thread
  * makes none, so MPI must give MPI_THREAD_SERIALIZED or more (MPI_Init_thread), and the
  * program must not call MPI from another thread during vib_mpi_step / vib_mpi_epoch (its
