@@ -91,10 +91,53 @@ class Trainer(_lib.Owned):
         check(LIB.trainer_set_reduce(self._ptr, cb, None))
         self._reduce = (cb, failed)  # kept alive while the library may call it
 
+    def set_reduce_overlap(self, part, wait):
+        """The reduction overlapped with the backward pass, in place of set_reduce's
+        (None: none). part(grad, lo, hi) is called from the stepping thread as soon as
+        the backward pass has finished a layer's gradient: grad is a float32 view of the
+        flat gradient's [lo, hi), which part may start summing over the workers (and
+        write) while the pass computes the layers below; the calls cover the gradient
+        from the top down, one per layer, alike on every worker. wait(grad), with the
+        whole gradient, then returns once it holds the sum over the workers, the same
+        bits on every worker. With mpi4py: part starts comm.Iallreduce(MPI.IN_PLACE,
+        grad) and keeps the request; wait calls MPI.Request.Waitall on them. An
+        exception in either fails the step (raised after it), which changes nothing;
+        the remaining parts and the wait are still called."""
+        self._busy("set_reduce_overlap")
+        if part is None:
+            check(LIB.trainer_set_reduce_overlap(self._ptr, _decls.vib_reduce_part_callback(),
+                                                 _decls.vib_reduce_wait_callback(), None))
+            self._reduce = None
+            return
+        if not callable(part) or not callable(wait):
+            raise TypeError("libvib: set_reduce_overlap takes two callables, part and wait")
+        failed = []
+
+        def part_hook(user, buf, n, lo, hi):
+            try:
+                part(np.ctypeslib.as_array(buf, shape=(n,))[lo:hi], lo, hi)
+                return 0
+            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
+                failed.append(e)
+                return 1
+
+        def wait_hook(user, buf, n):
+            try:
+                wait(np.ctypeslib.as_array(buf, shape=(n,)))
+                return 0
+            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
+                failed.append(e)
+                return 1
+
+        cbs = (_decls.vib_reduce_part_callback(part_hook),
+               _decls.vib_reduce_wait_callback(wait_hook))
+        check(LIB.trainer_set_reduce_overlap(self._ptr, cbs[0], cbs[1], None))
+        self._reduce = (cbs, failed)  # kept alive while the library may call them
+
     def _reraise_reduce(self):
         r = getattr(self, "_reduce", None)
         if r is not None and r[1]:
-            e = r[1].pop()
+            e = r[1][0]  # the first: a part's exception, not the wait's after it
             r[1].clear()
             raise e
 

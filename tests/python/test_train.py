@@ -331,6 +331,97 @@ def test_data_parallel_workers_in_threads():
     assert np.max(np.abs(a - one_m.params)) <= 1e-5 * np.max(np.abs(one_m.params))
 
 
+def test_overlapped_reduction_matches_the_whole():
+    """The same two workers with the reduction overlapped: each part, a layer's range
+    from the top down, summed as it comes, gives the very bits of the whole reduction."""
+    import threading
+    rng = np.random.default_rng(3)
+    n, dim, batch, steps = 60, 12, 10, 9
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    y = (np.arange(n) % 3).astype(np.int32)
+
+    def run(overlap):
+        barrier = threading.Barrier(2)
+        slots = [None, None]
+        ranges = [[], []]
+        workers = []
+        for rank in range(2):
+            m = libvib.Model(dim, 4, 3, encoder=(16,), seed=4)
+            tr = libvib.Trainer(m, libvib.Adam(m, lr=1e-2), n, batch, seed=2)
+            tr.set_shard(rank, 2)
+            workers.append((m, tr))
+
+        def summed(rank, g):
+            slots[rank] = g.copy()
+            barrier.wait()
+            total = slots[0] + slots[1]
+            barrier.wait()
+            g[:] = total
+
+        for rank, (m, tr) in enumerate(workers):
+            if overlap:
+                tr.set_reduce_overlap(
+                    lambda g, lo, hi, r=rank: (ranges[r].append((lo, hi)), summed(r, g)),
+                    lambda g: None)
+            else:
+                tr.set_reduce(lambda g, r=rank: summed(r, g))
+        errors = []
+
+        def go(tr):
+            try:
+                for _ in range(steps):
+                    tr.step(x, y)
+            except Exception as e:  # reported below
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=go, args=(tr,)) for _, tr in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert np.array_equal(workers[0][0].params, workers[1][0].params)
+        return workers[0][0].params.copy(), ranges[0], workers[0][0].num_params
+
+    whole, _, _ = run(False)
+    parts, ranges, P = run(True)
+    assert np.array_equal(whole, parts)
+    # 3 layers a step (encoder, head, output), from the top, covering [0, P)
+    assert len(ranges) == 3 * steps
+    first = ranges[:3]
+    assert first[0][1] == P and first[-1][0] == 0
+    assert all(a[0] == b[1] for a, b in zip(first, first[1:]))
+
+
+def test_overlapped_reduction_that_raises_fails_the_step():
+    m, opt, avg, tr = build()
+    x, y = np.random.default_rng(1).standard_normal((N, IN)).astype(np.float32), \
+        (np.arange(N) % CLASSES).astype(np.int32)
+    before = state(m, opt, avg, tr)
+    calls = []
+
+    def part(g, lo, hi):
+        calls.append("part")
+        if len(calls) == 1:
+            raise RuntimeError("the link went down")
+
+    def wait(g):
+        calls.append("wait")
+        raise ValueError("wait failed too")
+
+    tr.set_reduce_overlap(part, wait)
+    with pytest.raises(RuntimeError, match="link went down"):  # the first, not the wait's
+        tr.step(x, y)
+    assert calls[-1] == "wait" and calls.count("wait") == 1 and len(calls) > 2
+    assert same(state(m, opt, avg, tr), before)
+    with pytest.raises(TypeError):
+        tr.set_reduce_overlap(part, None)
+    tr.set_reduce_overlap(None, None)
+    tr.step(x, y)
+    assert calls.count("wait") == 1
+
+
 def test_reduction_that_raises_fails_the_step():
     m, opt, avg, tr = build()
     x, y = np.random.default_rng(1).standard_normal((N, IN)).astype(np.float32), \
