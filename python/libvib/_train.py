@@ -14,6 +14,22 @@ from ._model import Model
 from ._optim import EMA, Optimizer
 
 
+def _flat(buf, n):
+    """The library's gradient buffer as a float32 view of n values."""
+    return np.ctypeslib.as_array(buf, shape=(n,))
+
+
+def _guarded(failed, fn, *args):
+    """fn(*args) for a reduction callback: 0, or 1 with its exception kept in failed, to
+    be raised by step/epoch once the library has returned."""
+    try:
+        fn(*args)
+        return 0
+    except BaseException as e:  # noqa: B902 - re-raised by step/epoch
+        failed.append(e)
+        return 1
+
+
 class Trainer(_lib.Owned):
     """Minibatch training (vib_trainer) of `model` with `optimizer` (and an optional
     EMA of the weights, updated after each step) over a fixed training set of n rows,
@@ -78,16 +94,8 @@ class Trainer(_lib.Owned):
             self._reduce = None
             return
         failed = []
-
-        def hook(user, buf, n):
-            try:
-                reduce(np.ctypeslib.as_array(buf, shape=(n,)))
-                return 0
-            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
-                failed.append(e)
-                return 1
-
-        cb = _decls.vib_reduce_callback(hook)
+        cb = _decls.vib_reduce_callback(
+            lambda user, buf, n: _guarded(failed, reduce, _flat(buf, n)))
         check(LIB.trainer_set_reduce(self._ptr, cb, None))
         self._reduce = (cb, failed)  # kept alive while the library may call it
 
@@ -112,25 +120,11 @@ class Trainer(_lib.Owned):
         if not callable(part) or not callable(wait):
             raise TypeError("libvib: set_reduce_overlap takes two callables, part and wait")
         failed = []
-
-        def part_hook(user, buf, n, lo, hi):
-            try:
-                part(np.ctypeslib.as_array(buf, shape=(n,))[lo:hi], lo, hi)
-                return 0
-            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
-                failed.append(e)
-                return 1
-
-        def wait_hook(user, buf, n):
-            try:
-                wait(np.ctypeslib.as_array(buf, shape=(n,)))
-                return 0
-            except BaseException as e:  # noqa: B902 - re-raised by step/epoch
-                failed.append(e)
-                return 1
-
-        cbs = (_decls.vib_reduce_part_callback(part_hook),
-               _decls.vib_reduce_wait_callback(wait_hook))
+        cbs = (_decls.vib_reduce_part_callback(
+                   lambda user, buf, n, lo, hi: _guarded(failed, part, _flat(buf, n)[lo:hi],
+                                                         lo, hi)),
+               _decls.vib_reduce_wait_callback(
+                   lambda user, buf, n: _guarded(failed, wait, _flat(buf, n))))
         check(LIB.trainer_set_reduce_overlap(self._ptr, cbs[0], cbs[1], None))
         self._reduce = (cbs, failed)  # kept alive while the library may call them
 

@@ -277,42 +277,41 @@ def test_ctrl_c_from_outside_stops_the_epoch():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_data_parallel_workers_in_threads():
-    """Two workers (threads), each with its shard of every global batch and a reduction
-    that sums their gradients in rank order: the same bits on both, and the one-process
-    run's parameters to float rounding."""
+def _two_workers(x, y, batch, steps, overlap):
+    """Two workers in threads, each with its shard of every global batch of x, y and a
+    reduction that sums their gradients in rank order (the same bits on both): at once
+    (set_reduce) or layer by layer (set_reduce_overlap). Returns worker 0's parameters
+    (checked equal to worker 1's), the ranges its parts were given, and the model's
+    parameter count."""
     import threading
-    rng = np.random.default_rng(3)
-    n, dim, batch, steps = 60, 12, 10, 9
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    y = (np.arange(n) % 3).astype(np.int32)
-
-    def rig():
-        m = libvib.Model(dim, 4, 3, encoder=(16,), seed=4)
-        return m, libvib.Trainer(m, libvib.Adam(m, lr=1e-2), n, batch, seed=2)
-
-    one_m, one = rig()
-    for _ in range(steps):
-        one.step(x, y)
+    n, dim = x.shape
     barrier = threading.Barrier(2)
     slots = [None, None]
-    workers = [rig(), rig()]
-
-    def make_reduce(rank):
-        def reduce(grad):
-            slots[rank] = grad.copy()
-            barrier.wait()
-            total = slots[0] + slots[1]  # rank order: the same bits on both
-            barrier.wait()
-            grad[:] = total
-        return reduce
-
-    for rank, (_, tr) in enumerate(workers):
+    ranges = [[], []]
+    workers = []
+    for rank in range(2):
+        m = libvib.Model(dim, 4, 3, encoder=(16,), seed=4)
+        tr = libvib.Trainer(m, libvib.Adam(m, lr=1e-2), n, batch, seed=2)
         tr.set_shard(rank, 2)
-        tr.set_reduce(make_reduce(rank))
+        workers.append((m, tr))
+
+    def summed(rank, g):
+        slots[rank] = g.copy()
+        barrier.wait()
+        total = slots[0] + slots[1]  # rank order: the same bits on both
+        barrier.wait()
+        g[:] = total
+
+    for rank, (m, tr) in enumerate(workers):
+        if overlap:
+            tr.set_reduce_overlap(
+                lambda g, lo, hi, r=rank: (ranges[r].append((lo, hi)), summed(r, g)),
+                lambda g: None)
+        else:
+            tr.set_reduce(lambda g, r=rank: summed(r, g))
     errors = []
 
-    def run(tr):
+    def go(tr):
         try:
             for _ in range(steps):
                 tr.step(x, y)
@@ -320,72 +319,42 @@ def test_data_parallel_workers_in_threads():
             errors.append(e)
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(tr,)) for _, tr in workers]
+    threads = [threading.Thread(target=go, args=(tr,)) for _, tr in workers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
-    a, b = workers[0][0].params, workers[1][0].params
-    assert np.array_equal(a, b)
+    assert np.array_equal(workers[0][0].params, workers[1][0].params)
+    return workers[0][0].params.copy(), ranges[0], workers[0][0].num_params
+
+
+def _parallel_data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 12)).astype(np.float32)
+    return x, (np.arange(60) % 3).astype(np.int32)
+
+
+def test_data_parallel_workers_in_threads():
+    """Two workers (threads): the same bits on both, and the one-process run's
+    parameters to float rounding."""
+    x, y = _parallel_data()
+    batch, steps = 10, 9
+    one_m = libvib.Model(12, 4, 3, encoder=(16,), seed=4)
+    one = libvib.Trainer(one_m, libvib.Adam(one_m, lr=1e-2), 60, batch, seed=2)
+    for _ in range(steps):
+        one.step(x, y)
+    a, _, _ = _two_workers(x, y, batch, steps, overlap=False)
     assert np.max(np.abs(a - one_m.params)) <= 1e-5 * np.max(np.abs(one_m.params))
 
 
 def test_overlapped_reduction_matches_the_whole():
     """The same two workers with the reduction overlapped: each part, a layer's range
     from the top down, summed as it comes, gives the very bits of the whole reduction."""
-    import threading
-    rng = np.random.default_rng(3)
-    n, dim, batch, steps = 60, 12, 10, 9
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    y = (np.arange(n) % 3).astype(np.int32)
-
-    def run(overlap):
-        barrier = threading.Barrier(2)
-        slots = [None, None]
-        ranges = [[], []]
-        workers = []
-        for rank in range(2):
-            m = libvib.Model(dim, 4, 3, encoder=(16,), seed=4)
-            tr = libvib.Trainer(m, libvib.Adam(m, lr=1e-2), n, batch, seed=2)
-            tr.set_shard(rank, 2)
-            workers.append((m, tr))
-
-        def summed(rank, g):
-            slots[rank] = g.copy()
-            barrier.wait()
-            total = slots[0] + slots[1]
-            barrier.wait()
-            g[:] = total
-
-        for rank, (m, tr) in enumerate(workers):
-            if overlap:
-                tr.set_reduce_overlap(
-                    lambda g, lo, hi, r=rank: (ranges[r].append((lo, hi)), summed(r, g)),
-                    lambda g: None)
-            else:
-                tr.set_reduce(lambda g, r=rank: summed(r, g))
-        errors = []
-
-        def go(tr):
-            try:
-                for _ in range(steps):
-                    tr.step(x, y)
-            except Exception as e:  # reported below
-                errors.append(e)
-                barrier.abort()
-
-        threads = [threading.Thread(target=go, args=(tr,)) for _, tr in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
-        assert np.array_equal(workers[0][0].params, workers[1][0].params)
-        return workers[0][0].params.copy(), ranges[0], workers[0][0].num_params
-
-    whole, _, _ = run(False)
-    parts, ranges, P = run(True)
+    x, y = _parallel_data()
+    steps = 9
+    whole, _, _ = _two_workers(x, y, 10, steps, overlap=False)
+    parts, ranges, P = _two_workers(x, y, 10, steps, overlap=True)
     assert np.array_equal(whole, parts)
     # 3 layers a step (encoder, head, output), from the top, covering [0, P)
     assert len(ranges) == 3 * steps
