@@ -6,9 +6,9 @@ modelled from measured parts (docs/scaling.md).
 
 A step on one rank is compute (its share of the global batch, at the per-example time
 measured by bench/vib_bench on one thread: the epoch's seconds over its 600 x 100
-examples) plus the gradient's ring allreduce: 2 (P - 1) / P x size / bandwidth for the
-data and 2 (P - 1) x alpha for the latency of its 2 (P - 1) messages (libvib-mpi's
-reduction is this ring). Printed, for P = 2..64 ranks on 10, 25 and 100 Gb/s links:
+examples) plus the gradient's ring allreduce (libvib-mpi's reduction): 2 (P - 1) / P x
+size / bandwidth for the data, and alpha for the latency of each of its messages:
+2 (P - 1) steps, each of ceil(n / P / 2^20) messages (a message holds at most 2^20 floats). Printed, for P = 2..64 ranks on 10, 25 and 100 Gb/s links:
   - the communication time of a step, and the efficiency (one rank's compute time over
     its compute plus the communication it waits for) at 100 examples per rank, the
     paper's batch, with the reduction after the backward pass (vib_mpi_attach);
@@ -31,9 +31,13 @@ PARAMS = sum(m * n + n for m, n in LAYERS)  # 2,380,810
 GRAD_BYTES = 4 * PARAMS  # 9.5 MB of float32 gradient
 
 
+PIECE = 1 << 20  # floats a message of libvib-mpi's ring holds at most
+
+
 def ring(p, nbytes, bw, alpha):
-    """Seconds of a ring allreduce of nbytes over p ranks."""
-    return 2 * (p - 1) / p * nbytes / bw + 2 * (p - 1) * alpha
+    """Seconds of libvib-mpi's ring allreduce of nbytes over p ranks."""
+    pieces = -(-(nbytes // 4) // (p * PIECE))  # ceil(n / p / PIECE)
+    return 2 * (p - 1) / p * nbytes / bw + 2 * (p - 1) * max(1, pieces) * alpha
 
 
 def step_times(p, b, t_ex, bw, alpha):

@@ -16,6 +16,11 @@
  *    vib_mpi_set_overlap's communication thread (SERIALIZED); MPI must be initialized.
  *  - MPI errors: the library works on its own duplicate of the communicator, with
  *    MPI_ERRORS_RETURN, so an MPI error in a step is a status (VIB_ERR_IO), not an abort.
+ *    That holds for an error every rank sees (a communicator gone bad); an error that
+ *    one rank alone sees in the middle of a reduction leaves its neighbours waiting for
+ *    messages it will not send, as in any MPI program: MPI's state after an error is
+ *    undefined, so no library can promise to continue past one. Run long jobs under
+ *    the batch system's time limit (or `timeout`), and resume from a checkpoint.
  *    vib_mpi_agree, vib_mpi_broadcast_params and vib_mpi_save use the caller's
  *    communicator as it is: under MPI's default handler, an MPI error there aborts.
  *  - Failure on one rank: a rank that fails alone (a bad data path, a bad label) must not
@@ -122,8 +127,8 @@ VIB_MPI_API int vib_mpi_epoch(vib_mpi *ctx, const float *x, const int32_t *label
  * training callback runs between steps, when the thread is idle). Errors, agreed over
  * the ranks, with nothing changed on any rank: ctx NULL (VIB_ERR_INVALID_ARG, at once,
  * nothing collective is done), the ranks disagreeing on `on` or a thread level below
- * SERIALIZED (VIB_ERR_INVALID_ARG), the thread not started (VIB_ERR_NOMEM), an MPI error
- * (VIB_ERR_IO). Whether it pays, and where: docs/scaling.md. */
+ * SERIALIZED (VIB_ERR_INVALID_ARG), the thread not started (VIB_ERR_NOMEM); an MPI error
+ * is VIB_ERR_IO on the ranks that see it (see "MPI errors" above). Whether it pays, and where: docs/scaling.md. */
 VIB_MPI_API int vib_mpi_set_overlap(vib_mpi *ctx, int on);
 
 /* Rank 0's parameters (vib_model_params) into every rank's model (collective). The

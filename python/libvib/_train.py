@@ -108,7 +108,8 @@ class Trainer(_lib.Owned):
         from the top down, one per layer, alike on every worker. wait(grad), with the
         whole gradient, then returns once it holds the sum over the workers, the same
         bits on every worker. With mpi4py: part starts comm.Iallreduce(MPI.IN_PLACE,
-        grad) and keeps the request; wait calls MPI.Request.Waitall on them. An
+        grad) and keeps the request; wait calls MPI.Request.Waitall on them, then
+        comm.Bcast(grad, root=0) (an allreduce does not promise the same bits). An
         exception in either fails the step (raised after it), which changes nothing;
         the remaining parts and the wait are still called."""
         self._busy("set_reduce_overlap")
