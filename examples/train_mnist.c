@@ -77,7 +77,9 @@ static void global_means(size_t n, size_t batch, size_t from, double *ce, double
 #define SAVE_STATE(tr, path) vib_mpi_save(tr, path, MPI_COMM_WORLD)
 #else
 #define CHECK_STATE check
-#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_trainer_epoch(tr, x, y, ce, kl, loss)
+/* a diverged epoch says where, and that the last good step's state stands */
+#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) \
+    (check_training(vib_trainer_epoch(tr, x, y, ce, kl, loss), tr, o.lr), VIB_OK)
 #define SAVE_STATE(tr, path) vib_trainer_save(tr, path)
 #endif
 
@@ -205,7 +207,7 @@ static void parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--train-limit")) o->train_limit = parse_size(a, v, 1, SIZE_MAX);
         else if (!strcmp(a, "--seed")) o->seed = parse_size(a, v, 0, SIZE_MAX);
         else if (!strcmp(a, "--beta")) o->beta = parse_double(a, v, 0, 1e6), o->beta_set = 1;
-        else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 10);
+        else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 1e6);
         else if (!strcmp(a, "--beta1")) o->beta1 = parse_double(a, v, 0, 0.999999);
         else if (!strcmp(a, "--lr-decay")) o->lr_decay = parse_double(a, v, 1e-6, 1);
         else if (!strcmp(a, "--decay-epochs")) o->decay_epochs = parse_double(a, v, 1e-3, 1e6);

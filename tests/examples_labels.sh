@@ -3,7 +3,8 @@
 # class for: a test set holding a label 12 for a 10-class model is named item by item
 # and ends the program with status 1, instead of being scored as plain errors. And
 # train_mnist's --checkpoint / --resume: 2 epochs, then resumed to 3, save the same
-# model, byte for byte, as 3 epochs in one run.
+# model, byte for byte, as 3 epochs in one run. And a run that diverges says where, and
+# that the last good step stands, and exits 1.
 #
 # Needs the examples built (make examples); run from anywhere. The data are tiny
 # synthetic IDX files written here, so no MNIST download is needed.
@@ -91,6 +92,20 @@ else
     echo "examples_labels: the resumed run saved another model than the straight one"
     failures=$((failures + 1))
 fi
+
+# A run that diverges (Adam at --lr 1e3 on 784 bright pixels: the first step's moves of
+# 1e3 make the next gradient overflow the second moment) says so, and exits 1.
+mkdir -p "$tmp/bright"
+bright "$tmp/bright/train-images-idx3-ubyte" 20 28
+ln -s "$tmp/clean/train-labels-idx1-ubyte" "$tmp/bright/train-labels-idx1-ubyte"
+ln -s "$tmp/bright/train-images-idx3-ubyte" "$tmp/bright/t10k-images-idx3-ubyte"
+ln -s "$tmp/clean/train-labels-idx1-ubyte" "$tmp/bright/t10k-labels-idx1-ubyte"
+expect "train_mnist, --lr 1e3 diverges" 1 \
+    "train_mnist: the model, the optimizer and the average are those of the last good step" \
+    examples/train_mnist --data "$tmp/bright" --lr 1e3 --hidden 64,64 --latent 4 --batch 10 \
+    --epochs 30 --samples 1 --threads 1 --csv "$tmp/d.csv" --plot "$tmp/d.png"
+grep -q "training diverged in epoch 1 at step 2 of 2" "$tmp/err" ||
+    { echo "examples_labels: the divergence message does not say where"; failures=$((failures + 1)); }
 
 [ "$failures" -eq 0 ] || { echo "examples_labels: $failures failed"; exit 1; }
 echo "examples_labels: all passed"

@@ -29,3 +29,8 @@ labels() {
         byte "${kv#*=}" | dd of="$f" bs=1 seek=$((8 + ${kv%=*})) conv=notrunc 2>/dev/null
     done
 }
+
+# bright FILE N SIDE: N images of SIDE x SIDE pixels, all 255.
+bright() {
+    { printf '\000\000\010\003'; u32 "$2"; u32 "$3"; u32 "$3"; head -c $(($2 * $3 * $3)) /dev/zero | tr '\0' '\377'; } > "$1"
+}

@@ -41,11 +41,10 @@ static void data(void)
 /* kind 0: Adam with an average, 1: SGD without; hid: the hidden width. Returns the first
  * failing call's status, without Check's assertions: the resume child runs it outside a
  * test. The rig starts zeroed, so rig_free releases whatever was built. */
-static int rig_build(rig *r, int kind, size_t hid)
+static int rig_build_enc(rig *r, int kind, size_t n_enc, const size_t *enc)
 {
-    const size_t enc[] = {hid};
     *r = (rig){0};
-    int rc = vib_model_create(IN, 1, enc, KK, 0, NULL, C, 5, &r->m);
+    int rc = vib_model_create(IN, n_enc, enc, KK, 0, NULL, C, 5, &r->m);
     const size_t P = rc == VIB_OK ? vib_model_num_params(r->m) : 0;
     if (rc == VIB_OK)
         rc = kind == 0 ? vib_adam_create(P, 1e-2f, 0.9f, 0.999f, 1e-8f, &r->opt)
@@ -57,6 +56,12 @@ static int rig_build(rig *r, int kind, size_t hid)
     if (rc == VIB_OK)
         rc = vib_trainer_set_schedule(r->t, 1e-2f, 0.5f, 3);
     return rc;
+}
+
+static int rig_build(rig *r, int kind, size_t hid)
+{
+    const size_t enc[] = {hid};
+    return rig_build_enc(r, kind, 1, enc);
 }
 
 static void rig_make(rig *r, int kind, size_t hid)
@@ -741,6 +746,48 @@ START_TEST(failed_reduction_changes_nothing)
 }
 END_TEST
 
+/* A run that diverges (learning rate 1e3) stops with VIB_ERR_NUMERIC, and the model, the
+ * optimizer and the average are as they were after the last good step: a twin that
+ * takes only the good steps holds the same bits. The failed step can be asked again,
+ * with the same answer. kind 0 is Adam with an average, kind 1 SGD with momentum.
+ * Adam moves a weight by about lr a step whatever the gradient, so on the one-layer
+ * rig its weights grow only linearly and every value stays finite (3,000 steps at lr
+ * 1e3: no failure, measured); with two hidden layers of 64 and inputs of scale 10, the
+ * first step's +-1e3 moves make the next gradient overflow Adam's second moment. */
+START_TEST(divergence_stops_at_the_last_good_step)
+{
+    data();
+    rig a, twin;
+    if (_i == 0) {
+        const size_t enc[] = {64, 64};
+        for (size_t i = 0; i < N * IN; i++)
+            xs[i] *= 10.0f;
+        ck_assert_ok(rig_build_enc(&a, 0, 2, enc));
+        ck_assert_ok(rig_build_enc(&twin, 0, 2, enc));
+    } else {
+        rig_make(&a, 1, HID);
+        rig_make(&twin, 1, HID);
+    }
+    ck_assert_ok(vib_trainer_set_schedule(a.t, 1e3f, 1.0f, 1000));
+    ck_assert_ok(vib_trainer_set_schedule(twin.t, 1e3f, 1.0f, 1000));
+    int good = 0, rc = VIB_OK;
+    while (good < 500 && (rc = vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL)) == VIB_OK)
+        good++;
+    ck_assert_msg(rc == VIB_ERR_NUMERIC, "lr 1e3: %d good steps, then status %d (%s)", good,
+                  rc, vib_last_error());
+    printf("train: lr 1e3, %s: VIB_ERR_NUMERIC after %d good steps: %s\n",
+           _i == 0 ? "Adam" : "SGD", good, vib_last_error());
+    ck_assert_int_gt(good, 0);
+    steps(&twin, good);
+    same_state(&a, &twin, "after the divergence");
+    ck_assert_fails(vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL), VIB_ERR_NUMERIC);
+    same_state(&a, &twin, "after the failed step, asked again");
+    ck_assert_uint_eq(vib_trainer_steps(a.t), (uint64_t)good);
+    rig_free(&a), rig_free(&twin);
+    data(); /* the other tests' scale */
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     data();
@@ -786,6 +833,7 @@ Suite *make_train_suite(void)
     tcase_add_test(tc, data_parallel_matches_one_process);
     tcase_add_test(tc, overlapped_parts_are_final);
     tcase_add_test(tc, failed_reduction_changes_nothing);
+    tcase_add_loop_test(tc, divergence_stops_at_the_last_good_step, 0, 2);
     tcase_add_test(tc, bad_arguments);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
