@@ -102,7 +102,8 @@ LIBFLAGS := -Iinclude $(BLIS_CFLAGS) -fvisibility=hidden -DVIB_BUILDING_LIBRARY 
 
 TEST_SRCS := $(wildcard tests/*.c)
 # tests/test_alloc.c counts the allocations of the statically linked library.
-TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
+TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc,--wrap=free \
+             -Wl,--wrap=open,--wrap=read,--wrap=write,--wrap=fsync,--wrap=rename,--wrap=close
 EXAMPLES  := examples/gradient_flow examples/train_mnist examples/beta_sweep examples/latent2d
 # Examples link like any user program: the public header and -lvib, found at run time
 # next to the tree through an $ORIGIN-relative rpath.

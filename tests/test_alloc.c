@@ -21,6 +21,8 @@ void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t k, size_t n);
 void *__wrap_realloc(void *p, size_t n);
 void *__wrap_aligned_alloc(size_t a, size_t n);
+void __real_free(void *p);
+void __wrap_free(void *p);
 
 static size_t allocations;
 static size_t largest; /* the largest request since alloc_watch_reset */
@@ -42,29 +44,53 @@ size_t alloc_watch_largest(void)
     return largest;
 }
 
+/* Each allocator also asks test_faults.c's injector whether this call must fail, and
+ * reports what it allocated and what free releases (the live count a failed call must
+ * leave as it was). */
+static void *counted(void *p)
+{
+    if (p != NULL)
+        fault_count_alloc(1);
+    return p;
+}
+
 void *__wrap_malloc(size_t n)
 {
     count_request(n);
-    return __real_malloc(n);
+    return fault_take(FAULT_ALLOC) ? NULL : counted(__real_malloc(n));
 }
 
 void *__wrap_calloc(size_t k, size_t n)
 {
     size_t bytes;
     count_request(vibi_mul_size(k, n, &bytes) ? bytes : SIZE_MAX);
-    return __real_calloc(k, n);
+    return fault_take(FAULT_ALLOC) ? NULL : counted(__real_calloc(k, n));
 }
 
 void *__wrap_realloc(void *p, size_t n)
 {
     count_request(n);
-    return __real_realloc(p, n);
+    if (fault_take(FAULT_ALLOC))
+        return NULL; /* p stays allocated, as realloc leaves it */
+    void *q = __real_realloc(p, n);
+    if (p == NULL)
+        counted(q);
+    else if (q == NULL && n == 0)
+        fault_count_alloc(-1); /* freed */
+    return q;
 }
 
 void *__wrap_aligned_alloc(size_t a, size_t n)
 {
     count_request(n);
-    return __real_aligned_alloc(a, n);
+    return fault_take(FAULT_ALLOC) ? NULL : counted(__real_aligned_alloc(a, n));
+}
+
+void __wrap_free(void *p)
+{
+    if (p != NULL)
+        fault_count_alloc(-1);
+    __real_free(p);
 }
 
 START_TEST(steady_state_allocates_nothing)

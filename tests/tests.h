@@ -8,6 +8,7 @@
 #define VIB_TESTS_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "internal.h"
@@ -29,6 +30,7 @@ Suite *make_backend_suite(void);
 Suite *make_alloc_suite(void);
 Suite *make_vmath_suite(void);
 Suite *make_train_suite(void);
+Suite *make_faults_suite(void);
 
 /* test_train.c's fresh-process resume: the runner runs this instead of the suites when
  * VIB_TEST_RESUME_CHILD is set (to "threads checkpoint output"). */
@@ -39,6 +41,24 @@ int test_resume_child(const char *spec);
  * right after the call under test: Check's assertions allocate too. */
 void alloc_watch_reset(void);
 size_t alloc_watch_largest(void);
+
+/* test_faults.c's injector, through the same --wrap: fault_arm(kinds, n) makes the n-th
+ * call (from 1) of any of `kinds` fail, once; fault_disarm() stops and says whether it
+ * fired. The wrappers ask fault_take(kind) before each call (true: fail it), and the
+ * allocators report to fault_count_alloc (+1 an allocation, -1 a free). */
+enum {
+    FAULT_ALLOC = 1,
+    FAULT_OPEN = 2,
+    FAULT_READ = 4,
+    FAULT_WRITE = 8,
+    FAULT_FSYNC = 16,
+    FAULT_RENAME = 32,
+    FAULT_CLOSE = 64
+};
+void fault_arm(unsigned kinds, size_t n);
+bool fault_disarm(void);
+bool fault_take(unsigned kind);
+void fault_count_alloc(long delta);
 
 /* Run call(arg) in a child process that SIGALRM ends after `seconds`, so a call that
  * blocks (on a FIFO, say) fails its test instead of hanging the suite, forked or not.
