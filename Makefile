@@ -19,6 +19,9 @@
 #   make uninstall       remove what install put there
 #   make mpi             lib/libvib-mpi.so.X.Y.Z (+ symlinks) and lib/libvib-mpi.a, the
 #                        MPI companion library (mpi/vib_mpi.h), when mpicc is found
+#   make check-abi-baseline  the ABI against abi/'s released baselines (libabigail's
+#                        abidiff; part of make check)
+#   make abi-baseline    at a release: write abi/libvib-VERSION.abi and .enums
 #   make check-mpi       its test under mpirun with 2 and 3 ranks, and train_mnist_mpi's
 #                        (part of make check)
 #   make bench-mpi       libvib-mpi's gradient reduction against MPI_Allreduce and
@@ -188,7 +191,7 @@ check-unit: build/run_tests
 
 # The shared library exports vib_* only, exactly the functions vib.h declares, and
 # carries its SONAME.
-check-abi: lib
+check-abi: lib check-abi-baseline
 	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v -E '^(vib_|LIBVIB_)' || true); \
 	  if [ -n "$$bad" ]; then echo "check-abi: exported outside vib_: $$bad"; exit 1; fi
 	@tr '\n' ' ' < include/vib.h | grep -o 'VIB_API [^(]*(' | grep -o 'vib_[a-z0-9_]*' | sort -u > build/abi-declared.txt
@@ -457,3 +460,7 @@ clean:
 	rm -rf build lib/libvib.so* lib/libvib.a lib/libvib-mpi.so* lib/libvib-mpi.a $(EXAMPLES) \
 	  examples/train_mnist_mpi bench/vib_bench bench/gemm_paths \
 	  bench/head_bench bench/mpi_reduce
+
+# The ABI gate against each release (docs/abi.md); after every rule, so it is not the
+# default goal.
+include mk/abi.mk
