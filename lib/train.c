@@ -661,7 +661,11 @@ int vib_trainer_load(vib_trainer *trainer, const char *path)
         rc = vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s: a checkpoint of %s, the trainer's model is %s",
                        fn, path, have, want);
     }
-    const unsigned char *st = b + off + mlen, *end = b + (got >= 4 ? got - 4 : 0);
+    /* the state's bytes, [st, end): formed only for a checked header, whose model
+     * length lies within the file (a forged one would point past the buffer) */
+    const unsigned char *st = NULL, *end = NULL;
+    if (rc == VIB_OK)
+        st = b + off + mlen, end = b + got - 4;
     const bool has_ema = rc == VIB_OK && (vibi_get_u32(b + 12) & 1u);
     if (rc == VIB_OK)
         rc = read_state(fn, path, t, st, end, has_ema, false);
