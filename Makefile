@@ -7,6 +7,8 @@
 #                        the unit tests again under ASan + UBSan
 #   make python          regenerate python/libvib/_decls.py from include/vib.h
 #   make data            fetch and verify MNIST into data/mnist
+#   make fuzz            the libFuzzer targets of tests/fuzz/, FUZZ_SECONDS (60) each
+#                        (part of make check)
 #   make bench           the Gaussian head's public nodes against its row kernels, every
 #                        product by every BLIS path, then training and prediction speed
 #                        against the physical floor (products at the sgemm peak plus the
@@ -179,7 +181,8 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # deps first, then a fresh make: the flags above are read when make starts, so packages
 # installed by deps are only seen by the inner make.
 check: deps
-	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-mpi check-sanitize
+	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-mpi check-sanitize \
+	  check-fuzz
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -464,3 +467,4 @@ clean:
 # The ABI gate against each release (docs/abi.md); after every rule, so it is not the
 # default goal.
 include mk/abi.mk
+include mk/fuzz.mk

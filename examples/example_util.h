@@ -36,6 +36,12 @@
 
 /* ---- option parsing: every value is checked, a bad one ends the program clearly ---- */
 
+/* How option parsing ends the program (a usage error: 2; --help: 0). The option-parsing
+ * fuzz target (tests/fuzz/fuzz_options.c) defines it to return to itself instead. */
+#ifndef EXAMPLE_EXIT
+#define EXAMPLE_EXIT(status) exit(status)
+#endif
+
 EXAMPLE_UTIL_FN void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* A usage error: the message on stderr, exit status 2. */
@@ -47,7 +53,7 @@ EXAMPLE_UTIL_FN void die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    exit(2);
+    EXAMPLE_EXIT(2);
 }
 
 EXAMPLE_UTIL_FN size_t parse_size(const char *opt, const char *s, size_t lo, size_t hi)
@@ -55,8 +61,12 @@ EXAMPLE_UTIL_FN size_t parse_size(const char *opt, const char *s, size_t lo, siz
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    /* strtoull would quietly wrap "-1" around, hence the explicit '-' test */
-    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
+    /* strtoull would quietly wrap "-1" around, after white space too (" -4" read as
+     * 2^64 - 4 until the option fuzzer found it), hence the '-' test past the spaces */
+    const char *sign = s;
+    while (*sign == ' ' || (*sign >= '\t' && *sign <= '\r'))
+        sign++;
+    if (errno || *end || end == s || *sign == '-' || v < lo || v > hi)
         die("%s needs an integer in [%zu, %zu], got '%s'", opt, lo, hi, s);
     return (size_t)v;
 }

@@ -93,6 +93,11 @@ else
     failures=$((failures + 1))
 fi
 
+# A size option with a minus sign after white space (strtoull reads " -4" as 2^64 - 4;
+# the option fuzzer found that train_mnist took it) is refused.
+expect "train_mnist, --seed ' -4'" 2 "--seed needs an integer" \
+    examples/train_mnist --data "$tmp/clean" --seed " -4" --epochs 1
+
 # A run that diverges (Adam at --lr 1e3 on 784 bright pixels: the first step's moves of
 # 1e3 make the next gradient overflow the second moment) says so, and exits 1.
 mkdir -p "$tmp/bright"
