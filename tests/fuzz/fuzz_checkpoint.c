@@ -11,8 +11,9 @@
  * allocate, VIB_ERR_INVALID_ARG for a well-formed checkpoint of another trainer: another
  * architecture, optimizer setting, n or batch), names the file, and leaves the trainer as it was (its own checkpoint, saved
  * before and after, is the same bytes); a load that succeeds leaves a trainer that saves
- * the very bytes it loaded but for the one field a load may raise (the optimizer's moment
- * bound, api.md), and those load into a second trainer that saves them again. */
+ * the very bytes it loaded but for the optimizer's moment bound, which a load may raise
+ * (api.md), and its settings, which must equal the trainer's by value (-0 for 0 loads);
+ * those bytes load into a second trainer that saves them again. */
 #include <zlib.h>
 
 #include "fuzz_util.h"
@@ -103,10 +104,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t mlen = 0;
         for (int i = 0; i < 8; i++)
             mlen |= (uint64_t)file[16 + i] << (8 * i);
-        const size_t bound = 24 + (size_t)mlen + 5 * 8 + 2 * 4 + 8 + 4 + 3 * 32 + 6 * 8 + 4 + 8 +
-                             5 * 4;
+        const size_t settings = 24 + (size_t)mlen + 5 * 8 + 2 * 4 + 8 + 4 + 3 * 32 + 6 * 8 + 4 + 8;
+        const size_t bound = settings + 5 * 4;
+        /* The optimizer's five f32 settings are compared by value with the trainer's, so a
+         * -0 where the trainer has 0 (Adam's momentum) loads, and saves as the trainer's. */
+        for (size_t k = 0; k < 5; k++) {
+            float a, b;
+            memcpy(&a, file + settings + 4 * k, 4), memcpy(&b, saved + settings + 4 * k, 4);
+            if (a != b)
+                fuzz_fail("optimizer setting %zu loaded as %g, saved as %g", k, a, b);
+        }
         for (size_t i = 0; i < n - 4; i++)
-            if (saved[i] != file[i] && !(i >= bound && i < bound + 8))
+            if (saved[i] != file[i] && !(i >= settings && i < bound + 8))
                 fuzz_fail("a checkpoint loads but saves other bytes from offset %zu", i);
         double was_b, now_b;
         memcpy(&was_b, file + bound, 8), memcpy(&now_b, saved + bound, 8);
