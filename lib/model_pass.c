@@ -97,8 +97,8 @@ static void relu_mask_colsum_par(size_t rows, size_t cols, const float *a, float
     {
         size_t c0, c1;
         vibi_share(cols, 16, &c0, &c1);
-        if (c0 < c1)
-            relu_mask_colsum(rows, c1 - c0, cols, a + c0, dx + c0, db + c0);
+        if (c0 < c1) /* db NULL (the mask alone) stays NULL in every share */
+            relu_mask_colsum(rows, c1 - c0, cols, a + c0, dx + c0, db ? db + c0 : NULL);
     }
 }
 
