@@ -7,6 +7,9 @@
 #                        the unit tests again under ASan + UBSan
 #   make python          regenerate python/libvib/_decls.py from include/vib.h
 #   make data            fetch and verify MNIST into data/mnist
+#   make check-tsan      threaded passes and per-thread handles under ThreadSanitizer
+#                        (clang, libomp + Archer), then planted races that must be reported
+#   make check-valgrind  memcheck on short train_mnist runs: no error, nothing definitely lost
 #   make fuzz            the libFuzzer targets of tests/fuzz/, FUZZ_SECONDS (60) each
 #                        (part of make check)
 #   make bench           the Gaussian head's public nodes against its row kernels, every
@@ -182,7 +185,7 @@ build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvi
 # installed by deps are only seen by the inner make.
 check: deps
 	$(MAKE) check-unit check-abi check-ffi check-docs check-examples check-python check-mpi check-sanitize \
-	  check-fuzz
+	  check-tsan check-valgrind check-fuzz
 
 # Then the products' suite and the training suites again under each override of the
 # product-path rule (VIB_GEMM_PATH, read at load): the same answers and determinism.
@@ -468,3 +471,4 @@ clean:
 # default goal.
 include mk/abi.mk
 include mk/fuzz.mk
+include mk/sanitizers.mk
