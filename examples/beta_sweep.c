@@ -284,7 +284,7 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
         check(vib_trainer_set_callback(t, progress, &bar), "callback");
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
-                                         &ce, &kl, NULL), t, rc->lr);
+                                         &ce, &kl, NULL), t);
         *ce_out = ce;
         *kl_out = kl / log(2.0);
         fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.2f bits\n",

@@ -109,26 +109,31 @@ EXAMPLE_UTIL_FN void check(int rc, const char *what)
     }
 }
 
-/* check() for a training call: a diverged run (VIB_ERR_NUMERIC: a non-finite loss, or a
- * gradient that would overflow the optimizer) says where it stopped, that nothing of
- * the last good step was lost, and what to change, then exits 1. */
-EXAMPLE_UTIL_FN void check_training(int rc, const vib_trainer *t, double lr)
+/* A diverged run (VIB_ERR_NUMERIC from a training call: a non-finite loss, or a gradient
+ * that would overflow the optimizer): where it stopped, why (`why`, the failed call's
+ * message), and that nothing of the failed step was applied. */
+EXAMPLE_UTIL_FN void report_divergence(const vib_trainer *t, const char *why)
 {
-    if (rc != VIB_ERR_NUMERIC) {
-        check(rc, "train");
-        return;
-    }
     fflush(stdout); /* the lines so far first */
     fprintf(stderr,
             EXAMPLE_NAME ": training diverged in epoch %llu at step %llu of %llu: %s\n"
-            EXAMPLE_NAME ": the model, the optimizer and the average are those of the last "
-            "good step (%llu in all); nothing of the failed step was applied. Try a lower "
-            "learning rate than %g.\n",
+            EXAMPLE_NAME ": the model, the optimizer's state and the average (if any) are "
+            "those of the last good step (%llu in all); nothing of the failed step was "
+            "applied\n",
             (unsigned long long)vib_trainer_epochs_done(t) + 1,
             (unsigned long long)vib_trainer_step_in_epoch(t) + 1,
-            (unsigned long long)vib_trainer_steps_per_epoch(t), vib_last_error(),
-            (unsigned long long)vib_trainer_steps(t), lr);
-    exit(1);
+            (unsigned long long)vib_trainer_steps_per_epoch(t), why,
+            (unsigned long long)vib_trainer_steps(t));
+}
+
+/* check() for a training call: a diverged run is reported as such, then exit 1. */
+EXAMPLE_UTIL_FN void check_training(int rc, const vib_trainer *t)
+{
+    if (rc == VIB_ERR_NUMERIC) {
+        report_divergence(t, vib_last_error());
+        exit(1);
+    }
+    check(rc, "train");
 }
 
 EXAMPLE_UTIL_FN void *xmalloc(size_t n)

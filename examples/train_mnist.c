@@ -77,9 +77,7 @@ static void global_means(size_t n, size_t batch, size_t from, double *ce, double
 #define SAVE_STATE(tr, path) vib_mpi_save(tr, path, MPI_COMM_WORLD)
 #else
 #define CHECK_STATE check
-/* a diverged epoch says where, and that the last good step's state stands */
-#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) \
-    (check_training(vib_trainer_epoch(tr, x, y, ce, kl, loss), tr, o.lr), VIB_OK)
+#define TRAIN_EPOCH(tr, x, y, ce, kl, loss) vib_trainer_epoch(tr, x, y, ce, kl, loss)
 #define SAVE_STATE(tr, path) vib_trainer_save(tr, path)
 #endif
 
@@ -242,6 +240,41 @@ static void on_sigint(int sig)
 #endif
 
 /* After Ctrl-C: save the state and say how to continue; the exit status is 130. */
+/* A diverged epoch (VIB_ERR_NUMERIC): say where and why, keep the last good step's state
+ * in the checkpoint if there is one, and end with status 1. */
+static int diverged(const vib_trainer *tr, const options *o)
+{
+    char why[512];
+#ifdef TRAIN_MNIST_MPI
+    snprintf(why, sizeof why, "%s", vib_mpi_last_error());
+    if (mpi_rank == 0) /* every rank holds the same state: one report */
+#else
+    snprintf(why, sizeof why, "%s", vib_last_error());
+#endif
+        report_divergence(tr, why);
+    if (o->checkpoint != NULL) {
+        CHECK_STATE(SAVE_STATE(tr, o->checkpoint), "checkpoint");
+#ifdef TRAIN_MNIST_MPI
+        if (mpi_rank == 0)
+#endif
+            /* --resume would restore the schedule too: --load takes the weights alone */
+            fprintf(stderr, "train_mnist: that state is saved in %s; to go on from its weights "
+                            "with a lower rate than %g: --load %s --lr R\n", o->checkpoint,
+                    o->lr, o->checkpoint);
+    } else {
+#ifdef TRAIN_MNIST_MPI
+        if (mpi_rank == 0)
+#endif
+            fprintf(stderr, "train_mnist: try a lower --lr than %g (with --checkpoint FILE, "
+                            "that state is saved there)\n", o->lr);
+    }
+#ifdef TRAIN_MNIST_MPI
+    vib_mpi_detach(mpi_ctx);
+    MPI_Finalize();
+#endif
+    return 1;
+}
+
 static int save_and_leave(const vib_trainer *tr, const char *checkpoint)
 {
     CHECK_STATE(SAVE_STATE(tr, checkpoint), "checkpoint");
@@ -452,8 +485,12 @@ int main(int argc, char **argv)
 #endif
             check(vib_trainer_set_callback(tr, progress, &bar), "callback");
         double mean_ce, mean_kl, mean_loss;
-        CHECK_STATE(TRAIN_EPOCH(tr, vib_dataset_images(train), vib_dataset_labels(train),
-                                &mean_ce, &mean_kl, &mean_loss), "train");
+        const int trained_rc = TRAIN_EPOCH(tr, vib_dataset_images(train),
+                                           vib_dataset_labels(train), &mean_ce, &mean_kl,
+                                           &mean_loss);
+        if (trained_rc == VIB_ERR_NUMERIC)
+            return diverged(tr, &o);
+        CHECK_STATE(trained_rc, "train");
 #ifdef TRAIN_MNIST_MPI
         global_means(n_train, o.batch, (size_t)resumed_at, &mean_ce, &mean_kl, &mean_loss);
 #endif

@@ -49,7 +49,7 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	  echo "fuzz: $$t: $$runs runs, no crash, every oracle held"; done
 else
 fuzz:
-	@echo "fuzz: $(FUZZ_CC) with libFuzzer and libomp not found, skipped (apt-get install clang libclang-rt-14-dev libomp-14-dev)"
+	@echo "fuzz: $(FUZZ_CC) with libFuzzer and LLVM's OpenMP not found (sh .ci/deps test; Debian: apt-get install clang libclang-rt-14-dev libomp-14-dev)"; exit 1
 endif
 
 check-fuzz: fuzz

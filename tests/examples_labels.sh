@@ -105,12 +105,19 @@ bright "$tmp/bright/train-images-idx3-ubyte" 20 28
 ln -s "$tmp/clean/train-labels-idx1-ubyte" "$tmp/bright/train-labels-idx1-ubyte"
 ln -s "$tmp/bright/train-images-idx3-ubyte" "$tmp/bright/t10k-images-idx3-ubyte"
 ln -s "$tmp/clean/train-labels-idx1-ubyte" "$tmp/bright/t10k-labels-idx1-ubyte"
+# With --checkpoint, the last good step's state is saved there, a file that loads.
 expect "train_mnist, --lr 1e3 diverges" 1 \
-    "train_mnist: the model, the optimizer and the average are those of the last good step" \
+    "train_mnist: the model, the optimizer's state and the average (if any) are those of the last good step" \
     examples/train_mnist --data "$tmp/bright" --lr 1e3 --hidden 64,64 --latent 4 --batch 10 \
-    --epochs 30 --samples 1 --threads 1 --csv "$tmp/d.csv" --plot "$tmp/d.png"
+    --epochs 30 --samples 1 --threads 1 --csv "$tmp/d.csv" --plot "$tmp/d.png" \
+    --checkpoint "$tmp/d.ckpt"
 grep -q "training diverged in epoch 1 at step 2 of 2" "$tmp/err" ||
     { echo "examples_labels: the divergence message does not say where"; failures=$((failures + 1)); }
+grep -q "that state is saved in $tmp/d.ckpt" "$tmp/err" ||
+    { echo "examples_labels: the diverged run did not save its last good state"; failures=$((failures + 1)); }
+expect "train_mnist, the diverged run's saved state loads" 0 "" \
+    examples/train_mnist --data "$tmp/bright" --epochs 0 --samples 1 --threads 1 \
+    --load "$tmp/d.ckpt"
 
 [ "$failures" -eq 0 ] || { echo "examples_labels: $failures failed"; exit 1; }
 echo "examples_labels: all passed"

@@ -264,6 +264,21 @@ static char *tmp_path(const char *name)
     return p;
 }
 
+/* Two files hold the same bytes. */
+static int same_bytes(const char *a, const char *b)
+{
+    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(g);
+    int same = 1, x, y;
+    do {
+        x = fgetc(f), y = fgetc(g);
+        same = x == y;
+    } while (same && x != EOF);
+    fclose(f), fclose(g);
+    return same;
+}
+
 START_TEST(resume_in_a_fresh_process)
 {
     data();
@@ -788,8 +803,17 @@ START_TEST(divergence_stops_at_the_last_good_step)
     ck_assert_int_gt(good, 0);
     steps(&twin, good);
     same_state(&a, &twin, "after the divergence");
+    /* all of it: the optimizer's moments, the generators, the order, through checkpoints */
+    char *pa = tmp_path("diverged.ckpt"), *pt = tmp_path("twin.ckpt");
+    ck_assert_ok(vib_trainer_save(a.t, pa));
+    ck_assert_ok(vib_trainer_save(twin.t, pt));
+    ck_assert_msg(same_bytes(pa, pt), "the diverged trainer's checkpoint differs from its twin's");
     ck_assert_fails(vib_trainer_step(a.t, xs, ys, NULL, NULL, NULL), VIB_ERR_NUMERIC);
     same_state(&a, &twin, "after the failed step, asked again");
+    ck_assert_ok(vib_trainer_save(a.t, pa));
+    ck_assert_msg(same_bytes(pa, pt), "asked again, the checkpoint differs from the twin's");
+    unlink(pa), unlink(pt);
+    free(pa), free(pt);
     ck_assert_uint_eq(vib_trainer_steps(a.t), (uint64_t)good);
     rig_free(&a), rig_free(&twin);
     data(); /* the other tests' scale */

@@ -12,18 +12,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "vib.h"
+
+/* Where a failed oracle is told: a copy of stderr made before main, since libFuzzer's
+ * -close_fd_mask=2 (which mutes the library's and the parser's messages) closes stderr
+ * itself. */
+static int fuzz_report_fd = 2;
+__attribute__((constructor)) static void fuzz_keep_stderr(void)
+{
+    const int fd = dup(2);
+    if (fd >= 0)
+        fuzz_report_fd = fd;
+}
 
 static void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fuzz_fail(const char *fmt, ...)
 {
+    char msg[1024];
+    int len = snprintf(msg, sizeof msg, "fuzz oracle: ");
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "fuzz oracle: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg + len, sizeof msg - (size_t)len - 1, fmt, ap);
     va_end(ap);
+    len = (int)strlen(msg);
+    msg[len++] = '\n';
+    if (write(fuzz_report_fd, msg, (size_t)len) < 0)
+        (void)0; /* nowhere left to say it: the abort still marks the input */
     abort();
 }
 
@@ -83,5 +99,30 @@ static void fuzz_failed_load(const char *what, int rc, unsigned allowed, const v
 }
 
 #define FUZZ_ALLOW(status) (1u << -(status))
+
+/* Re-seal a model file or a checkpoint: its CRC-32 (little-endian, the last 4 bytes)
+ * recomputed over the bytes before it, and, in a checkpoint ("VIBCKPT1", the model
+ * part's length at byte 16, the model file from byte 24), the embedded model file's own
+ * CRC first, so that mutations reach the field checks behind both. */
+static void fuzz_reseal_one(unsigned char *b, size_t n)
+{
+    if (n < 4)
+        return;
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), b, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++)
+        b[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+}
+
+static void fuzz_reseal(unsigned char *b, size_t n)
+{
+    if (n >= 24 + 4 && memcmp(b, "VIBCKPT1", 8) == 0) {
+        uint64_t mlen = 0;
+        for (int i = 0; i < 8; i++)
+            mlen |= (uint64_t)b[16 + i] << (8 * i);
+        if (mlen >= 4 && mlen <= n - 24 - 4)
+            fuzz_reseal_one(b + 24, (size_t)mlen);
+    }
+    fuzz_reseal_one(b, n);
+}
 
 #endif
