@@ -58,12 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int e = (data[0] >> 1) & 1;
     const char *path = fuzz_path("ckpt"), *before = fuzz_path("ckpt_before"),
                *after = fuzz_path("ckpt_after"), *again = fuzz_path("ckpt_again");
-    size_t n = size - 1;
-    unsigned char *file = malloc(n + 1);
-    memcpy(file, data + 1, n);
-    if (data[0] & 1)
-        fuzz_reseal(file, n);
-    fuzz_write(path, file, n);
+    size_t n;
+    unsigned char *file = fuzz_file(data, size, path, &n);
 
     if (vib_trainer_save(target[e].t, before) != VIB_OK)
         fuzz_fail("cannot save the trainer: %s", vib_last_error());

@@ -33,13 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *path = fuzz_path("model"), *again = fuzz_path("model2"),
                *third = fuzz_path("model3");
-    size_t n = size - 1;
-    unsigned char *file = malloc(n + 1);
-    memcpy(file, data + 1, n);
-    if (data[0] & 1)
-        fuzz_reseal(file, n);
-    fuzz_write(path, file, n);
-    free(file);
+    size_t n;
+    free(fuzz_file(data, size, path, &n));
 
     vib_model *const was = (vib_model *)(uintptr_t)0x30d1;
     vib_model *m = was;

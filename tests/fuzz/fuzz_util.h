@@ -125,4 +125,19 @@ static void fuzz_reseal(unsigned char *b, size_t n)
     fuzz_reseal_one(b, n);
 }
 
+/* The file under test: the input after its mode byte, re-sealed when the mode's bit 0 is
+ * set (fuzz_reseal), written to path; returns its bytes (malloc'd) and length. */
+static unsigned char *fuzz_file(const uint8_t *data, size_t size, const char *path, size_t *n)
+{
+    *n = size - 1;
+    unsigned char *file = malloc(*n + 1);
+    if (file == NULL)
+        fuzz_fail("out of memory");
+    memcpy(file, data + 1, *n);
+    if (data[0] & 1)
+        fuzz_reseal(file, *n);
+    fuzz_write(path, file, *n);
+    return file;
+}
+
 #endif
