@@ -1,6 +1,6 @@
 /* demo.h - version 1 of a throw-away library for tests/abi/gate_test.sh: what the ABI
- * gate must guard, in miniature. The variants in the sibling directories hold only the
- * files they change; the rest are taken from here. */
+ * gate must guard, in miniature. tests/abi/gate_test.sh derives each variant it tests
+ * from a copy of these three files by one small edit (its function variant()). */
 #ifndef DEMO_H
 #define DEMO_H
 
