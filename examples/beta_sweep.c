@@ -137,7 +137,7 @@ static void parse_args(int argc, char **argv, options *o)
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            EXAMPLE_EXIT(0);
         }
         if (strcmp(a, "--full") == 0) {
             o->full = 1;

@@ -99,7 +99,7 @@ static void parse_args(int argc, char **argv, options *o)
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
-            exit(0);
+            EXAMPLE_EXIT(0);
         }
         static const char *const valued[] = {"--data", "--digits", "--betas", "--epochs",
                                              "--hidden", "--cov", "--seed", "--threads",

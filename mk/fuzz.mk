@@ -13,7 +13,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := idx model checkpoint options
+FUZZ_TARGETS := idx model checkpoint options options_sweep options_latent
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -O1 -g $(FUZZ_SAN) -Iinclude -Ilib $(BLIS_CFLAGS) -fopenmp \
                 -Wno-pass-failed
@@ -30,8 +30,8 @@ build/fuzz/lib/%.o: lib/%.c $(HDRS) | have-blis
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DVIB_BUILDING_LIBRARY \
 	  -fno-math-errno -ffp-contract=off -c $< -o $@
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_OBJS) examples/train_mnist.c \
-  examples/example_util.h
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h tests/fuzz/fuzz_options.h \
+  $(FUZZ_OBJS) $(wildcard examples/*.c) examples/example_util.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iexamples -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ \
 	  $(BLIS_LIBS) -lz -lm
 

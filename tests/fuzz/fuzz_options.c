@@ -12,80 +12,21 @@
  * When it refuses the line, it did so through die() (status 2) or --help (status 0),
  * never by crashing. ASan and UBSan watch the parser throughout. */
 #define _POSIX_C_SOURCE 200809L /* as train_mnist.c: sigaction, clock_gettime */
-#include <setjmp.h>
-#include <stddef.h>
-#include <stdint.h>
-
-static jmp_buf fuzz_exit;
-#define EXAMPLE_EXIT(status) longjmp(fuzz_exit, 1 + (status))
+#define FUZZ_OPTIONS_PRELUDE
+#include "fuzz_options.h"
 #define main train_mnist_main
 #include "../../examples/train_mnist.c"
 #undef main
-
-#include "fuzz_util.h"
+#include "fuzz_options.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { MAX_ARGS = 40 };
-
-/* parse_args on argc, argv: 0 and *o when it accepted the line, else 1 + the status it
- * ended with. */
-static int parse(int argc, char **argv, options *o)
-{
-    const int ended = setjmp(fuzz_exit);
-    if (ended)
-        return ended;
-    parse_args(argc, argv, o);
-    return 0;
-}
-
-/* The reference for parse_size's accepted strings: [ \t\n\v\f\r]*[+]?[0-9]+, its value
- * in [lo, hi]. */
-static int ref_size(const char *s, size_t lo, size_t hi, size_t *out)
-{
-    while (*s == ' ' || (*s >= '\t' && *s <= '\r'))
-        s++;
-    if (*s == '+')
-        s++;
-    if (*s < '0' || *s > '9')
-        return 0;
-    unsigned __int128 v = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        v = v * 10 + (unsigned)(*s - '0');
-        if (v > (unsigned __int128)UINT64_MAX)
-            return 0; /* strtoull: ERANGE */
-    }
-    if (*s != '\0' || v < lo || v > hi)
-        return 0;
-    *out = (size_t)v;
-    return 1;
-}
-
-static const struct {
-    const char *name;
-    size_t lo, hi;
-    size_t offset;
-} sizes[] = {
-    {"--epochs", 0, 100000, offsetof(options, epochs)},
-    {"--latent", 1, 1 << 16, offsetof(options, latent)},
-    {"--batch", 1, 60000, offsetof(options, batch)},
-    {"--samples", 0, 1000, offsetof(options, samples)},
-    {"--threads", 1, 1024, offsetof(options, threads)},
-    {"--train-limit", 1, SIZE_MAX, offsetof(options, train_limit)},
-    {"--seed", 0, SIZE_MAX, offsetof(options, seed)},
-};
-
-static int is_flag(const char *a)
-{
-    return !strcmp(a, "--paper") || !strcmp(a, "--deterministic") || !strcmp(a, "--overlap") ||
-           !strcmp(a, "--help") || !strcmp(a, "-h");
-}
+static const char *const flags[] = {"--paper", "--deterministic", "--overlap", "--help",
+                                    "-h"};
 
 static void in_range(const options *o)
 {
-#define RANGE(ok, what)                                                                     \
-    if (!(ok))                                                                              \
-    fuzz_fail("an accepted line left %s out of range", what)
+#define RANGE FUZZ_RANGE
     RANGE(o->epochs <= 100000, "epochs");
     RANGE(o->latent >= 1 && o->latent <= 1 << 16, "latent");
     RANGE(o->batch >= 1 && o->batch <= 60000, "batch");
@@ -210,57 +151,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096)
         return 0;
-    char *copy = malloc(size + 1);
-    memcpy(copy, data, size);
-    copy[size] = '\0';
-    char *argv[MAX_ARGS + 2];
-    int argc = 0;
-    argv[argc++] = (char *)"train_mnist";
-    for (char *p = copy; argc <= MAX_ARGS && p <= copy + size;) {
-        argv[argc++] = p;
-        p += strlen(p) + 1;
-    }
-    argv[argc] = NULL;
-
+    char *argv[FUZZ_MAX_ARGS + 2], *copy;
+    const int argc = fuzz_argv(data, size, "train_mnist", argv, &copy);
     options o;
-    const int ended = parse(argc, argv, &o);
-    if (ended) {
-        if (ended != 1 && ended != 3)
-            fuzz_fail("parse_args ended with status %d", ended - 1);
+    if (fuzz_parse(argc, argv, &o) != 0) {
         free(copy);
         return 0;
     }
     in_range(&o);
-    /* the size-valued options, by the reference reader (the last one given wins) */
-    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-        const char *last = NULL;
-        for (int i = 1; i < argc; i++) {
-            if (is_flag(argv[i]))
-                continue;
-            if (i + 1 < argc && !strcmp(argv[i], sizes[k].name))
-                last = argv[i + 1];
-            i++; /* every other argument of an accepted line takes a value */
-        }
-        if (last == NULL)
-            continue;
-        size_t want;
-        if (!ref_size(last, sizes[k].lo, sizes[k].hi, &want))
-            fuzz_fail("%s '%s' was accepted; the reference refuses it", sizes[k].name, last);
-        size_t got;
-        if (sizes[k].offset == offsetof(options, seed))
-            got = (size_t)o.seed;
-        else
-            memcpy(&got, (const char *)&o + sizes[k].offset, sizeof got);
-        if (got != want)
-            fuzz_fail("%s '%s' read as %zu; the reference reads %zu", sizes[k].name, last, got,
-                      want);
-    }
+    const fuzz_size_option sizes[] = {
+        {"--epochs", 0, 100000, &o.epochs, 0},
+        {"--latent", 1, 1 << 16, &o.latent, 0},
+        {"--batch", 1, 60000, &o.batch, 0},
+        {"--samples", 0, 1000, &o.samples, 0},
+        {"--threads", 1, 1024, &o.threads, 0},
+        {"--train-limit", 1, SIZE_MAX, &o.train_limit, 0},
+        {"--seed", 0, SIZE_MAX, &o.seed, 1},
+    };
+    fuzz_check_sizes(argc, argv, flags, sizeof flags / sizeof flags[0], sizes,
+                     sizeof sizes / sizeof sizes[0]);
     /* written back, parsed again: the same settings */
     char buf[8192], *argv2[96];
     const int argc2 = render(&o, argv2, buf, sizeof buf);
     argv2[argc2] = NULL;
     options o2;
-    const int ended2 = parse(argc2, argv2, &o2);
+    const int ended2 = fuzz_parse(argc2, argv2, &o2);
     if (ended2)
         fuzz_fail("the settings written back were refused (status %d)", ended2 - 1);
     same_options(&o, &o2);

@@ -1,0 +1,51 @@
+/* fuzz_options_sweep.c - libFuzzer target: examples/beta_sweep's option parsing
+ * (parse_args, with die() and --help returning here). The input is the command line,
+ * arguments separated by NUL bytes. Oracle, when the line is accepted: every setting in
+ * its documented range; the beta grid sorted, free of duplicates (each more than 1e-9
+ * above the one before), 1 to 64 values in [1e-30, 1e6]; the file names not empty;
+ * every size-valued option what the reference reader makes of its last value. A
+ * refused line ends through the usage error or --help. */
+#define _POSIX_C_SOURCE 200809L /* as beta_sweep.c */
+#define FUZZ_OPTIONS_PRELUDE
+#include "fuzz_options.h"
+#define main beta_sweep_main
+#include "../../examples/beta_sweep.c"
+#undef main
+#include "fuzz_options.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 4096)
+        return 0;
+    char *argv[FUZZ_MAX_ARGS + 2], *copy;
+    const int argc = fuzz_argv(data, size, "beta_sweep", argv, &copy);
+    options o;
+    if (fuzz_parse(argc, argv, &o) != 0) {
+        free(copy);
+        return 0;
+    }
+    FUZZ_RANGE(o.epochs <= 100000 && (o.epochs >= 1 || !o.epochs_set), "epochs");
+    FUZZ_RANGE(o.samples >= 1 && o.samples <= 1000, "samples");
+    FUZZ_RANGE(o.threads <= 1024, "threads");
+    FUZZ_RANGE(o.train_limit <= N_TRAIN, "train-limit");
+    FUZZ_RANGE(o.n_betas >= 1 && o.n_betas <= MAX_BETAS, "the number of betas");
+    for (size_t k = 0; k < o.n_betas; k++) {
+        FUZZ_RANGE(o.betas[k] >= 1e-30 && o.betas[k] <= 1e6, "a beta");
+        if (k > 0 && !(o.betas[k] > o.betas[k - 1] * (1.0 + 1e-9)))
+            fuzz_fail("betas %g and %g: not sorted, or a duplicate", o.betas[k - 1], o.betas[k]);
+    }
+    FUZZ_RANGE(o.csv[0] && o.error_plot[0] && o.plane_plot[0], "a file name");
+    static const char *const flags[] = {"--full", "--help", "-h"};
+    const fuzz_size_option sizes[] = {
+        {"--epochs", 1, 100000, &o.epochs, 0},
+        {"--samples", 1, 1000, &o.samples, 0},
+        {"--threads", 1, 1024, &o.threads, 0},
+        {"--train-limit", 1, N_TRAIN, &o.train_limit, 0},
+        {"--seed", 0, SIZE_MAX, &o.seed, 1},
+    };
+    fuzz_check_sizes(argc, argv, flags, sizeof flags / sizeof flags[0], sizes,
+                     sizeof sizes / sizeof sizes[0]);
+    free(copy);
+    return 0;
+}
