@@ -149,15 +149,11 @@ static void same_options(const options *a, const options *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 4096)
-        return 0;
     char *argv[FUZZ_MAX_ARGS + 2], *copy;
-    const int argc = fuzz_argv(data, size, "train_mnist", argv, &copy);
     options o;
-    if (fuzz_parse(argc, argv, &o) != 0) {
-        free(copy);
+    const int argc = fuzz_accepted(data, size, "train_mnist", argv, &copy, &o);
+    if (argc == 0)
         return 0;
-    }
     in_range(&o);
     const fuzz_size_option sizes[] = {
         {"--epochs", 0, 100000, &o.epochs, 0},

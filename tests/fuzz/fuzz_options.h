@@ -53,6 +53,21 @@ static int fuzz_parse(int argc, char **argv, options *o)
     return 0;
 }
 
+/* The input's command line, parsed: argc when parse_args accepted it (*o filled, *copy
+ * to free), 0 when it refused it, or the input is over 4 KiB (nothing to free). */
+static int fuzz_accepted(const uint8_t *data, size_t size, const char *name, char **argv,
+                         char **copy, options *o)
+{
+    if (size > 4096)
+        return 0;
+    const int argc = fuzz_argv(data, size, name, argv, copy);
+    if (fuzz_parse(argc, argv, o) != 0) {
+        free(*copy);
+        return 0;
+    }
+    return argc;
+}
+
 /* The reference for parse_size's accepted strings: [ \t\n\v\f\r]*[+]?[0-9]+, its value
  * in [lo, hi]. */
 static int fuzz_ref_size(const char *s, size_t lo, size_t hi, size_t *out)

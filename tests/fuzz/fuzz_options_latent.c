@@ -16,15 +16,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 4096)
-        return 0;
     char *argv[FUZZ_MAX_ARGS + 2], *copy;
-    const int argc = fuzz_argv(data, size, "latent2d", argv, &copy);
     options o;
-    if (fuzz_parse(argc, argv, &o) != 0) {
-        free(copy);
+    const int argc = fuzz_accepted(data, size, "latent2d", argv, &copy, &o);
+    if (argc == 0)
         return 0;
-    }
     FUZZ_RANGE(o.epochs >= 1 && o.epochs <= 100000, "epochs");
     FUZZ_RANGE(o.threads <= 1024, "threads");
     FUZZ_RANGE(o.n_digits >= 2 && o.n_digits <= 10, "the number of digits");

@@ -16,15 +16,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 4096)
-        return 0;
     char *argv[FUZZ_MAX_ARGS + 2], *copy;
-    const int argc = fuzz_argv(data, size, "beta_sweep", argv, &copy);
     options o;
-    if (fuzz_parse(argc, argv, &o) != 0) {
-        free(copy);
+    const int argc = fuzz_accepted(data, size, "beta_sweep", argv, &copy, &o);
+    if (argc == 0)
         return 0;
-    }
     FUZZ_RANGE(o.epochs <= 100000 && (o.epochs >= 1 || !o.epochs_set), "epochs");
     FUZZ_RANGE(o.samples >= 1 && o.samples <= 1000, "samples");
     FUZZ_RANGE(o.threads <= 1024, "threads");
