@@ -172,12 +172,12 @@ examples/%: examples/%.c examples/vib_chain.h examples/example_util.h include/vi
 # ---- tests --------------------------------------------------------------------------
 # The suites link the static library so they can reach internal functions (vibi_*).
 
-build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h $(STLIB) $(HDRS)
+build/run_tests: $(TEST_SRCS) tests/tests.h examples/vib_chain.h examples/attacks.h $(STLIB) $(HDRS)
 	@test -n "$(CHECK_LIBS)" || { echo "libvib: Check not found: run 'make deps' or apt-get install check"; exit 1; }
 	$(CC) $(WARN) $(CFLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
 	  $(TEST_SRCS) -o $@ $(TEST_WRAP) $(STLIB) $(LIB_LIBS) $(CHECK_LIBS)
 
-build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h build/libvib-san.a $(HDRS)
+build/run_tests_san: $(TEST_SRCS) tests/tests.h examples/vib_chain.h examples/attacks.h build/libvib-san.a $(HDRS)
 	$(CC) $(WARN) -O1 -g $(SAN_FLAGS) -Iinclude -Ilib -Iexamples $(BLIS_CFLAGS) $(CHECK_CFLAGS) \
 	  $(TEST_SRCS) -o $@ $(TEST_WRAP) build/libvib-san.a $(LIB_LIBS) $(CHECK_LIBS)
 
