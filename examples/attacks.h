@@ -14,7 +14,11 @@
  *   attack_fgsm  fast gradient sign: x + eps sign(grad), clipped to [lo, hi];
  *   attack_pgd   projected gradient descent in the L-infinity ball of radius eps, from
  *                a uniform random start in the ball, `iters` steps of size `step`;
- *                every iterate is projected onto the ball and the data range.
+ *                every iterate is projected onto the ball and the data range;
+ *   attack_l2    targeted, in the style of Carlini and Wagner: the smallest L2
+ *                perturbation found (Adam on a tanh-box variable, a search over the
+ *                weight c of the cross-entropy towards the target) that makes the model
+ *                predict the target.
  * The bound is exact: every output value lies in [fl(x - eps), fl(x + eps)] and in
  * [lo, hi], the box computed in float as the projection computes it.
  *
@@ -87,6 +91,93 @@ ATTACKS_FN int attack_pgd(vib_model *m, size_t n, const float *x, const int32_t 
             return rc;
         for (size_t i = 0; i < len; i++)
             x_adv[i] = attack_project(x_adv[i] + step * attack_sign(grad[i]), x[i], eps, lo, hi);
+    }
+    return VIB_OK;
+}
+
+/* A targeted L2 attack in the style of Carlini and Wagner: for each row, the smallest
+ * perturbation found that makes the model predict target[r]. The input is written
+ * x' = lo + (hi - lo) (tanh(w) + 1) / 2, so it stays in [lo, hi] without clipping, and w
+ * minimizes |x' - x|^2 + c CE(x', target) by Adam (rate 0.01) for `iters` steps, the
+ * gradient of the cross-entropy averaged over `samples` posterior samples. c starts at
+ * c0 and is searched per row over `searches` rounds: halved towards the last success,
+ * doubled (or bisected) after a failure. A row succeeds when its prediction (predict
+ * with `samples` samples, z = mu for 0) is the target. x_adv receives each row's best
+ * success (x itself if none), dist2[r] its L2 distance (INFINITY if none). scratch:
+ * 7 n dim + n classes floats. Returns the first failing libvib status. */
+ATTACKS_FN int attack_l2(vib_model *m, size_t n, const float *x, const int32_t *target, float c0,
+                         size_t searches, size_t iters, float lo, float hi, size_t samples,
+                         float *scratch, float *x_adv, double *dist2)
+{
+    const size_t dim = vib_model_input_dim(m), len = n * dim, C = vib_model_classes(m);
+    float *w = scratch, *xp = w + len, *g = xp + len, *m1 = g + len, *m2 = m1 + len;
+    float *cs = m2 + len, *c_lo = cs + n, *c_hi = c_lo + n, *prob = c_hi + n;
+    const float half = 0.5f * (hi - lo);
+    for (size_t r = 0; r < n; r++) {
+        cs[r] = c0, c_lo[r] = 0.0f, c_hi[r] = INFINITY, dist2[r] = INFINITY;
+    }
+    memcpy(x_adv, x, len * sizeof(float));
+    for (size_t s = 0; s < searches; s++) {
+        /* start at x: w = atanh of x mapped to (-1, 1), kept off the ends */
+        for (size_t i = 0; i < len; i++) {
+            const float t = fminf(fmaxf((x[i] - lo) / half - 1.0f, -0.999999f), 0.999999f);
+            w[i] = atanhf(t), m1[i] = m2[i] = 0.0f;
+        }
+        char *hit = calloc(n, 1);
+        if (hit == NULL)
+            return VIB_ERR_NOMEM;
+        for (size_t t = 1; t <= iters; t++) {
+            for (size_t i = 0; i < len; i++)
+                xp[i] = lo + half * (tanhf(w[i]) + 1.0f);
+            int rc = vib_model_input_gradients(m, n, xp, target, samples, g, NULL);
+            if (rc == VIB_OK)
+                rc = vib_model_predict(m, n, xp, samples, prob);
+            if (rc != VIB_OK) {
+                free(hit);
+                return rc;
+            }
+            for (size_t r = 0; r < n; r++) { /* a success: keep it if it is the closest */
+                const float *p = prob + r * C;
+                size_t best = 0;
+                for (size_t k = 1; k < C; k++)
+                    if (p[k] > p[best])
+                        best = k;
+                if ((int32_t)best != target[r])
+                    continue;
+                double d = 0.0;
+                for (size_t j = 0; j < dim; j++) {
+                    const double e = (double)xp[r * dim + j] - x[r * dim + j];
+                    d += e * e;
+                }
+                hit[r] = 1;
+                if (d < dist2[r]) {
+                    dist2[r] = d;
+                    memcpy(x_adv + r * dim, xp + r * dim, dim * sizeof(float));
+                }
+            }
+            /* Adam on w: d/dw of |x' - x|^2 + c n dL/dx' (the batch mean's gradient times
+             * n is the row's own), through dx'/dw = half (1 - tanh^2 w) */
+            const float b1 = 0.9f, b2 = 0.999f, lr = 0.01f;
+            const float k1 = 1.0f - powf(b1, (float)t), k2 = 1.0f - powf(b2, (float)t);
+            for (size_t r = 0; r < n; r++)
+                for (size_t j = 0; j < dim; j++) {
+                    const size_t i = r * dim + j;
+                    const float th = tanhf(w[i]);
+                    const float dx = 2.0f * (xp[i] - x[i]) + cs[r] * (float)n * g[i];
+                    const float gw = dx * half * (1.0f - th * th);
+                    m1[i] = b1 * m1[i] + (1.0f - b1) * gw;
+                    m2[i] = b2 * m2[i] + (1.0f - b2) * gw * gw;
+                    w[i] -= lr * (m1[i] / k1) / (sqrtf(m2[i] / k2) + 1e-8f);
+                }
+        }
+        for (size_t r = 0; r < n; r++) { /* the next c: smaller after a success */
+            if (hit[r])
+                c_hi[r] = fminf(c_hi[r], cs[r]);
+            else
+                c_lo[r] = fmaxf(c_lo[r], cs[r]);
+            cs[r] = isinf(c_hi[r]) ? 2.0f * cs[r] : 0.5f * (c_lo[r] + c_hi[r]);
+        }
+        free(hit);
     }
     return VIB_OK;
 }
