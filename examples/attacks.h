@@ -23,8 +23,10 @@
  * [lo, hi], the box computed in float as the projection computes it.
  *
  * Scores (out-of-distribution detection, calibration):
- *   auroc, aupr, fpr_at_tpr  a score that should be higher out of distribution (the
- *                            rate, the predictive entropy, 1 - the maximum probability);
+ *   uncertainty_scores       per input: the rate, the predictive entropy, and 1 - the
+ *                            largest probability;
+ *   auroc, aupr, fpr_at_tpr  how well a score, higher out of distribution, tells the
+ *                            out-of-distribution items from the others;
  *   ece                      the expected calibration error over equal-width bins of
  *                            confidence, with the bins' counts, accuracies and mean
  *                            confidences for a reliability diagram.
@@ -183,6 +185,49 @@ ATTACKS_FN int attack_l2(vib_model *m, size_t n, const float *x, const int32_t *
 }
 
 /* ---- scores ------------------------------------------------------------------------ */
+
+/* Three scores per input, each higher for an input unlike the training data:
+ *   rate[r]     KL(e(z|x_r) || N(0, I)) in nats, the rate of the 2018 follow-up (a
+ *               diagonal-covariance VIB model; NAN for a deterministic or a
+ *               full-covariance one, whose rate this does not compute);
+ *   entropy[r]  the entropy of the predictive distribution (vib_model_predict with
+ *               `samples` draws; z = mu for 0), in nats;
+ *   unsure[r]   1 - its largest probability.
+ * scratch: n (2 K + classes) floats. Any output may be NULL. */
+ATTACKS_FN int uncertainty_scores(vib_model *m, size_t n, const float *x, size_t samples,
+                                  float *scratch, double *rate, double *entropy, double *unsure)
+{
+    const size_t K = vib_model_latent_dim(m), C = vib_model_classes(m);
+    float *mu = scratch, *sigma = mu + n * K, *prob = sigma + n * K;
+    if (rate != NULL) {
+        if (vib_model_deterministic(m) || (vib_model_flags(m) & VIB_MODEL_FULL_COV)) {
+            for (size_t r = 0; r < n; r++)
+                rate[r] = NAN;
+        } else {
+            int rc = vib_model_encode(m, n, x, mu, sigma);
+            if (rc == VIB_OK) /* the rows' KL, into prob's room (n <= n C floats) */
+                rc = vib_kl_std_normal(n, K, mu, sigma, prob);
+            if (rc != VIB_OK)
+                return rc;
+            for (size_t r = 0; r < n; r++)
+                rate[r] = prob[r];
+        }
+    }
+    const int rc = vib_model_predict(m, n, x, samples, prob);
+    if (rc != VIB_OK)
+        return rc;
+    for (size_t r = 0; r < n; r++) {
+        const float *p = prob + r * C;
+        double h = 0.0, top = 0.0;
+        for (size_t c = 0; c < C; c++) {
+            h -= p[c] > 0.0f ? (double)p[c] * log((double)p[c]) : 0.0;
+            top = fmax(top, p[c]);
+        }
+        if (entropy) entropy[r] = h;
+        if (unsure) unsure[r] = 1.0 - top;
+    }
+    return VIB_OK;
+}
 
 static int attacks_cmp_desc(const void *a, const void *b)
 {

@@ -152,6 +152,43 @@ START_TEST(l2_attack_reaches_its_targets)
 }
 END_TEST
 
+/* The scores of a trained model: the rate is the closed-form KL of its posterior,
+ * recomputed here from vib_model_encode; the entropy lies in [0, log C] and 1 - max p in
+ * [0, 1 - 1/C]; far from the training data (inputs of 5 instead of 0..1) the rate is
+ * higher on average than on it; a deterministic model has no rate (NAN). */
+START_TEST(uncertainty_scores_of_a_model)
+{
+    enum { R = 60 };
+    vib_model *m = trained();
+    static float scratch[R * (2 * K + C)], mu[R * K], sigma[R * K], far[R * D];
+    double rate[R], ent[R], uns[R], rate_far[R];
+    ck_assert_ok(uncertainty_scores(m, R, xs, 4, scratch, rate, ent, uns));
+    ck_assert_ok(vib_model_encode(m, R, xs, mu, sigma));
+    double in_mean = 0.0, far_mean = 0.0;
+    for (int r = 0; r < R; r++) {
+        double kl = 0.0;
+        for (int j = 0; j < K; j++) {
+            const double u = mu[r * K + j], s = sigma[r * K + j];
+            kl += 0.5 * (u * u + s * s - 2.0 * log(s) - 1.0);
+        }
+        ck_assert_double_eq_tol(rate[r], kl, 1e-4 * (1.0 + kl));
+        ck_assert(ent[r] >= 0.0 && ent[r] <= log((double)C) + 1e-9);
+        ck_assert(uns[r] >= 0.0 && uns[r] <= 1.0 - 1.0 / C + 1e-6);
+        in_mean += rate[r] / R;
+    }
+    for (int i = 0; i < R * D; i++)
+        far[i] = 5.0f;
+    ck_assert_ok(uncertainty_scores(m, R, far, 0, scratch, rate_far, NULL, NULL));
+    for (int r = 0; r < R; r++)
+        far_mean += rate_far[r] / R;
+    ck_assert_msg(far_mean > in_mean, "rate far from the data %g, on it %g", far_mean, in_mean);
+    ck_assert_ok(vib_model_set_deterministic(m, 1));
+    ck_assert_ok(uncertainty_scores(m, R, xs, 0, scratch, rate, NULL, NULL));
+    ck_assert(isnan(rate[0]));
+    vib_model_free(m);
+}
+END_TEST
+
 START_TEST(ood_scores_of_known_cases)
 {
     enum { M = 1000 };
@@ -218,6 +255,7 @@ Suite *make_attacks_suite(void)
     TCase *tc = tcase_create("attacks");
     tcase_add_test(tc, attacks_raise_the_loss_within_the_bound);
     tcase_add_test(tc, l2_attack_reaches_its_targets);
+    tcase_add_test(tc, uncertainty_scores_of_a_model);
     tcase_add_test(tc, ood_scores_of_known_cases);
     tcase_add_test(tc, ece_of_known_predictors);
     tcase_set_timeout(tc, 120);
