@@ -35,7 +35,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "tests.h"
 
@@ -174,34 +173,10 @@ static int dir_entries(const char *dir)
     return n;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    const long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spill(const char *path, const void *b, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static bool same_file(const char *path, const char *bytes, size_t n)
+static bool same_file(const char *path, const unsigned char *bytes, size_t n)
 {
     size_t m;
-    char *b = slurp(path, &m);
+    unsigned char *b = read_all(path, &m);
     const bool same = m == n && memcmp(b, bytes, n) == 0;
     free(b);
     return same;
@@ -572,7 +547,7 @@ END_TEST
 
 typedef struct {
     char dir[256], path[300];
-    char *old;       /* the file's bytes before the operation */
+    unsigned char *old; /* the file's bytes before the operation */
     size_t old_len;
     int entries;     /* the directory's entries before */
     rig a, twin;
@@ -604,7 +579,7 @@ static void save_prepare(op *o, bool checkpoint)
     ck_assert_ok(checkpoint ? vib_trainer_save(other.t, s->path)
                             : vib_model_save(other.m, s->path));
     rig_free(&other);
-    s->old = slurp(s->path, &s->old_len);
+    s->old = read_all(s->path, &s->old_len);
     s->entries = dir_entries(s->dir);
 }
 
@@ -645,7 +620,7 @@ static void after_save(op *o, int rc)
         ck_assert_ok(o->run == run_ckpt_save ? vib_trainer_save(s->twin.t, twin_path)
                                              : vib_model_save(s->twin.m, twin_path));
         size_t n;
-        char *want = slurp(twin_path, &n);
+        unsigned char *want = read_all(twin_path, &n);
         ck_assert_msg(same_file(s->path, want, n), "%s: not the file the twin writes", o->name);
         free(want);
         unlink(twin_path);
@@ -802,16 +777,6 @@ static void after_mnist_load(op *o, int rc)
     vib_dataset_free(d);
 }
 
-/* An IDX header: magic 0 0 8 ndim, then big-endian sizes. */
-static size_t idx_header(unsigned char *h, int ndim, const uint32_t *dims)
-{
-    h[0] = h[1] = 0, h[2] = 8, h[3] = (unsigned char)ndim;
-    for (int k = 0; k < ndim; k++)
-        for (int b = 0; b < 4; b++)
-            h[4 + 4 * k + b] = (unsigned char)(dims[k] >> (24 - 8 * b));
-    return 4 + 4 * (size_t)ndim;
-}
-
 START_TEST(idx_files)
 {
     idxed s;
@@ -819,24 +784,16 @@ START_TEST(idx_files)
     snprintf(s.images, sizeof s.images, "%s/train-images-idx3-ubyte", s.dir);
     snprintf(s.labels, sizeof s.labels, "%s/train-labels-idx1-ubyte.gz", s.dir);
     snprintf(s.gz, sizeof s.gz, "%s/images.gz", s.dir);
-    static unsigned char img[16 + ITEMS * SIDE * SIDE], lab[8 + ITEMS];
+    static unsigned char img[ITEMS * SIDE * SIDE], lab[ITEMS];
     const uint32_t idims[] = {ITEMS, SIDE, SIDE}, ldims[] = {ITEMS};
-    const size_t ih = idx_header(img, 3, idims), lh = idx_header(lab, 1, ldims);
     for (size_t i = 0; i < (size_t)ITEMS * SIDE * SIDE; i++)
-        img[ih + i] = (unsigned char)(i * 7);
+        img[i] = (unsigned char)(i * 7);
     for (size_t i = 0; i < ITEMS; i++)
-        lab[lh + i] = (unsigned char)(i % 10);
-    spill(s.images, img, ih + (size_t)ITEMS * SIDE * SIDE);
+        lab[i] = (unsigned char)(i % 10);
+    write_idx(s.images, 0, 3, idims, img);
     /* gzip bodies: the images (for vib_idx_load) and the labels (for the dataset) */
-    gzFile g = gzopen(s.gz, "wb");
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(gzwrite(g, img, (unsigned)(ih + (size_t)ITEMS * SIDE * SIDE)),
-                     (int)(ih + (size_t)ITEMS * SIDE * SIDE));
-    ck_assert_int_eq(gzclose(g), Z_OK);
-    g = gzopen(s.labels, "wb");
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(gzwrite(g, lab, (unsigned)(lh + ITEMS)), (int)(lh + ITEMS));
-    ck_assert_int_eq(gzclose(g), Z_OK);
+    write_idx(s.gz, 1, 3, idims, img);
+    write_idx(s.labels, 1, 1, ldims, lab);
 
     op plain = {"vib_idx_load", idx_prepare, run_idx_load, after_idx_load, idx_release, &s};
     op gz = {"vib_idx_load (gzip)", idx_prepare, run_idx_load, after_idx_load, idx_release, &s};
@@ -872,7 +829,7 @@ static void kill_loop(bool checkpoint)
     ck_assert_ok(checkpoint ? vib_trainer_save(b.t, pb) : vib_model_save(b.m, pb));
     ck_assert_ok(checkpoint ? vib_trainer_save(a.t, path) : vib_model_save(a.m, path));
     size_t na, nb;
-    char *va = slurp(pa, &na), *vb = slurp(pb, &nb);
+    unsigned char *va = read_all(pa, &na), *vb = read_all(pb, &nb);
     unsigned seed = 12345;
     int saw_a = 0, saw_b = 0;
     for (int round = 0; round < 60; round++) {
@@ -896,7 +853,7 @@ static void kill_loop(bool checkpoint)
         ck_assert_msg(WIFSIGNALED(status), "round %d: the saving child ended by itself (%d)",
                       round, status);
         size_t n;
-        char *got = slurp(path, &n);
+        unsigned char *got = read_all(path, &n);
         const bool is_a = n == na && memcmp(got, va, n) == 0;
         const bool is_b = n == nb && memcmp(got, vb, n) == 0;
         ck_assert_msg(is_a || is_b, "round %d: the file is neither version (%zu bytes)", round, n);

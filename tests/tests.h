@@ -82,6 +82,20 @@ double fd_partial(scalar_fn f, void *ctx, float *x, size_t i, double h);
 void check_gradient(const char *what, scalar_fn f, void *ctx, float *x, size_t n,
                     const float *analytic, double h, double rtol, double atol);
 
+/* Files (each step asserted): write bytes plain, or as one gzip member (mode gzopen's:
+ * "wb", "ab" to append a member, a digit after it the level); read a whole file
+ * (malloc'd, *len its length); an IDX image of type 0x08 (the header for dims, then the
+ * product of dims bytes of data), malloc'd, *len its length; and such a file, plain or
+ * gzip'd. */
+void write_plain(const char *path, const void *bytes, size_t len);
+void write_gz_mode(const char *path, const void *bytes, size_t len, const char *mode);
+void write_gz(const char *path, const void *bytes, size_t len);
+unsigned char *read_all(const char *path, size_t *len);
+unsigned char *make_idx(size_t ndim, const uint32_t *dims, const unsigned char *data,
+                        size_t count, size_t *len);
+void write_idx(const char *path, int gz, size_t ndim, const uint32_t *dims,
+               const unsigned char *data);
+
 /* A fixed-seed fill helper: n draws of N(mean, std^2) from a fresh generator. */
 void fill_normal(uint64_t seed, size_t n, float mean, float std, float *out);
 

@@ -1,5 +1,5 @@
 /* testutil.c - finite-difference, fill, value and failure-checking helpers shared by the
- * suites (see tests.h for what each is for). */
+ * suites, and the files they write and read (see tests.h for what each is for). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <float.h>
@@ -7,9 +7,11 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "tests.h"
 
@@ -214,4 +216,85 @@ int call_in_child(int (*call)(const void *arg), const void *arg, unsigned second
     close(fds[0]);
     *status = rc;
     return 1;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+void write_plain(const char *path, const void *bytes, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Write bytes as one gzip member; mode is gzopen's ("wb", or "ab" to append another
+ * member; a digit after it sets the level, "wb0" stores the bytes uncompressed). */
+void write_gz_mode(const char *path, const void *bytes, size_t len, const char *mode)
+{
+    gzFile f = gzopen(path, mode);
+    ck_assert_ptr_nonnull(f);
+    if (len > 0)
+        ck_assert_int_eq(gzwrite(f, bytes, (unsigned)len), (int)len);
+    ck_assert_int_eq(gzclose(f), Z_OK);
+}
+
+void write_gz(const char *path, const void *bytes, size_t len)
+{
+    write_gz_mode(path, bytes, len, "wb");
+}
+
+unsigned char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    unsigned char *b = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* An IDX image of type 0x08: header for dims[0..ndim) followed by `data` (count bytes,
+ * the product of dims), in a malloc'd buffer of *len bytes. */
+unsigned char *make_idx(size_t ndim, const uint32_t *dims, const unsigned char *data,
+                               size_t count, size_t *len)
+{
+    *len = 4 + 4 * ndim + count;
+    unsigned char *b = malloc(*len);
+    ck_assert_ptr_nonnull(b);
+    b[0] = 0;
+    b[1] = 0;
+    b[2] = 0x08;
+    b[3] = (unsigned char)ndim;
+    for (size_t i = 0; i < ndim; i++) {
+        b[4 + 4 * i] = (unsigned char)(dims[i] >> 24);
+        b[5 + 4 * i] = (unsigned char)(dims[i] >> 16);
+        b[6 + 4 * i] = (unsigned char)(dims[i] >> 8);
+        b[7 + 4 * i] = (unsigned char)dims[i];
+    }
+    if (count > 0)
+        memcpy(b + 4 + 4 * ndim, data, count);
+    return b;
+}
+
+/* Write an IDX file of dims with data, plain or gzip'd. */
+void write_idx(const char *path, int gz, size_t ndim, const uint32_t *dims,
+                      const unsigned char *data)
+{
+    size_t count = 1;
+    for (size_t i = 0; i < ndim; i++)
+        count *= dims[i];
+    size_t len;
+    unsigned char *b = make_idx(ndim, dims, data, count, &len);
+    if (gz)
+        write_gz(path, b, len);
+    else
+        write_plain(path, b, len);
+    free(b);
 }
