@@ -12,11 +12,7 @@
  * When it refuses the line, it did so through die() (status 2) or --help (status 0),
  * never by crashing. ASan and UBSan watch the parser throughout. */
 #define _POSIX_C_SOURCE 200809L /* as train_mnist.c: sigaction, clock_gettime */
-#define FUZZ_OPTIONS_PRELUDE
-#include "fuzz_options.h"
-#define main train_mnist_main
-#include "../../examples/train_mnist.c"
-#undef main
+#define FUZZ_PROGRAM "../../examples/train_mnist.c"
 #include "fuzz_options.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,19 +1,20 @@
 /* fuzz_options.h - what the option-parsing targets share (fuzz_options*.c). A target
- * defines FUZZ_OPTIONS_PRELUDE and includes this before the example's source, so that
- * die() and --help return here instead of ending the process; then includes it again,
- * after the source, for the rest, which uses the program's `options` and
- * parse_args(). */
-#ifdef FUZZ_OPTIONS_PRELUDE
-#undef FUZZ_OPTIONS_PRELUDE
+ * defines FUZZ_PROGRAM (the example's source, relative to this directory) and includes
+ * this header, which includes that source with its main renamed and with die() and
+ * --help returning here instead of ending the process (EXAMPLE_EXIT), then gives the
+ * helpers below, which use the program's `options` and parse_args(). */
+#ifndef FUZZ_OPTIONS_H
+#define FUZZ_OPTIONS_H
+
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
 static jmp_buf fuzz_exit;
 #define EXAMPLE_EXIT(status) longjmp(fuzz_exit, 1 + (status))
-#else
-#ifndef FUZZ_OPTIONS_H
-#define FUZZ_OPTIONS_H
+#define main fuzz_program_main
+#include FUZZ_PROGRAM
+#undef main
 
 #include "fuzz_util.h"
 
@@ -135,5 +136,4 @@ static void fuzz_check_sizes(int argc, char **argv, const char *const *flags, si
             fuzz_fail("an accepted line left %s out of range", what);                       \
     } while (0)
 
-#endif
 #endif

@@ -6,11 +6,7 @@
  * characters; every size-valued option what the reference reader makes of its last
  * value. A refused line ends through the usage error or --help. */
 #define _POSIX_C_SOURCE 200809L /* as latent2d.c */
-#define FUZZ_OPTIONS_PRELUDE
-#include "fuzz_options.h"
-#define main latent2d_main
-#include "../../examples/latent2d.c"
-#undef main
+#define FUZZ_PROGRAM "../../examples/latent2d.c"
 #include "fuzz_options.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

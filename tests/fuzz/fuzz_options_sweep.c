@@ -6,11 +6,7 @@
  * every size-valued option what the reference reader makes of its last value. A
  * refused line ends through the usage error or --help. */
 #define _POSIX_C_SOURCE 200809L /* as beta_sweep.c */
-#define FUZZ_OPTIONS_PRELUDE
-#include "fuzz_options.h"
-#define main beta_sweep_main
-#include "../../examples/beta_sweep.c"
-#undef main
+#define FUZZ_PROGRAM "../../examples/beta_sweep.c"
 #include "fuzz_options.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
