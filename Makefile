@@ -112,7 +112,8 @@ TEST_SRCS := $(wildcard tests/*.c)
 # tests/test_alloc.c counts the allocations of the statically linked library.
 TEST_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc,--wrap=free \
              -Wl,--wrap=open,--wrap=read,--wrap=write,--wrap=fsync,--wrap=rename,--wrap=close
-EXAMPLES  := examples/gradient_flow examples/train_mnist examples/beta_sweep examples/latent2d
+EXAMPLES  := examples/gradient_flow examples/train_mnist examples/beta_sweep examples/latent2d \
+             examples/robustness
 # Examples link like any user program: the public header and -lvib, found at run time
 # next to the tree through an $ORIGIN-relative rpath.
 EX_FLAGS  := -Iinclude -Llib -Wl,-rpath,'$$ORIGIN/../lib'
@@ -166,7 +167,7 @@ build/libvib-san.a: $(SAN_OBJS)
 
 examples: $(EXAMPLES)
 
-examples/%: examples/%.c examples/vib_chain.h examples/example_util.h include/vib.h lib/libvib.so
+examples/%: examples/%.c examples/vib_chain.h examples/attacks.h examples/example_util.h include/vib.h lib/libvib.so
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(EX_FLAGS) $(LDFLAGS) $< -o $@ -lvib -lm
 
 # ---- tests --------------------------------------------------------------------------

@@ -116,9 +116,10 @@ START_TEST(l2_attack_reaches_its_targets)
     int32_t target[R];
     for (int r = 0; r < R; r++)
         target[r] = (ys[r] + 1) % C;
-    static float adv[R * D], scratch[7 * R * D + R * C], prob[R * C];
+    static float adv[R * D], scratch[4 * R * D + R * (C + 3)], prob[R * C];
     double dist2[R];
-    ck_assert_ok(attack_l2(m, R, xs, target, 1.0f, 4, 100, 0.0f, 1.0f, 0, scratch, adv, dist2));
+    ck_assert_ok(attack_l2(m, R, xs, target, 1.0f, 4, 100, 0.0f, 1.0f, 0, 0, 0.0f, scratch, adv,
+                           dist2));
     ck_assert_ok(vib_model_predict(m, R, adv, 0, prob));
     int won = 0;
     double mean = 0.0;
