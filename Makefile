@@ -2,6 +2,8 @@
 #
 #   make                 build lib/libvib.so.X.Y.Z (+ symlinks), lib/libvib.a and the examples
 #   make run             install missing packages, fetch MNIST, build, train (results/)
+#   make robustness      attacks, out-of-distribution detection and calibration of
+#                        deterministic and VIB classifiers (results/robustness/, an hour)
 #   make check           unit tests, the ABI check, the Python ctypes test, the
 #                        documentation's C examples, the Python package's tests, then
 #                        the unit tests again under ASan + UBSan
@@ -123,7 +125,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 .PHONY: bench bench-peer bench-mpi
 .PHONY: all lib examples check check-unit check-abi check-ffi check-docs check-examples check-sanitize \
         check-python check-mpi mpi python install uninstall clean deps run have-blis data \
-        experiments
+        experiments robustness
 .DELETE_ON_ERROR:
 
 all: lib examples mpi
@@ -357,6 +359,15 @@ experiments:
 	$(MAKE) all data
 	./examples/beta_sweep
 	./examples/latent2d
+
+# What the bottleneck buys (examples/robustness, about an hour on two cores): a
+# deterministic and three VIB classifiers under FGSM, PGD and a targeted L2 attack,
+# MNIST told from Fashion-MNIST, and calibration; CSVs and PNGs in results/robustness/.
+# The models are kept there and reloaded (--reuse) by the next run.
+robustness:
+	@sh .ci/deps run
+	$(MAKE) all data
+	./examples/robustness --reuse
 
 # ---- benchmarks (docs/performance.md) -------------------------------------------------
 # Not tests: they print measurements and assert nothing.

@@ -247,8 +247,9 @@ static void train(const options *o, study *s, const vib_dataset *tr, size_t n)
 }
 
 /* The model of `s`: loaded from `path` with --reuse when the file is there (it must
- * have the data's shape and the study's kind), else trained and saved there. */
-static void obtain(const options *o, study *s, const char *path, const vib_dataset *tr)
+ * have the data's shape and the study's kind), else trained and saved there. Returns
+ * the seconds of training, NAN for a loaded model. */
+static double obtain(const options *o, study *s, const char *path, const vib_dataset *tr)
 {
     const size_t n = o->train_limit && o->train_limit < vib_dataset_size(tr)
                          ? o->train_limit : vib_dataset_size(tr);
@@ -265,12 +266,14 @@ static void obtain(const options *o, study *s, const char *path, const vib_datas
             exit(1);
         }
         printf("%s: loaded %s\n", s->name, path);
-        return;
+        return NAN;
     }
     const double t0 = now();
     train(o, s, tr, n);
+    const double secs = now() - t0;
     check(vib_model_save(s->m, path), "save the model");
-    printf("%s: trained in %.0f s on %zu images, saved %s\n", s->name, now() - t0, n, path);
+    printf("%s: trained in %.0f s on %zu images, saved %s\n", s->name, secs, n, path);
+    return secs;
 }
 
 /* ---- evaluation ---------------------------------------------------------------------- */
@@ -543,9 +546,7 @@ int main(int argc, char **argv)
         study *s = &models[i];
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.vibm", o.out, s->name);
-        const double t0 = now();
-        obtain(&o, s, path, train_set);
-        const double t_train = now() - t0;
+        const double t_train = obtain(&o, s, path, train_set);
         const float *x = vib_dataset_images(test);
         const int32_t *y = vib_dataset_labels(test);
         const double clean = accuracy(s->m, vib_dataset_size(test), x, y, s->eval_s, NULL);
@@ -583,7 +584,7 @@ int main(int argc, char **argv)
     char *gp[] = {"gnuplot", "-c", "examples/robustness.gp", (char *)o.out,
                   o.no_attacks ? "0" : "1", o.no_ood ? "0" : "1", names, NULL};
     fflush(stdout);
-    if (run_gnuplot(gp[2], gp, "plots"))
+    if ((!o.no_attacks || !o.no_ood) && run_gnuplot(gp[2], gp, "plots"))
         printf("plots: %s/*.png\n", o.out);
     vib_dataset_free(train_set);
     vib_dataset_free(test);

@@ -10,7 +10,7 @@
 # synthetic IDX files written here, so no MNIST download is needed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-for p in examples/train_mnist examples/beta_sweep; do
+for p in examples/train_mnist examples/beta_sweep examples/robustness; do
     if [ ! -x "$p" ]; then
         echo "examples_labels: $p is not built (make examples)"
         exit 1
@@ -118,6 +118,39 @@ grep -q "that state is saved in $tmp/d.ckpt" "$tmp/err" ||
 expect "train_mnist, the diverged run's saved state loads" 0 "" \
     examples/train_mnist --data "$tmp/bright" --epochs 0 --samples 1 --threads 1 \
     --load "$tmp/d.ckpt"
+
+# robustness: every table has a line per model, attack, gradient draw count and epsilon
+# (a deterministic model's attacks once, z = mu; the rate only for VIB models), every
+# accuracy and rate a percentage, every AUROC a probability; --reuse loads the saved
+# models, and refuses one of another kind; bad options and a missing out-of-distribution
+# set are named.
+rob="--data $tmp/clean --fashion $tmp/clean --hidden 4,4 --latent 2 --epochs 1 --attack-n 5
+     --l2-n 4 --l2-iters 3 --l2-searches 2 --pgd-iters 2 --eps 0,0.5 --samples 2 --threads 1"
+# shellcheck disable=SC2086 # $rob is a list of options
+expect "robustness, tiny run" 0 "" examples/robustness $rob --out "$tmp/rob"
+rows() { echo $(($(wc -l < "$tmp/rob/$1") - 1)); }
+for want in "attacks.csv 28" "l2.csv 7" "ood.csv 11" "calibration.csv 60" "models.csv 4"; do
+    set -- $want
+    if [ "$(rows "$1")" -ne "$2" ]; then
+        echo "examples_labels: robustness: $1 has $(rows "$1") lines, expected $2"
+        failures=$((failures + 1))
+    fi
+done
+awk -F, 'NR > 1 && !($7 >= 0 && $7 <= 100) { bad = 1 } END { exit bad }' "$tmp/rob/attacks.csv" &&
+    awk -F, 'NR > 1 && !($4 >= 0 && $4 <= 1 && $5 >= 0 && $5 <= 1) { bad = 1 } END { exit bad }'         "$tmp/rob/ood.csv" &&
+    awk -F, 'NR > 1 && $3 == "rate" && $1 == "deterministic" { bad = 1 } END { exit bad }'         "$tmp/rob/ood.csv" ||
+    { echo "examples_labels: robustness: a value out of range"; failures=$((failures + 1)); }
+# shellcheck disable=SC2086
+expect "robustness, --reuse" 0 "" examples/robustness $rob --out "$tmp/rob" --reuse --no-ood
+grep -q "vib_1e-01: loaded $tmp/rob/vib_1e-01.vibm" "$tmp/out" ||
+    { echo "examples_labels: robustness --reuse did not load the models"; failures=$((failures + 1)); }
+cp "$tmp/rob/deterministic.vibm" "$tmp/rob/vib_1e-02.vibm"
+# shellcheck disable=SC2086
+expect "robustness, --reuse of a model of another kind" 1     "robustness: $tmp/rob/vib_1e-02.vibm is not a vib_1e-02 model"     examples/robustness $rob --out "$tmp/rob" --reuse --no-ood
+expect "robustness, --l2-n over --attack-n" 2 "--l2-n 9 is more than --attack-n 5"     examples/robustness --attack-n 5 --l2-n 9
+expect "robustness, one width" 2 "--hidden needs two integer widths"     examples/robustness --hidden 4
+# shellcheck disable=SC2086
+expect "robustness, no Fashion-MNIST" 1 "apt-get install dataset-fashion-mnist"     examples/robustness $rob --out "$tmp/rob2" --fashion "$tmp/none"
 
 [ "$failures" -eq 0 ] || { echo "examples_labels: $failures failed"; exit 1; }
 echo "examples_labels: all passed"
