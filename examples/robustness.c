@@ -175,8 +175,6 @@ static void parse_args(int argc, char **argv, options *o)
             die("--l2-n %zu is more than --attack-n %zu", o->l2_n, o->attack_n);
         o->l2_n = o->attack_n;
     }
-    if (o->no_det && o->n_betas == 0)
-        die("no model to study");
 }
 
 /* ---- the models ---------------------------------------------------------------------- */

@@ -13,7 +13,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := idx model checkpoint options options_sweep options_latent
+FUZZ_TARGETS := idx model checkpoint options options_sweep options_latent options_robustness
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -O1 -g $(FUZZ_SAN) -Iinclude -Ilib $(BLIS_CFLAGS) -fopenmp \
                 -Wno-pass-failed
