@@ -374,11 +374,18 @@ static size_t scratch_floats(const vibi_arch *a)
     return vibi_arch_full(a) ? 2 * vib_chol_size(a->k) + 4 * a->k : 0;
 }
 
+/* The floats of a row of the dx view: the input gradient, or the head's gradient
+ * averaged over the draws (vib_model_input_gradients), whichever is wider. */
+static size_t dx_width(const vibi_arch *a)
+{
+    return a->input_dim > a->head_out ? a->input_dim : a->head_out;
+}
+
 /* Floats of workspace per row: every layer's output, v, z, dz, the head's sigma, aux
- * and dsigma, two ping-pong gradient buffers, and the input gradient's sum over draws. */
+ * and dsigma, two ping-pong gradient buffers, and the dx view. */
 static size_t row_floats(const vib_model *m)
 {
-    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width + m->arch.input_dim;
+    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width + dx_width(&m->arch);
     for (size_t l = 0; l < m->arch.n_layers; l++)
         per_row += m->layers[l].out;
     return per_row;
@@ -430,7 +437,7 @@ vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act)
     w.dsigma = p, p += rows * K;
     w.ga = p, p += rows * m->arch.max_width;
     w.gb = p, p += rows * m->arch.max_width;
-    w.dx = p, p += rows * m->arch.input_dim;
+    w.dx = p, p += rows * dx_width(&m->arch);
     w.scratch = p;
     return w;
 }

@@ -92,7 +92,8 @@ typedef struct vibi_views {
     float *sigma;    /* the diagonal head's sigma, [rows x K] */
     float *aux;      /* log sigma, then d log sigma, [rows x K] */
     float *dsigma;   /* [rows x K] */
-    float *dx;       /* dL/dx summed over draws (vib_model_input_gradients), [rows x input_dim] */
+    float *dx;       /* dL/d(head) averaged over draws (vib_model_input_gradients),
+                      * [rows x max(input_dim, head_out)] */
     float *scratch;  /* one row of the full-covariance head: 2 K(K+1)/2 + 4K (0 if diagonal) */
 } vibi_views;
 

@@ -160,20 +160,21 @@ static void copy_mu(const vib_model *m, size_t batch, const float *head, float *
         memcpy(mu + r * m->arch.k, head + r * m->arch.head_out, m->arch.k * sizeof(float));
 }
 
-/* The training loss's forward over `batch` checked rows in the workspace w: encoder, head,
- * decoder, softmax cross-entropy. z = mu + scale v with v drawn from the training stream
- * (draw) or v = 0, which is z = mu with the KL kept; a deterministic model takes z = mu
- * and has no KL. The logits in act[last] are replaced by dL/dlogits of the batch mean.
- * Writes the batch means of the CE and KL and L = CE + beta KL. A non-finite L is
- * VIB_ERR_NUMERIC, with the training stream put back to *noise_was. */
-static int loss_forward(vib_model *m, const char *fn, size_t batch, const float *x,
-                        const int32_t *labels, const vibi_noise *nz, const vibi_views *w,
-                        const vibi_rng_state *noise_was, double *ce, double *kl, double *loss)
+/* The training loss's forward from the head's outputs in act[H] (the encoder's pass done)
+ * over `batch` checked rows in the workspace w: the sample, decoder, softmax
+ * cross-entropy. z = mu + scale v with v drawn from the training stream (draw) or v = 0,
+ * which is z = mu with the KL kept; a deterministic model takes z = mu and has no KL.
+ * The logits in act[last] are replaced by dL/dlogits of the batch mean. Writes the batch
+ * means of the CE and KL and L = CE + beta KL. A non-finite L is VIB_ERR_NUMERIC, with
+ * the training stream put back to *noise_was. */
+static int loss_forward_tail(vib_model *m, const char *fn, size_t batch,
+                             const int32_t *labels, const vibi_noise *nz, const vibi_views *w,
+                             const vibi_rng_state *noise_was, double *ce, double *kl,
+                             double *loss)
 {
     const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
     const size_t last = m->arch.n_layers - 1;
     float **act = w->act;
-    forward_layers(m, 0, H, batch, x, act);
     double kl_sum = 0.0;
     if (m->deterministic) {
         copy_mu(m, batch, act[H], w->z);
@@ -216,6 +217,16 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
     return VIB_OK;
 }
 
+/* The training loss's forward over `batch` checked rows: the encoder, then
+ * loss_forward_tail. */
+static int loss_forward(vib_model *m, const char *fn, size_t batch, const float *x,
+                        const int32_t *labels, const vibi_noise *nz, const vibi_views *w,
+                        const vibi_rng_state *noise_was, double *ce, double *kl, double *loss)
+{
+    forward_layers(m, 0, vibi_arch_head(&m->arch), batch, x, w->act);
+    return loss_forward_tail(m, fn, batch, labels, nz, w, noise_was, ce, kl, loss);
+}
+
 /* The backward of loss_forward on the same rows: decoder, head, encoder. With params
  * every weight and bias gradient is WRITTEN (none added to) and the encoder stops at its
  * first layer's weights; without, no parameter gradient is touched or computed, and the
@@ -232,6 +243,17 @@ static void loss_backward(vib_model *m, size_t batch, size_t norm_rows, const fl
                              (double)m->beta * (1.0 / (double)norm_rows), w, dhead);
     backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode,
                     ready);
+}
+
+/* The backward of loss_forward_tail without parameter gradients: decoder and head,
+ * dL/d(head outputs) into w->gb. */
+static void loss_backward_tail(vib_model *m, size_t batch, const vibi_views *w)
+{
+    const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
+    backward_layers(m, H + 1, last, batch, w->z, w->act, w->act[last], w->ga, w->gb, w->dz, 0,
+                    NULL);
+    vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
+                             (double)m->beta * (1.0 / (double)batch), w, w->gb);
 }
 
 int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
@@ -298,22 +320,30 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     float *act[VIBI_MAX_LAYERS];
     const vibi_views w = vibi_model_views(m, batch, act);
     const bool draw = samples > 0 && !m->deterministic;
-    const size_t draws = draw ? samples : 1, n = batch * m->arch.input_dim;
-    /* the draws' gradients are summed in the workspace: dx is written only once every
-     * draw's loss has proved finite */
-    memset(w.dx, 0, n * sizeof(float));
+    const size_t draws = draw ? samples : 1, H = vibi_arch_head(&m->arch);
+    const size_t n_head = batch * m->arch.head_out;
+    /* The encoder runs once: the draws differ only from the head on, and the encoder's
+     * backward is linear in the gradient it receives, so the mean over the draws of
+     * dL/d(head outputs) goes through it once (a draw costs the decoder, not the
+     * network). That mean gathers in w.dx, and dx is written only once every draw's
+     * loss has proved finite. */
+    forward_layers(m, 0, H, batch, x, w.act);
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     double sum = 0.0;
     const vibi_noise nz = {.draw_rows = draw ? batch : 0, .offset = 0, .norm_rows = batch};
     for (size_t s = 0; s < draws; s++) {
         double ce, kl, total;
-        TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &ce, &kl, &total));
-        loss_backward(m, batch, batch, x, &w, false, w.dx, NULL);
+        TRY(loss_forward_tail(m, fn, batch, labels, &nz, &w, &noise_was, &ce, &kl, &total));
+        loss_backward_tail(m, batch, &w);
+        for (size_t i = 0; i < n_head; i++)
+            w.dx[i] = s == 0 ? w.gb[i] : w.dx[i] + w.gb[i];
         sum += total;
     }
-    for (size_t i = 0; i < n; i++) /* the mean, in double, rounded once */
-        dx[i] = (float)((double)w.dx[i] / (double)draws);
+    if (draws > 1)
+        for (size_t i = 0; i < n_head; i++)
+            w.dx[i] /= (float)draws;
+    backward_layers(m, 0, H, batch, x, w.act, w.dx, w.ga, w.gb, dx, 0, NULL);
     if (loss)
         *loss = sum / (double)draws;
     return VIB_OK;
