@@ -656,6 +656,7 @@ VIB_API int vib_model_block(const vib_model *model, size_t b, size_t *offset, si
  * calls would draw), the gradient and the loss averaged over them; with samples = 0,
  * z = mu (v = 0) and no draw, the KL term kept; a deterministic model has z = mu and no
  * KL whatever samples is. Neither the parameters nor their gradients are touched.
+ * The encoder runs once whatever samples is; each draw costs the head and decoder.
  * *loss (if not NULL) receives L, averaged over the draws. Checks as
  * vib_model_gradients, then dx NULL and samples > 100000 (VIB_ERR_INVALID_ARG); a
  * non-finite loss at any draw is VIB_ERR_NUMERIC with dx, *loss and the training noise
