@@ -82,7 +82,7 @@ static void usage(FILE *f)
             "                      0,0.05,0.1,0.15,0.2,0.3,0.4,0.5,0.6)\n"
             "  --pgd-iters N       PGD steps (default 40)\n"
             "  --l2-n N            images given the L2 attack (default 500, at most --attack-n)\n"
-            "  --l2-iters N        Adam steps per search round of the L2 attack (default 100)\n"
+            "  --l2-iters N        Adam steps per search round of the L2 attack (default 300)\n"
             "  --l2-searches N     rounds of the search over its constant c (default 5)\n"
             "  --l2-c C            the constant c of its first round (default 1)\n"
             "  --l2-kappa K        a success needs the target's probability K above every\n"
@@ -117,7 +117,7 @@ static void parse_args(int argc, char **argv, options *o)
     *o = (options){.data = "data/mnist", .fashion = "/usr/share/datasets/fashion-mnist",
                    .out = "results/robustness", .enc = {1024, 1024}, .latent = 256,
                    .epochs = 20, .samples = 12, .attack_n = 1000, .pgd_iters = 40,
-                   .l2_n = 500, .l2_iters = 100, .l2_searches = 5, .l2_c = 1.0,
+                   .l2_n = 500, .l2_iters = 300, .l2_searches = 5, .l2_c = 1.0,
                    .l2_kappa = 0.5,
                    .seed = 1};
     o->n_betas = parse_list("--betas", "1e-3,1e-2,1e-1", 0, 1e6, o->betas);

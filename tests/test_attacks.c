@@ -41,11 +41,15 @@ static vib_model *trained(void)
     return m;
 }
 
-/* The batch-mean loss at z = mu (no draw: the same for both inputs). */
+/* The loss the attacks climb, the batch-mean cross-entropy, at z = mu (no draw: the
+ * same for both inputs); the model's beta as it was. */
 static double loss_at(vib_model *m, const float *x, float *scratch)
 {
+    const float beta = vib_model_beta(m);
     double loss;
+    ck_assert_ok(vib_model_set_beta(m, 0.0f));
     ck_assert_ok(vib_model_input_gradients(m, N, x, ys, 0, scratch, &loss));
+    ck_assert_ok(vib_model_set_beta(m, beta));
     return loss;
 }
 
@@ -64,6 +68,7 @@ static void within(const float *x, const float *adv, float eps, float lo, float 
 START_TEST(attacks_raise_the_loss_within_the_bound)
 {
     vib_model *m = trained();
+    ck_assert_ok(vib_model_set_beta(m, 0.01f)); /* a KL term the attacks must leave out */
     static float adv[N * D], grad[N * D];
     const double clean = loss_at(m, xs, grad);
     const float eps = 0.03f;
@@ -94,6 +99,24 @@ START_TEST(attacks_raise_the_loss_within_the_bound)
         ck_assert_msg(pgd >= fgsm, "PGD-10 (S = %zu): loss %g, below FGSM's %g (clean %g)",
                       samples, pgd, fgsm, clean);
     }
+    /* the attacks climb the cross-entropy alone: at z = mu, FGSM is the sign of its
+     * gradient (beta 0), bit for bit, and the model's beta is what it was */
+    static float want[N * D];
+    ck_assert_ok(vib_model_set_beta(m, 0.0f));
+    ck_assert_ok(vib_model_input_gradients(m, N, xs, ys, 0, grad, NULL));
+    ck_assert_ok(vib_model_set_beta(m, 0.01f));
+    size_t kl_moves = 0;
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        want[i] = attack_project(xs[i] + eps * attack_sign(grad[i]), xs[i], eps, 0.0f, 1.0f);
+    ck_assert_ok(vib_model_input_gradients(m, N, xs, ys, 0, grad, NULL)); /* CE + beta KL */
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        kl_moves += attack_project(xs[i] + eps * attack_sign(grad[i]), xs[i], eps, 0.0f, 1.0f) !=
+                    want[i];
+    ck_assert_ok(attack_fgsm(m, N, xs, ys, eps, 0.0f, 1.0f, 0, grad, adv));
+    ck_assert_msg(memcmp(adv, want, sizeof want) == 0, "FGSM is not the cross-entropy's");
+    ck_assert(vib_model_beta(m) == 0.01f);
+    /* and that tells: with the KL term, other values move (so the check above can fail) */
+    ck_assert_msg(kl_moves > 0, "the KL term moved no value");
     /* the data range binds: from inputs at the edges nothing leaves [0, 1] */
     for (size_t i = 0; i < (size_t)N * D; i++)
         adv[i] = (float)(i % 2);
