@@ -121,11 +121,12 @@ ATTACKS_FN int attack_pgd(vib_model *m, size_t n, const float *x, const int32_t 
  * x, projected onto [lo, hi] after each, the gradient of the cross-entropy averaged over
  * `samples` posterior samples. c starts at c0 and is searched per row over `searches`
  * rounds: bisected towards the last success, times 10 after a failure while none has
- * come (a model whose input gradient is small needs a c some decades up). A row succeeds when the prediction with `judge` samples (z = mu for 0) gives
- * the target a probability above every other class's by more than kappa: the decision
- * of the model as it is used, whatever the attack's gradient; kappa > 0 keeps a
- * stochastic prediction's success from resting on the boundary, where a new draw of
- * its noise undoes it half the time.
+ * come (a model whose input gradient is small needs a c some decades up). A row
+ * succeeds when the prediction with `judge` samples (z = mu for 0) gives the target a
+ * probability above every other class's by more than kappa: the decision of the model
+ * as it is used, whatever the attack's gradient; kappa > 0 keeps a stochastic
+ * prediction's success from resting on the boundary, where a new draw of its noise
+ * undoes it half the time.
  * x_adv receives each row's best success (x itself if none), dist2[r] its squared L2
  * distance (INFINITY if none). scratch: 4 n dim + n (classes + 3) floats. Returns the
  * first failing libvib status.
