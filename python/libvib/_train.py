@@ -167,7 +167,8 @@ class Trainer(_lib.Owned):
         callback(epoch, step, steps_per_epoch, ce, kl, loss), called after each step
         (epoch from 0, step from 1, the step's batch means), returns something truthy to
         stop after that step (then `stopped` is True). An exception raised in it (also
-        KeyboardInterrupt, checked at each step) stops the epoch after that step and is
+        KeyboardInterrupt from Ctrl-C under Python's default SIGINT handler, checked at
+        each step) stops the epoch after that step and is
         re-raised when the epoch has returned; the trainer is then at a step boundary and
         can go on or be saved. The callback may read the position and call save(); it
         must not train, load, close or change the schedule (RuntimeError).
@@ -192,10 +193,13 @@ class Trainer(_lib.Owned):
         # KeyboardInterrupt at whatever bytecode runs next, perhaps in the hook before its
         # try, where ctypes can only print and drop it. In the main thread a handler that
         # notes the signal takes its place for the epoch; the hook stops at the next step
-        # boundary and KeyboardInterrupt is raised when the epoch has returned.
+        # boundary and KeyboardInterrupt is raised when the epoch has returned. Only
+        # Python's default handler is replaced: a SIGINT the program ignores (SIG_IGN, as
+        # a background job under nohup starts) or handles itself stays as it is.
         interrupted = []
         old_sigint = None
-        if threading.current_thread() is threading.main_thread():
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             try:
                 old_sigint = signal.signal(signal.SIGINT, lambda s, f: interrupted.append(s))
             except ValueError:  # not the main interpreter

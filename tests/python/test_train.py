@@ -241,7 +241,17 @@ def test_wrong_objects_are_type_errors(model, data):
         opt.step(model.params, model.grads, ema=opt)
 
 
-def test_ctrl_c_stops_the_epoch_at_a_step(data):
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test, whatever the runner inherited (a
+    background job starts with SIGINT ignored), and the runner's own back after it."""
+    import signal
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_the_epoch_at_a_step(data, default_sigint):
     import os
     import signal
     x, y = data
@@ -255,7 +265,7 @@ def test_ctrl_c_stops_the_epoch_at_a_step(data):
     assert tr.step_in_epoch in (2, 3) and tr.stopped
 
 
-def test_ctrl_c_from_outside_stops_the_epoch():
+def test_ctrl_c_from_outside_stops_the_epoch(default_sigint):
     """A real SIGINT, arriving while the C loop runs (here from a timer thread), is not
     lost: the epoch stops at a step boundary and KeyboardInterrupt is raised after it."""
     import os
@@ -275,6 +285,41 @@ def test_ctrl_c_from_outside_stops_the_epoch():
     assert tr.steps == tr.epochs_done * tr.steps_per_epoch + tr.step_in_epoch
     assert tr.epochs_done == 0  # stopped inside the epoch (it is 1000 steps long)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("kind", ["ignored", "own handler"])
+def test_sigint_not_left_to_python_is_left_alone(kind):
+    """A program that ignores SIGINT or handles it itself keeps that: the epoch does
+    not install its handler, a SIGINT during it goes where the program said, the epoch
+    runs to its end, and the disposition afterwards is the program's."""
+    import os
+    import signal
+    import threading
+    rng = np.random.default_rng(6)
+    n, dim = 4000, 64
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    y = (np.arange(n) % 4).astype(np.int32)
+    m = libvib.Model(dim, 8, 4, encoder=(256, 256), seed=2)
+    tr = libvib.Trainer(m, libvib.Adam(m, lr=1e-3), n, 20, seed=1)
+    seen = []
+    handler = signal.SIG_IGN if kind == "ignored" else (lambda s, f: seen.append(s))
+    sent = threading.Event()
+
+    def during(epoch, step, steps_per_epoch, ce, kl, loss):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
+
+    before = signal.signal(signal.SIGINT, handler)
+    try:
+        tr.epoch(x, y, callback=during)
+        assert sent.is_set()
+        assert tr.epochs_done == 1 and not tr.stopped  # the whole epoch ran
+        assert signal.getsignal(signal.SIGINT) is handler
+        if kind == "own handler":
+            assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _two_workers(x, y, batch, steps, overlap):
