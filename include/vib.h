@@ -688,6 +688,32 @@ VIB_API int vib_model_evaluate(vib_model *model, const vib_ema *ema, size_t n, c
                                const int32_t *labels, size_t samples, double *error,
                                double *ce_bits, double *kl_bits, double *izy_bits);
 
+/* Training with several posterior draws per example. vib_model_gradients (and so the
+ * trainer, and vib_model_input_gradients' loss) then draws `samples` values of z for each
+ * row, z_s = mu + sigma v_s, and trains on
+ *   VIB_OBJECTIVE_MEAN        CE = the mean over the draws of -log q(y | z_s), an
+ *                             average of `samples` one-draw losses (its gradient has
+ *                             less variance; the bound it optimizes is the same);
+ *   VIB_OBJECTIVE_LOGMEANEXP  CE = -log( (1/S) sum_s q(y | z_s) ), the cross-entropy of
+ *                             the averaged prediction, the one the paper's 12-sample test
+ *                             rule scores; a tighter bound, at most the mean's (Jensen);
+ * plus beta KL, the KL in closed form as ever (it does not depend on the draw). The
+ * encoder runs once per row whatever samples is: only the head's sampling and the
+ * decoder run per draw, in one pass over batch x samples rows. The draws come from the
+ * training stream, samples x batch x K normals a step, in the order of `samples`
+ * one-draw steps, so samples = 1 with VIB_OBJECTIVE_MEAN is the model's default
+ * training bit for bit. A deterministic model has one z per row and ignores the
+ * setting. Saved with the model (vib_model_save, checkpoints). The workspace for the
+ * largest batch trained so far grows to samples times its rows at once (so a trainer's
+ * steps still allocate nothing); vib_model_reserve reserves for the draws set then.
+ * Errors: NULL model, samples 0 or above 1024, an unknown objective
+ * (VIB_ERR_INVALID_ARG); VIB_ERR_NOMEM; the model is unchanged on error. */
+enum { VIB_OBJECTIVE_MEAN = 0, VIB_OBJECTIVE_LOGMEANEXP = 1 };
+VIB_API int vib_model_set_train_samples(vib_model *model, size_t samples, int objective);
+/* Pure getters: the draws per example (1 unless set; 0 for NULL) and the objective. */
+VIB_API size_t vib_model_train_samples(const vib_model *model);
+VIB_API int vib_model_train_objective(const vib_model *model);
+
 /* A trainer: minibatch training of a model with an optimizer (and an optional moving
  * average of the weights) over a fixed training set of n rows, in seeded-shuffled
  * minibatches of `batch` rows (the last one of an epoch shorter if batch does not divide

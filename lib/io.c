@@ -1,11 +1,11 @@
 /*
  * io.c - saving and loading a model.
  *
- * File format, version 1, all integers and floats little-endian:
+ * File format, versions 1 and 2, all integers and floats little-endian:
  *
  *   offset  size        field
  *   0       8           magic "VIBMODEL"
- *   8       4  u32      format version (1)
+ *   8       4  u32      format version (1 or 2)
  *   12      4  u32      flags: bit 0 = deterministic, bit 1 = full covariance; others 0
  *   16      8  u64      input_dim
  *   24      8  u64      latent_dim (K)
@@ -17,9 +17,16 @@
  *   ..      4  f32      beta
  *   ..      4  f32      sigma offset
  *   ..      8  u64      seed
+ *   ..      4  u32      version 2 only: training's draws per example, 1 to 1024
+ *   ..      4  u32      version 2 only: its objective (VIB_OBJECTIVE_*)
  *   ..      8  u64      number of parameters P
  *   ..      4*P f32     the flat parameter array
  *   ..      4  u32      CRC-32 (zlib's) of every byte before it
+ *
+ * A model with one draw and the mean objective (every model before 0.2's
+ * vib_model_set_train_samples) is saved as version 1, byte for byte as before, so older
+ * readers keep reading it; any other as version 2. A version 2 file that holds version
+ * 1's settings is refused: each model has one file image, which load and save keep.
  *
  * Saving writes the whole image to a temporary file beside the target (mode 0666 less
  * the umask), fsyncs it,
@@ -40,17 +47,30 @@
 #include "model.h"
 
 static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
-enum { FORMAT_VERSION = 1, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
+enum { FORMAT_V1 = 1, FORMAT_V2 = 2, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
+
+/* The header's bytes after the hidden sizes: beta, offset, seed, (version 2: the draws
+ * and the objective,) P. */
+static size_t tail_bytes(uint32_t version)
+{
+    return version == FORMAT_V1 ? 24 : 32;
+}
 
 /* Bytes of a file with these counts; the header up to the hidden sizes is 56 bytes. */
-static uint64_t file_size(uint64_t n_enc, uint64_t n_dec, uint64_t params)
+static uint64_t file_size(uint32_t version, uint64_t n_enc, uint64_t n_dec, uint64_t params)
 {
-    return 56 + 8 * (n_enc + n_dec) + 4 + 4 + 8 + 8 + 4 * params + 4;
+    return 56 + 8 * (n_enc + n_dec) + tail_bytes(version) + 4 * params + 4;
 }
 
 uint64_t vibi_model_file_bytes(const vibi_arch *a)
 {
-    return file_size(a->n_enc, a->n_dec, a->num_params);
+    return file_size(FORMAT_V2, a->n_enc, a->n_dec, a->num_params);
+}
+
+/* The version a model is saved as: 1 unless its training settings need 2. */
+static uint32_t model_version(const vib_model *m)
+{
+    return m->train_samples == 1 && m->objective == VIB_OBJECTIVE_MEAN ? FORMAT_V1 : FORMAT_V2;
 }
 
 /* zlib's crc32 takes a uInt length; feed large buffers in pieces. */
@@ -105,7 +125,8 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
 {
     const vibi_arch *a = &model->arch;
     const size_t P = a->num_params;
-    const size_t total = (size_t)file_size(a->n_enc, a->n_dec, P);
+    const uint32_t version = model_version(model);
+    const size_t total = (size_t)file_size(version, a->n_enc, a->n_dec, P);
     const float *params = model->params;
     for (size_t i = 0; i < P; i++) /* vib_model_load refuses such a file: do not write it */
         if (!isfinite(params[i]))
@@ -115,7 +136,7 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, total);
     unsigned char *p = buf;
     memcpy(p, MAGIC, 8), p += 8;
-    p = vibi_put_u32(p, FORMAT_VERSION);
+    p = vibi_put_u32(p, version);
     p = vibi_put_u32(p, (model->deterministic ? FLAG_DETERMINISTIC : 0) |
                             (vibi_arch_full(a) ? FLAG_FULL_COV : 0));
     p = vibi_put_u64(p, a->input_dim);
@@ -130,6 +151,10 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
     p = vibi_put_f32(p, model->beta);
     p = vibi_put_f32(p, model->offset);
     p = vibi_put_u64(p, model->seed);
+    if (version == FORMAT_V2) {
+        p = vibi_put_u32(p, (uint32_t)model->train_samples); /* at most 1024 */
+        p = vibi_put_u32(p, (uint32_t)model->objective);
+    }
     p = vibi_put_u64(p, P);
     for (size_t i = 0; i < P; i++)
         p = vibi_put_f32(p, params[i]);
@@ -191,8 +216,8 @@ int vib_model_save(const vib_model *model, const char *path)
 /* ---- load ----------------------------------------------------------------------- */
 
 /* The longest header a loadable file has: 56 bytes, 8 per hidden size (at most 64 + 64
- * of them), then beta, offset, seed and P. */
-#define HEADER_MAX (56 + 8 * (64 + 64) + 24)
+ * of them), then beta, offset, seed, version 2's draws and objective, and P. */
+#define HEADER_MAX (56 + 8 * (64 + 64) + 32)
 
 /* The checks parse() begins with, which need only the header: `head` holds its first
  * head_len bytes, all the file has up to HEADER_MAX, and file_len is the file's length.
@@ -208,9 +233,9 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
     const uint32_t version = vibi_get_u32(head + 8), flags = vibi_get_u32(head + 12);
-    if (version != FORMAT_VERSION)
-        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: format version %u, this libvib reads version %d", fn, path,
-                   version, FORMAT_VERSION);
+    if (version != FORMAT_V1 && version != FORMAT_V2)
+        return vibi_fail(VIB_ERR_FORMAT, "%s: %s: format version %u, this libvib reads versions 1 and 2",
+                         fn, path, version);
     if (flags & ~(uint32_t)(FLAG_DETERMINISTIC | FLAG_FULL_COV))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: unknown flags 0x%x", fn, path, flags);
     const uint64_t n_enc = vibi_get_u64(head + 40), n_dec = vibi_get_u64(head + 48);
@@ -219,15 +244,16 @@ static int check_header(const char *fn, const char *path, const unsigned char *h
     if (n_enc > VIBI_MAX_HIDDEN || n_dec > VIBI_MAX_HIDDEN)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu encoder and %llu decoder layers: corrupted", fn, path,
                    (unsigned long long)n_enc, (unsigned long long)n_dec);
-    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24; /* at most HEADER_MAX */
+    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + tail_bytes(version); /* <= HEADER_MAX */
     if (file_len < hdr + 4)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated header (%llu bytes)", fn, path,
                    (unsigned long long)file_len);
     const uint64_t P = vibi_get_u64(head + hdr - 8);
-    if (P > ((uint64_t)1 << 40) || file_size(n_enc, n_dec, P) != file_len)
+    if (P > ((uint64_t)1 << 40) || file_size(version, n_enc, n_dec, P) != file_len)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: truncated or padded: %llu bytes, the header promises %llu", fn,
                    path, (unsigned long long)file_len,
-                   P > ((uint64_t)1 << 40) ? 0ULL : (unsigned long long)file_size(n_enc, n_dec, P));
+                   P > ((uint64_t)1 << 40) ? 0ULL
+                                           : (unsigned long long)file_size(version, n_enc, n_dec, P));
     return VIB_OK;
 }
 
@@ -298,9 +324,9 @@ int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, s
 {
     /* the header again, against the length read (the file may have changed since) */
     TRY(check_header(fn, path, b, len, len));
-    const uint32_t flags = vibi_get_u32(b + 12);
+    const uint32_t version = vibi_get_u32(b + 8), flags = vibi_get_u32(b + 12);
     const uint64_t n_enc = vibi_get_u64(b + 40), n_dec = vibi_get_u64(b + 48);
-    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + 24;
+    const size_t hdr = 56 + 8 * (size_t)(n_enc + n_dec) + tail_bytes(version);
     const uint64_t P = vibi_get_u64(b + hdr - 8);
     uint32_t stored = vibi_get_u32(b + len - 4), actual = vibi_crc32(b, len - 4);
     if (stored != actual)
@@ -332,6 +358,17 @@ int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, s
     uint64_t seed = vibi_get_u64(p + 8);
     if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: beta %g or offset %g invalid", fn, path, (double)beta, (double)offset);
+    uint32_t samples = 1, objective = VIB_OBJECTIVE_MEAN;
+    if (version == FORMAT_V2) {
+        samples = vibi_get_u32(p + 16), objective = vibi_get_u32(p + 20);
+        if (samples == 0 || samples > VIBI_MAX_TRAIN_SAMPLES ||
+            (objective != VIB_OBJECTIVE_MEAN && objective != VIB_OBJECTIVE_LOGMEANEXP))
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %u training draws, objective %u: invalid", fn,
+                             path, samples, objective);
+        if (samples == 1 && objective == VIB_OBJECTIVE_MEAN)
+            return vibi_fail(VIB_ERR_FORMAT, "%s: %s: a version 2 file with version 1's training "
+                             "settings: not written by libvib", fn, path);
+    }
     const unsigned char *q = b + hdr;
     for (size_t i = 0; i < P; i++)
         if (!isfinite(vibi_get_f32(q + 4 * i)))
@@ -344,6 +381,8 @@ int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, s
     m->beta = beta;
     m->offset = offset;
     m->deterministic = (flags & FLAG_DETERMINISTIC) ? 1 : 0;
+    m->train_samples = samples;
+    m->objective = (int)objective;
     *out = m;
     return VIB_OK;
 }

@@ -113,6 +113,7 @@ int vibi_model_alloc(const char *fn, const vibi_arch *a, uint64_t seed, vib_mode
         return vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate the model", fn);
     m->arch = *a;
     m->beta = 1e-3f, m->offset = -5.0f, m->seed = seed;
+    m->train_samples = 1, m->objective = VIB_OBJECTIVE_MEAN;
     m->layers = calloc(a->n_layers, sizeof(vibi_layer));
     const size_t bytes = a->num_params * sizeof(float); /* checked by vibi_arch_check */
     void *parts[2];
@@ -250,6 +251,40 @@ int vib_model_set_deterministic(vib_model *model, int deterministic)
     return VIB_OK;
 }
 
+int vib_model_set_train_samples(vib_model *model, size_t samples, int objective)
+{
+    static const char fn[] = "vib_model_set_train_samples";
+    TRY(vibi_check_ptr(fn, "model", model));
+    if (samples == 0 || samples > VIBI_MAX_TRAIN_SAMPLES)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: samples = %zu is not in [1, %d]", fn, samples,
+                         VIBI_MAX_TRAIN_SAMPLES);
+    if (objective != VIB_OBJECTIVE_MEAN && objective != VIB_OBJECTIVE_LOGMEANEXP)
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: objective = %d is not VIB_OBJECTIVE_MEAN or "
+                         "VIB_OBJECTIVE_LOGMEANEXP", fn, objective);
+    /* the room for the draws of the largest batch trained so far, now: a trainer's steps
+     * allocate nothing, and a failure here changes nothing */
+    if (model->train_batch > 0) {
+        size_t rows;
+        if (!vibi_mul_size(model->train_batch, samples, &rows))
+            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples of batches of %zu rows is too "
+                             "many", fn, samples, model->train_batch);
+        TRY(vibi_model_reserve(model, fn, rows));
+    }
+    model->train_samples = samples;
+    model->objective = objective;
+    return VIB_OK;
+}
+
+size_t vib_model_train_samples(const vib_model *model)
+{
+    return model ? model->train_samples : 0;
+}
+
+int vib_model_train_objective(const vib_model *model)
+{
+    return model ? model->objective : 0;
+}
+
 int vib_model_reseed(vib_model *model, uint64_t seed)
 {
     TRY(vibi_check_ptr("vib_model_reseed", "model", model));
@@ -361,6 +396,9 @@ int vib_model_describe(const vib_model *model, char *buf, size_t len)
         PUT("deterministic");
     else
         PUT("beta=%g", (double)model->beta);
+    if (!model->deterministic && model->train_samples > 1)
+        PUT(" | %zu train samples%s", model->train_samples,
+            model->objective == VIB_OBJECTIVE_LOGMEANEXP ? ", log-mean-exp" : "");
 #undef PUT
     return vibi_copy_text(tmp, buf, len);
 }
@@ -410,13 +448,24 @@ int vibi_model_reserve(vib_model *m, const char *fn, size_t rows)
     return VIB_OK;
 }
 
+int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch)
+{
+    size_t rows;
+    if (!vibi_mul_size(batch, vibi_model_draws(m), &rows))
+        return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu is too large", fn, batch);
+    TRY(vibi_model_reserve(m, fn, rows));
+    if (batch > m->train_batch)
+        m->train_batch = batch;
+    return VIB_OK;
+}
+
 int vib_model_reserve(vib_model *model, size_t max_batch)
 {
     static const char fn[] = "vib_model_reserve";
     TRY(vibi_check_ptr(fn, "model", model));
     if (max_batch == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: max_batch is 0", fn);
-    return vibi_model_reserve(model, fn, max_batch);
+    return vibi_model_reserve_train(model, fn, max_batch);
 }
 
 vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act)

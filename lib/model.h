@@ -20,6 +20,8 @@
 #define VIBI_MAX_HIDDEN 64
 #define VIBI_MAX_DIM ((size_t)1 << 24)
 #define VIBI_MAX_FULL_K 4096
+/* The most posterior draws per example a training pass takes. */
+#define VIBI_MAX_TRAIN_SAMPLES 1024
 
 /* An architecture: what vib_model_create_ex is given, then (vibi_arch_check) what
  * follows from it. */
@@ -61,12 +63,17 @@ struct vib_model {
     float *params, *grads;
     float beta, offset;
     int deterministic;
+    /* Training's posterior draws per example and how their losses combine
+     * (vib_model_set_train_samples): 1 and VIB_OBJECTIVE_MEAN unless set. */
+    size_t train_samples;
+    int objective;
     uint64_t seed;
     vib_rng *noise;         /* training's draws */
     vib_rng *predict_noise; /* prediction's draws */
     /* Workspace for up to cap_rows rows, grown on demand (vibi_model_reserve): after
      * the first batch of a given size, steps allocate nothing. */
     size_t cap_rows;
+    size_t train_batch; /* the largest batch a training pass has reserved for (0: none) */
     float *ws;
 };
 
@@ -82,6 +89,18 @@ void vibi_model_bind(vib_model *m, const float *params);
 
 /* Make room for `rows` rows in the workspace (no-op if there is). */
 int vibi_model_reserve(vib_model *m, const char *fn, size_t rows);
+
+/* The draws per example a training pass takes: the model's train_samples, 1 for a
+ * deterministic model (z = mu: every draw would be the same). */
+static inline size_t vibi_model_draws(const vib_model *m)
+{
+    return m->deterministic ? 1 : m->train_samples;
+}
+
+/* Room for a training pass over `batch` examples: batch x draws rows, the decoder's
+ * share (the encoder uses the first batch rows of it). Remembers the batch, so that a
+ * later vib_model_set_train_samples makes room for its draws at once. */
+int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch);
 
 /* Per-call views into the workspace for `rows` rows. */
 typedef struct vibi_views {

@@ -161,50 +161,94 @@ static void copy_mu(const vib_model *m, size_t batch, const float *head, float *
 }
 
 /* The training loss's forward from the head's outputs in act[H] (the encoder's pass done)
- * over `batch` checked rows in the workspace w: the sample, decoder, softmax
- * cross-entropy. z = mu + scale v with v drawn from the training stream (draw) or v = 0,
- * which is z = mu with the KL kept; a deterministic model takes z = mu and has no KL.
- * The logits in act[last] are replaced by dL/dlogits of the batch mean. Writes the batch
- * means of the CE and KL and L = CE + beta KL. A non-finite L is VIB_ERR_NUMERIC, with
- * the training stream put back to *noise_was. */
+ * over `batch` checked rows in the workspace w, which has room for batch x D rows, D =
+ * vibi_model_draws(m) when noise is drawn, else 1: the samples, decoder, softmax
+ * cross-entropy. The D draws of a row are rows r, batch + r, ..., (D - 1) batch + r of
+ * everything past the head: act[H]'s first batch rows are copied D - 1 times below
+ * themselves, and z = mu + scale v with v drawn from the training stream (draw) in the
+ * order of D one-draw passes, or v = 0, which is z = mu with the KL kept (and one
+ * draw); a deterministic model takes z = mu and has no KL. The logits in act[last] are
+ * replaced by dL/dlogits of the batch mean. Writes the batch means of the CE (the
+ * objective's: the draws' mean, or -log of their mean probability) and KL and L = CE +
+ * beta KL. A non-finite L is VIB_ERR_NUMERIC, with the training stream put back to
+ * *noise_was. */
 static int loss_forward_tail(vib_model *m, const char *fn, size_t batch,
                              const int32_t *labels, const vibi_noise *nz, const vibi_views *w,
                              const vibi_rng_state *noise_was, double *ce, double *kl,
                              double *loss)
 {
     const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
-    const size_t last = m->arch.n_layers - 1;
+    const size_t HO = m->arch.head_out, last = m->arch.n_layers - 1;
+    const size_t D = nz->draw_rows > 0 ? vibi_model_draws(m) : 1, n = D * batch;
     float **act = w->act;
     double kl_sum = 0.0;
     if (m->deterministic) {
         copy_mu(m, batch, act[H], w->z);
     } else {
         if (nz->draw_rows > 0) {
-            /* the draw of all draw_rows rows (a global batch's, for a shard of it), of
-             * which these rows take theirs: row offset + r of the global batch */
-            const int rc = vib_rng_normal(m->noise, nz->draw_rows * K, 0.0f, 1.0f, w->v);
+            /* the draws of all draw_rows rows (a global batch's, for a shard of it), D
+             * of them one after the other, of which these rows take theirs: row
+             * offset + r of each */
+            const int rc = vib_rng_normal(m->noise, D * nz->draw_rows * K, 0.0f, 1.0f, w->v);
             if (rc != VIB_OK) {
                 vibi_rng_restore(m->noise, noise_was);
                 return rc;
             }
-            if (nz->offset > 0)
-                memmove(w->v, w->v + nz->offset * K, batch * K * sizeof(float));
+            if (nz->offset > 0 || nz->draw_rows != batch)
+                for (size_t d = 0; d < D; d++) /* forward in memory: no source overwritten */
+                    memmove(w->v + d * batch * K, w->v + (d * nz->draw_rows + nz->offset) * K,
+                            batch * K * sizeof(float));
         } else {
             memset(w->v, 0, batch * K * sizeof(float));
         }
-        kl_sum = vibi_model_head_forward(m, batch, act[H], w->v, w->z, w);
+        for (size_t d = 1; d < D; d++)
+            memcpy(act[H] + d * batch * HO, act[H], batch * HO * sizeof(float));
+        /* the KL does not depend on v: each copy of a row has the same */
+        kl_sum = vibi_model_head_forward(m, n, act[H], w->v, w->z, w) / (double)D;
     }
-    forward_layers(m, H + 1, last, batch, w->z, act);
+    forward_layers(m, H + 1, last, n, w->z, act);
     double ce_sum = 0.0;
     float *dlogits = act[last]; /* the logits are consumed row by row, then replaced */
     /* the gradient of the mean over nz->norm_rows rows (these, or a global batch's) */
     const double inv_b = 1.0 / (double)batch, inv_norm = 1.0 / (double)nz->norm_rows;
-    for (size_t r = 0; r < batch; r++) {
-        float *l = act[last] + r * C;
-        ce_sum += vibi_softmax_row(C, l, labels[r], l); /* l now holds the probabilities */
-        dlogits[r * C + (size_t)labels[r]] -= 1.0f;      /* d ce / d logits = p - onehot */
-        for (size_t c = 0; c < C; c++)
-            dlogits[r * C + c] = (float)(dlogits[r * C + c] * inv_norm);
+    if (m->objective == VIB_OBJECTIVE_MEAN || D == 1) {
+        /* CE = (1/D) sum_d ce_d: each draw's p - onehot, weighted 1/D */
+        const double g = inv_norm / (double)D;
+        for (size_t r = 0; r < n; r++) {
+            float *l = act[last] + r * C;
+            const size_t y = (size_t)labels[r % batch];
+            ce_sum += vibi_softmax_row(C, l, (int32_t)y, l); /* l now: the probabilities */
+            dlogits[r * C + y] -= 1.0f;                       /* d ce / d logits = p - onehot */
+            for (size_t c = 0; c < C; c++)
+                dlogits[r * C + c] = (float)(dlogits[r * C + c] * g);
+        }
+        ce_sum /= (double)D;
+    } else {
+        /* CE = -log((1/D) sum_d e^(-ce_d)); dCE/dce_d = w_d = e^(-ce_d) / sum_d' e^(-ce_d'),
+         * the draws' softmax of -ce, so each draw's p - onehot is weighted w_d. The ce_d
+         * wait in dz (n floats of its n K), which the backward writes only later. */
+        float *ce_d = w->dz;
+        for (size_t r = 0; r < n; r++) {
+            float *l = act[last] + r * C;
+            ce_d[r] = (float)vibi_softmax_row(C, l, labels[r % batch], l);
+        }
+        for (size_t r = 0; r < batch; r++) {
+            double mx = -ce_d[r];
+            for (size_t d = 1; d < D; d++)
+                mx = -ce_d[d * batch + r] > mx ? -ce_d[d * batch + r] : mx;
+            double sum = 0.0;
+            for (size_t d = 0; d < D; d++)
+                sum += exp(-ce_d[d * batch + r] - mx);
+            ce_sum += -(mx + log(sum)) + log((double)D);
+            const size_t y = (size_t)labels[r];
+            for (size_t d = 0; d < D; d++) {
+                const double g = exp(-ce_d[d * batch + r] - mx) / sum * inv_norm;
+                float *dl = dlogits + (d * batch + r) * C;
+                dl[y] -= 1.0f;
+                for (size_t c = 0; c < C; c++)
+                    dl[c] = (float)(dl[c] * g);
+            }
+        }
     }
     const double mean_ce = ce_sum * inv_b, mean_kl = kl_sum * inv_b;
     const double total = mean_ce + (m->deterministic ? 0.0 : (double)m->beta * mean_kl);
@@ -227,33 +271,41 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
     return loss_forward_tail(m, fn, batch, labels, nz, w, noise_was, ce, kl, loss);
 }
 
+/* The decoder's and the head's backward after loss_forward_tail on the same rows (D =
+ * draws of them each): dL/d(head outputs) of each row, summed over its draws, into the
+ * first batch rows of w->gb. With params the decoder's weight and bias gradients are
+ * WRITTEN (their products over all D x batch rows at once). */
+static void tail_backward(vib_model *m, size_t batch, size_t draws, size_t norm_rows,
+                          const vibi_views *w, bool params, vibi_ready *ready)
+{
+    const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
+    const size_t HO = m->arch.head_out, n = draws * batch;
+    backward_layers(m, H + 1, last, n, w->z, w->act, w->act[last], w->ga, w->gb, w->dz,
+                    params ? BACK_PARAMS : 0, ready);
+    /* each draw carries 1/D of the KL's weight: the KL is counted once per row */
+    vibi_model_head_backward(m, n, w->act[H], w->v, w->dz,
+                             (double)m->beta * (1.0 / ((double)norm_rows * (double)draws)),
+                             w, w->gb);
+    for (size_t d = 1; d < draws; d++) {
+        const float *src = w->gb + d * batch * HO;
+        for (size_t i = 0; i < batch * HO; i++)
+            w->gb[i] += src[i];
+    }
+}
+
 /* The backward of loss_forward on the same rows: decoder, head, encoder. With params
  * every weight and bias gradient is WRITTEN (none added to) and the encoder stops at its
  * first layer's weights; without, no parameter gradient is touched or computed, and the
  * gradient goes on through the first layer to the input, ADDED into dx. */
-static void loss_backward(vib_model *m, size_t batch, size_t norm_rows, const float *x,
-                          const vibi_views *w, bool params, float *dx, vibi_ready *ready)
+static void loss_backward(vib_model *m, size_t batch, size_t draws, size_t norm_rows,
+                          const float *x, const vibi_views *w, bool params, float *dx,
+                          vibi_ready *ready)
 {
-    const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
+    const size_t H = vibi_arch_head(&m->arch);
     const unsigned mode = params ? BACK_PARAMS : BACK_ADD_DX;
-    backward_layers(m, H + 1, last, batch, w->z, w->act, w->act[last], w->ga, w->gb, w->dz,
-                    mode & BACK_PARAMS, ready);
-    float *dhead = w->gb;
-    vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
-                             (double)m->beta * (1.0 / (double)norm_rows), w, dhead);
-    backward_layers(m, 0, H, batch, x, w->act, dhead, w->ga, w->gb, params ? NULL : dx, mode,
+    tail_backward(m, batch, draws, norm_rows, w, params, ready);
+    backward_layers(m, 0, H, batch, x, w->act, w->gb, w->ga, w->gb, params ? NULL : dx, mode,
                     ready);
-}
-
-/* The backward of loss_forward_tail without parameter gradients: decoder and head,
- * dL/d(head outputs) into w->gb. */
-static void loss_backward_tail(vib_model *m, size_t batch, const vibi_views *w)
-{
-    const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
-    backward_layers(m, H + 1, last, batch, w->z, w->act, w->act[last], w->ga, w->gb, w->dz, 0,
-                    NULL);
-    vibi_model_head_backward(m, batch, w->act[H], w->v, w->dz,
-                             (double)m->beta * (1.0 / (double)batch), w, w->gb);
 }
 
 int vib_model_gradients(vib_model *model, size_t batch, const float *x, const int32_t *labels,
@@ -264,16 +316,17 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     vib_model *m = model;
     TRY(vibi_check_ptr(fn, "labels", labels));
     TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
-    TRY(vibi_model_reserve(m, fn, batch));
+    TRY(vibi_model_reserve_train(m, fn, batch));
+    const size_t draws = vibi_model_draws(m);
     float *act[VIBI_MAX_LAYERS];
-    const vibi_views w = vibi_model_views(m, batch, act);
+    const vibi_views w = vibi_model_views(m, draws * batch, act);
     /* the noise stream is put back if the loss turns out not finite */
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     double mean_ce, mean_kl, total;
     const vibi_noise nz = {.draw_rows = batch, .offset = 0, .norm_rows = batch};
     TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &mean_ce, &mean_kl, &total));
-    loss_backward(m, batch, batch, x, &w, true, NULL, NULL);
+    loss_backward(m, batch, draws, batch, x, &w, true, NULL, NULL);
     if (ce) *ce = mean_ce;
     if (kl) *kl = mean_kl;
     if (loss) *loss = total;
@@ -284,14 +337,15 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
                                const int32_t *labels, size_t total, size_t offset,
                                vibi_ready *ready, double *ce, double *kl, double *loss)
 {
-    TRY(vibi_model_reserve(m, fn, total));
+    TRY(vibi_model_reserve_train(m, fn, total));
+    const size_t draws = vibi_model_draws(m);
     float *act[VIBI_MAX_LAYERS];
-    const vibi_views w = vibi_model_views(m, total, act); /* room for the global draw */
+    const vibi_views w = vibi_model_views(m, draws * total, act); /* the global draw's room */
     vibi_rng_state noise_was;
     vibi_rng_save(m->noise, &noise_was);
     if (rows == 0) { /* no rows here: the stream moves on as the others' does */
         if (!m->deterministic)
-            TRY(vib_rng_normal(m->noise, total * m->arch.k, 0.0f, 1.0f, w.v));
+            TRY(vib_rng_normal(m->noise, draws * total * m->arch.k, 0.0f, 1.0f, w.v));
         memset(m->grads, 0, m->arch.num_params * sizeof(float));
         *ce = *kl = *loss = 0.0;
         for (size_t l = m->arch.n_layers; l-- > 0;) /* the ranges the others announce */
@@ -302,7 +356,7 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
     TRY(vibi_check_labels(fn, rows, m->arch.classes, labels));
     const vibi_noise nz = {.draw_rows = total, .offset = offset, .norm_rows = total};
     TRY(loss_forward(m, fn, rows, x, labels, &nz, &w, &noise_was, ce, kl, loss));
-    loss_backward(m, rows, total, x, &w, true, NULL, ready);
+    loss_backward(m, rows, draws, total, x, &w, true, NULL, ready);
     return VIB_OK;
 }
 
@@ -316,10 +370,13 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
     TRY(vibi_check_ptr(fn, "dx", dx));
     TRY(check_samples(fn, samples));
-    TRY(vibi_model_reserve(m, fn, batch));
-    float *act[VIBI_MAX_LAYERS];
-    const vibi_views w = vibi_model_views(m, batch, act);
+    TRY(vibi_model_reserve_train(m, fn, batch));
     const bool draw = samples > 0 && !m->deterministic;
+    /* each of the `samples` evaluations of the training loss takes the model's
+     * train_samples draws per row (one at z = mu) */
+    const size_t per = draw ? vibi_model_draws(m) : 1;
+    float *act[VIBI_MAX_LAYERS];
+    const vibi_views w = vibi_model_views(m, per * batch, act);
     const size_t draws = draw ? samples : 1, H = vibi_arch_head(&m->arch);
     const size_t n_head = batch * m->arch.head_out;
     /* The encoder runs once: the draws differ only from the head on, and the encoder's
@@ -335,7 +392,7 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     for (size_t s = 0; s < draws; s++) {
         double ce, kl, total;
         TRY(loss_forward_tail(m, fn, batch, labels, &nz, &w, &noise_was, &ce, &kl, &total));
-        loss_backward_tail(m, batch, &w);
+        tail_backward(m, batch, per, batch, &w, false, NULL);
         for (size_t i = 0; i < n_head; i++)
             w.dx[i] = s == 0 ? w.gb[i] : w.dx[i] + w.gb[i];
         sum += total;

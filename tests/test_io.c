@@ -162,7 +162,7 @@ START_TEST(damaged_files_are_refused)
     spit(bad, b, len);
     expect_refused(bad, VIB_ERR_FORMAT, "magic");
     memcpy(b, good, len);
-    b[8] = 2;
+    b[8] = 3;
     spit(bad, b, len);
     expect_refused(bad, VIB_ERR_FORMAT, "version");
     memcpy(b, good, len);
