@@ -30,6 +30,10 @@
  * to it; and, as a second figure, the ratios to the calls floor. Then the 10,000 test
  * images are classified by averaging S (default 12) posterior samples with the averaged
  * weights, in batches of 500 as train_mnist evaluates: the median of three passes.
+ * Last, a training step (vib_model_gradients on a batch of 100) with 12 posterior draws
+ * per example against one draw (vib_model_set_train_samples): the time of each (the
+ * median of three runs of 50 steps), their ratio, and the ratio of their products'
+ * FLOPs, the part the extra draws add.
  *
  * The last stdout line is
  *   result epoch_s=<s> phys_floor_s=<s> epoch_over_phys=<r> floor_s=<s> predict_s=<s>
@@ -50,6 +54,7 @@
 #define MAX_EPOCHS 50
 #define PREDICT_BATCH 500
 #define SQUARE 2000 /* the large square product of the peak */
+#define STEPS_S 50     /* the gradient calls of the train-samples comparison */
 
 static void die(const char *what)
 {
@@ -283,6 +288,38 @@ int main(int argc, char **argv)
             predict_s[rep] = now() - t0;
         }
         const double pr = median(predict_s, 3);
+
+        /* Training with 12 draws per example (vib_model_set_train_samples) against one:
+         * the median over three runs of STEPS_S gradient calls on the first batches.
+         * The encoder runs once either way; the draws add the head's sampling and the
+         * decoder over 12 x batch rows, here 256 -> 10: the products' count grows by
+         * the ratio printed as flop_ratio. */
+        double samp_s[2];
+        for (int which = 0; which < 2; which++) {
+            const size_t S = which ? 12 : 1;
+            if (vib_model_set_train_samples(m, S, VIB_OBJECTIVE_MEAN) != VIB_OK)
+                die("vib_model_set_train_samples");
+            double reps[3];
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now();
+                for (size_t b = 0; b < STEPS_S; b++)
+                    if (vib_model_gradients(m, BATCH, images + b * BATCH * IN, labels + b * BATCH,
+                                            NULL, NULL, NULL) != VIB_OK)
+                        die("vib_model_gradients");
+                reps[rep] = now() - t0;
+            }
+            samp_s[which] = median(reps, 3) / STEPS_S;
+        }
+        if (vib_model_set_train_samples(m, 1, VIB_OBJECTIVE_MEAN) != VIB_OK)
+            die("vib_model_set_train_samples");
+        const double enc_flop = 2.0 * BATCH * ((double)IN * H1 + (double)H1 * H2 + 2.0 * H2 * K);
+        const double dec_flop = 2.0 * BATCH * (double)K * CLASSES;
+        /* forward, weight gradient, input gradient (none for the first layer's input) */
+        const double one = 3 * (enc_flop + dec_flop) - 2.0 * BATCH * IN * H1;
+        const double twelve = one + 3 * 11 * dec_flop;
+        printf("threads=%d train_samples: 1 draw %.2f ms a step, 12 draws %.2f ms, ratio %.3f "
+               "(flop_ratio %.3f; 12 one-draw steps would be 12)\n",
+               nt, 1e3 * samp_s[0], 1e3 * samp_s[1], samp_s[1] / samp_s[0], twelve / one);
         printf("threads=%d epoch_s=%.3f (%.1f GFLOP/s) peak %.1f GFLOP/s stream_s=%.3f "
                "(%.1f GB/s) phys_floor_s=%.3f epoch/phys_floor=%.3f | calls_floor_s=%.3f "
                "(%.1f GFLOP/s) epoch/calls_floor=%.3f epoch/(calls_floor+stream)=%.3f | "
