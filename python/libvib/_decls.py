@@ -29,6 +29,8 @@ CONSTANTS = {
     'VIB_LAYER_HEAD': 1,
     'VIB_LAYER_DECODER': 2,
     'VIB_LAYER_OUTPUT': 3,
+    'VIB_OBJECTIVE_MEAN': 0,
+    'VIB_OBJECTIVE_LOGMEANEXP': 1,
 }
 
 # The opaque handle types (passed as c_void_p).
@@ -246,6 +248,12 @@ FUNCTIONS = {
     'vib_model_input_gradients': (c_int, [c_void_p, c_size_t, POINTER(c_float), POINTER(c_int32), c_size_t, POINTER(c_float), POINTER(c_double)]),
     # int vib_model_evaluate(vib_model *, const vib_ema *, size_t, const float *, const int32_t *, size_t, double *, double *, double *, double *)
     'vib_model_evaluate': (c_int, [c_void_p, c_void_p, c_size_t, POINTER(c_float), POINTER(c_int32), c_size_t, POINTER(c_double), POINTER(c_double), POINTER(c_double), POINTER(c_double)]),
+    # int vib_model_set_train_samples(vib_model *, size_t, int)
+    'vib_model_set_train_samples': (c_int, [c_void_p, c_size_t, c_int]),
+    # size_t vib_model_train_samples(const vib_model *)
+    'vib_model_train_samples': (c_size_t, [c_void_p]),
+    # int vib_model_train_objective(const vib_model *)
+    'vib_model_train_objective': (c_int, [c_void_p]),
     # int vib_trainer_create(vib_model *, vib_optim *, vib_ema *, size_t, size_t, uint64_t, vib_trainer **)
     'vib_trainer_create': (c_int, [c_void_p, c_void_p, c_void_p, c_size_t, c_size_t, c_uint64, POINTER(c_void_p)]),
     # void vib_trainer_free(vib_trainer *)

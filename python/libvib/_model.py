@@ -131,6 +131,29 @@ class Model(_lib.Owned):
     def deterministic(self, value):
         check(LIB.model_set_deterministic(self._ptr, 1 if value else 0))
 
+    _OBJECTIVES = {"mean": "VIB_OBJECTIVE_MEAN", "logmeanexp": "VIB_OBJECTIVE_LOGMEANEXP"}
+
+    @property
+    def train_samples(self):
+        """Posterior draws per example in training (1 unless set_train_samples)."""
+        return LIB.model_train_samples(self._ptr)
+
+    @property
+    def train_objective(self):
+        """How the draws' losses combine: "mean" or "logmeanexp"."""
+        code = LIB.model_train_objective(self._ptr)
+        return next(k for k, v in self._OBJECTIVES.items() if C[v] == code)
+
+    def set_train_samples(self, samples, objective="mean"):
+        """Train with `samples` draws of z per example (1 to 1024): objective "mean"
+        averages the draws' cross-entropies, "logmeanexp" takes the cross-entropy of
+        their averaged prediction, -log((1/S) sum_s q(y|z_s)). The encoder runs once per
+        row; saved with the model."""
+        if objective not in self._OBJECTIVES:
+            raise ValueError("objective must be 'mean' or 'logmeanexp', not %r" % (objective,))
+        check(LIB.model_set_train_samples(self._ptr, size(samples, "samples"),
+                                          C[self._OBJECTIVES[objective]]))
+
     def reseed(self, seed):
         """Restart both noise streams (weights untouched): same seed, same samples."""
         check(LIB.model_reseed(self._ptr, size(seed, "seed")))

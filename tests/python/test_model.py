@@ -36,6 +36,27 @@ def test_configuration(model):
     assert model.beta == 0.5 and model.sigma_offset == -2.0
 
 
+def test_train_samples(tmp_path):
+    m = libvib.Model(IN, K, CLASSES, encoder=(8,), seed=2)
+    assert (m.train_samples, m.train_objective) == (1, "mean")
+    m.set_train_samples(12, "logmeanexp")
+    assert (m.train_samples, m.train_objective) == (12, "logmeanexp")
+    assert "12 train samples, log-mean-exp" in m.describe()
+    with pytest.raises(libvib.InvalidArgumentError, match="samples = 0"):
+        m.set_train_samples(0)
+    with pytest.raises(libvib.InvalidArgumentError, match="1025"):
+        m.set_train_samples(1025)
+    with pytest.raises(ValueError, match="objective"):
+        m.set_train_samples(2, "median")
+    with pytest.raises(TypeError):
+        m.set_train_samples(2.0)
+    assert (m.train_samples, m.train_objective) == (12, "logmeanexp")  # unchanged
+    m.save(tmp_path / "m.vibm")
+    with libvib.Model.load(tmp_path / "m.vibm") as back:
+        assert (back.train_samples, back.train_objective) == (12, "logmeanexp")
+    m.close()
+
+
 def test_create_errors():
     with pytest.raises(libvib.InvalidArgumentError, match="vib_model_create"):
         libvib.Model(IN, K, 0)

@@ -6,7 +6,8 @@ same network is built in PyTorch from the model's state_dict (torch.nn.Linear la
 holding the same float32 weights, transposed to torch's [out, in]) and run on the same
 batch with the same noise v. libvib's loss (Model.gradients), every parameter gradient
 (Model.grads, block by block through Model.blocks) and the input gradient
-(Model.input_gradients) must agree with torch.autograd's.
+(Model.input_gradients) must agree with torch.autograd's; so must those of several
+draws per example (Model.set_train_samples, both objectives), on the same draws.
 
 The noise: a model draws its training noise with vib_rng_normal from its own stream,
 seeded NOISE_SEED(seed) = seed ^ 0x6a09e667f3bcc909 by vib_model_reseed (lib/model.c).
@@ -163,8 +164,25 @@ class TorchVIB(torch.nn.Module):
             out[name + ".bias"] = layer.bias.grad
         return {name: g.detach().numpy() for name, g in out.items()}
 
-    def forward(self, x, labels, v):
-        """(ce, kl, loss): the batch means; v [batch x K] (ignored when deterministic)."""
+    def forward(self, x, labels, v, objective="mean"):
+        """(ce, kl, loss): the batch means; v [batch x K] (ignored when deterministic), or
+        [S x batch x K]: S draws per row, the row's CE the draws' mean or log-mean-exp
+        (Model.set_train_samples)."""
+        if v.dim() == 3:
+            draws = [self._ce_kl(x, labels, v[d]) for d in range(v.shape[0])]
+            ce_d = torch.stack([c for c, _ in draws])  # [S x batch]
+            kl = draws[0][1]
+            if objective == "mean":
+                ce = ce_d.mean(0)
+            else:
+                ce = -(torch.logsumexp(-ce_d, 0) - np.log(v.shape[0]))
+        else:
+            ce, kl = self._ce_kl(x, labels, v)
+        beta = 0.0 if self.deterministic else self.beta
+        return ce.mean(), kl.mean(), (ce + beta * kl).mean()
+
+    def _ce_kl(self, x, labels, v):
+        """Each row's CE and KL for one draw v [batch x K]."""
         h = x
         for layer in self.encoder:
             h = F.relu(layer(h))
@@ -187,17 +205,17 @@ class TorchVIB(torch.nn.Module):
         h = z
         for layer in self.decoder:
             h = F.relu(layer(h))
-        ce = F.cross_entropy(self.output(h), labels, reduction="none")
-        beta = 0.0 if self.deterministic else self.beta
-        return ce.mean(), kl.mean(), (ce + beta * kl).mean()
+        return F.cross_entropy(self.output(h), labels, reduction="none"), kl
 
 
-def torch_run(model, x, labels, v, dtype=torch.float64):
-    """The oracle's (ce, kl, loss) and its gradients: by block name, and for x."""
+def torch_run(model, x, labels, v, dtype=torch.float64, draws=0, objective="mean"):
+    """The oracle's (ce, kl, loss) and its gradients: by block name, and for x. draws > 0:
+    v holds that many draws of every row, draw after draw."""
     net = TorchVIB(model, dtype)
     xt = torch.tensor(x, dtype=dtype, requires_grad=True)
-    vt = torch.tensor(v.reshape(len(x), model.latent_dim), dtype=dtype)
-    ce, kl, loss = net(xt, torch.tensor(labels, dtype=torch.long), vt)
+    shape = (draws, len(x), model.latent_dim) if draws else (len(x), model.latent_dim)
+    vt = torch.tensor(v.reshape(shape), dtype=dtype)
+    ce, kl, loss = net(xt, torch.tensor(labels, dtype=torch.long), vt, objective)
     loss.backward()
     return (ce.item(), kl.item(), loss.item()), net.named_grads(), xt.grad.numpy()
 
@@ -290,6 +308,33 @@ def test_loss_and_gradients_match_torch(case):
         assert dx_loss == loss
         assert_grad_close("dx", dx, t_dx)
         assert np.array_equal(model.grads, grads), "input_gradients leaves the grads alone"
+
+
+@pytest.mark.parametrize("objective", ["mean", "logmeanexp"])
+@pytest.mark.parametrize("case", ["diag-enc1", "diag-dec1", "full-enc2-dec1"])
+def test_several_draws_match_torch(case, objective):
+    """Model.set_train_samples(5, objective): the loss and every gradient of the 5-draw
+    objective against torch's on the same 5 x B x K normals (the model draws them in the
+    order of 5 one-draw steps), and the input gradient of one evaluation of it."""
+    S = 5
+    model, x, labels = make_model(*CASES[case])
+    with model:
+        model.set_train_samples(S, objective)
+        assert (model.train_samples, model.train_objective) == (S, objective)
+        model.reseed(NOISE_SEED)
+        ce, kl, loss = model.gradients(x, labels)
+        grads = model.grads.copy()
+        v = training_noise(NOISE_SEED, S * B * K)
+        (t_ce, t_kl, t_loss), t_grads, t_dx = torch_run(model, x, labels, v, draws=S,
+                                                        objective=objective)
+        assert_loss_close("ce", ce, t_ce)
+        assert_loss_close("kl", kl, t_kl)
+        assert_loss_close("loss", loss, t_loss)
+        check_grads(model, grads, t_grads)
+        model.reseed(NOISE_SEED)
+        dx, dx_loss = model.input_gradients(x, labels, samples=1)
+        assert dx_loss == loss
+        assert_grad_close("dx", dx, t_dx)
 
 
 @pytest.mark.parametrize("case", ["diag-dec1", "full-enc2-dec1"])
