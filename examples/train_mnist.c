@@ -83,11 +83,11 @@ static void global_means(size_t n, size_t batch, size_t from, double *ce, double
 
 typedef struct {
     const char *data, *save, *load, *csv, *plot, *checkpoint, *resume;
-    size_t epochs, latent, batch, samples, threads, train_limit;
+    size_t epochs, latent, batch, samples, threads, train_limit, train_samples;
     size_t enc[8], n_enc, dec[8], n_dec;
     double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
     uint64_t seed;
-    int deterministic, pm1, beta_set, overlap;
+    int deterministic, pm1, beta_set, overlap, objective, train_samples_set;
 } options;
 
 static void usage(FILE *f)
@@ -108,6 +108,11 @@ static void usage(FILE *f)
             "  --ema D               evaluate an exponential moving average of the weights\n"
             "                        with decay D (default 0.999; 0 turns it off)\n"
             "  --samples S           posterior samples at test time (default 12)\n"
+            "  --train-samples S     posterior draws per example in training (default 1;\n"
+            "                        the encoder runs once per example whatever S is)\n"
+            "  --objective mean|logmeanexp\n"
+            "                        how the draws' cross-entropies combine: their mean\n"
+            "                        (default), or -log of their mean probability\n"
             "  --seed N              seed of the weights, the noise and the shuffling (default 1)\n"
             "  --threads N           threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --train-limit N       train on the first N training images only\n"
@@ -155,7 +160,7 @@ static void parse_args(int argc, char **argv, options *o)
 {
     *o = (options){.data = "data/mnist", .csv = "results/train_mnist.csv",
                    .plot = "results/train_mnist.png", .epochs = 10, .latent = 64,
-                   .batch = 100, .samples = 12, .enc = {512, 512}, .n_enc = 2,
+                   .batch = 100, .samples = 12, .train_samples = 1, .enc = {512, 512}, .n_enc = 2,
                    .beta = 1e-3, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .lr_decay = 0.97,
                    .decay_epochs = 2, .ema = 0.999, .seed = 1};
     /* --paper first, so later options can override single settings of the recipe */
@@ -188,7 +193,7 @@ static void parse_args(int argc, char **argv, options *o)
             "--data", "--save", "--load", "--csv", "--plot", "--epochs", "--latent", "--batch",
             "--samples", "--threads", "--train-limit", "--seed", "--beta", "--lr", "--beta1",
             "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs",
-            "--checkpoint", "--resume"};
+            "--checkpoint", "--resume", "--train-samples", "--objective"};
         const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
@@ -212,6 +217,14 @@ static void parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--ema")) o->ema = parse_double(a, v, 0, 0.999999);
         else if (!strcmp(a, "--hidden")) o->n_enc = parse_list(a, v, o->enc, 8);
         else if (!strcmp(a, "--decoder-hidden")) o->n_dec = parse_list(a, v, o->dec, 8);
+        else if (!strcmp(a, "--train-samples"))
+            o->train_samples = parse_size(a, v, 1, 1024), o->train_samples_set = 1;
+        else if (!strcmp(a, "--objective")) {
+            if (strcmp(v, "mean") && strcmp(v, "logmeanexp"))
+                die("--objective takes mean or logmeanexp, got '%s'", v);
+            o->objective = strcmp(v, "mean") ? VIB_OBJECTIVE_LOGMEANEXP : VIB_OBJECTIVE_MEAN;
+            o->train_samples_set = 1;
+        }
         else if (!strcmp(a, "--inputs")) {
             if (strcmp(v, "unit") && strcmp(v, "pm1"))
                 die("--inputs takes unit or pm1, got '%s'", v);
@@ -392,6 +405,9 @@ int main(int argc, char **argv)
     check_labels(test, "test set", 0, vib_model_classes(m));
     if (!o.load || o.beta_set)
         check(vib_model_set_beta(m, (float)o.beta), "set beta");
+    /* a loaded model keeps its own draws per example unless they are given */
+    if (!o.load || o.train_samples_set)
+        check(vib_model_set_train_samples(m, o.train_samples, o.objective), "set train samples");
     check(vib_model_reseed(m, o.seed), "seed the noise");
 
     const size_t P = vib_model_num_params(m);

@@ -27,6 +27,9 @@ static void in_range(const options *o)
     RANGE(o->latent >= 1 && o->latent <= 1 << 16, "latent");
     RANGE(o->batch >= 1 && o->batch <= 60000, "batch");
     RANGE(o->samples <= 1000, "samples");
+    RANGE(o->train_samples >= 1 && o->train_samples <= 1024, "train-samples");
+    RANGE(o->objective == VIB_OBJECTIVE_MEAN || o->objective == VIB_OBJECTIVE_LOGMEANEXP,
+          "objective");
     RANGE(o->threads <= 1024, "threads");
     RANGE(o->n_enc <= 8 && o->n_dec <= 8, "the layer lists");
     for (size_t k = 0; k < o->n_enc; k++)
@@ -73,6 +76,12 @@ static int render(const options *o, char **argv, char *buf, size_t cap)
     ARG("%zu", o->batch);
     ARG("--samples");
     ARG("%zu", o->samples);
+    if (o->train_samples_set) {
+        ARG("--train-samples");
+        ARG("%zu", o->train_samples);
+        ARG("--objective");
+        ARG("%s", o->objective == VIB_OBJECTIVE_MEAN ? "mean" : "logmeanexp");
+    }
     if (o->threads) {
         ARG("--threads");
         ARG("%zu", o->threads);
@@ -128,6 +137,8 @@ static void same_options(const options *a, const options *b)
         same_str(a->checkpoint, b->checkpoint) && same_str(a->resume, b->resume) &&
         a->epochs == b->epochs && a->latent == b->latent && a->batch == b->batch &&
         a->samples == b->samples && a->threads == b->threads &&
+        a->train_samples == b->train_samples && a->objective == b->objective &&
+        a->train_samples_set == b->train_samples_set &&
         a->train_limit == b->train_limit && a->n_enc == b->n_enc && a->n_dec == b->n_dec &&
         memcmp(a->enc, b->enc, a->n_enc * sizeof(size_t)) == 0 &&
         memcmp(a->dec, b->dec, a->n_dec * sizeof(size_t)) == 0 &&
@@ -156,6 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {"--latent", 1, 1 << 16, &o.latent, 0},
         {"--batch", 1, 60000, &o.batch, 0},
         {"--samples", 0, 1000, &o.samples, 0},
+        {"--train-samples", 1, 1024, &o.train_samples, 0},
         {"--threads", 1, 1024, &o.threads, 0},
         {"--train-limit", 1, SIZE_MAX, &o.train_limit, 0},
         {"--seed", 0, SIZE_MAX, &o.seed, 1},
