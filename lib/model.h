@@ -155,15 +155,18 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
 
 /* model_head.c: the Gaussian head over a batch, from the head layer's outputs -------- */
 
-/* z = mu + sigma v or mu + L v from the head's rows and the noise v; returns the summed
- * KL to N(0, I) in nats. The sigma of each row stays in w->sigma for the backward. */
-double vibi_model_head_forward(const vib_model *m, size_t rows, const float *head,
-                               const float *v, float *z, const vibi_views *w);
+/* z = mu + sigma v or mu + L v from the head's `rows` rows and the noise v, `draws` of
+ * them per row: row r's draw d is row d rows + r of v and z. The scale and the KL are
+ * computed once per row; returns the summed KL to N(0, I) of the rows, in nats. The
+ * sigma of each row stays in w->sigma for the backward. */
+double vibi_model_head_forward(const vib_model *m, size_t rows, size_t draws,
+                               const float *head, const float *v, float *z, const vibi_views *w);
 
-/* dL/d(head outputs) into dhead (written) from dL/dz and the KL with weight kl_w =
- * beta / batch, after vibi_model_head_forward on the same rows. */
-void vibi_model_head_backward(const vib_model *m, size_t rows, const float *head,
-                              const float *v, const float *dz, double kl_w,
+/* dL/d(head outputs) of each row into dhead (written, `rows` rows) from dL/dz of every
+ * draw (their shares summed in draw order) and the KL with weight kl_w = beta / batch
+ * (once per row), after vibi_model_head_forward on the same rows and draws. */
+void vibi_model_head_backward(const vib_model *m, size_t rows, size_t draws,
+                              const float *head, const float *v, const float *dz, double kl_w,
                               const vibi_views *w, float *dhead);
 
 /* The posterior's scale for each row: the packed factor L (K(K+1)/2 per row) when

@@ -19,8 +19,11 @@
 
 /* ---- diagonal ------------------------------------------------------------------- */
 
-static double diag_forward_rows(const vib_model *m, size_t r0, size_t r1, const float *head,
-                                const float *v, float *z, const vibi_views *w)
+/* Rows [r0, r1) of `rows`, each with `draws` samples: row r's draw d is row d rows + r
+ * of v and z. The scale and the KL are the row's, computed once. */
+static double diag_forward_rows(const vib_model *m, size_t r0, size_t r1, size_t rows,
+                                size_t draws, const float *head, const float *v, float *z,
+                                const vibi_views *w)
 {
     const size_t K = m->arch.k, HO = m->arch.head_out;
     double kl = 0.0;
@@ -28,15 +31,18 @@ static double diag_forward_rows(const vib_model *m, size_t r0, size_t r1, const 
         const float *mu = head + r * HO, *rho = mu + K;
         float *s = w->sigma + r * K, *log_s = w->aux + r * K;
         vibi_head_sigma(K, rho, m->offset, s, log_s);
-        vibi_head_reparam(K, mu, s, v + r * K, z + r * K);
+        for (size_t d = 0; d < draws; d++)
+            vibi_head_reparam(K, mu, s, v + (d * rows + r) * K, z + (d * rows + r) * K);
         kl += vibi_head_kl(K, mu, s, log_s);
     }
     return kl;
 }
 
-static void diag_backward_rows(const vib_model *m, size_t r0, size_t r1, const float *head,
-                               const float *v, const float *dz, double kl_w,
-                               const vibi_views *w, float *dhead)
+/* The backward of diag_forward_rows: the draws' dmu and dsigma accumulate (in draw
+ * order), then the KL's share and the sigma head's backward, once per row. */
+static void diag_backward_rows(const vib_model *m, size_t r0, size_t r1, size_t rows,
+                               size_t draws, const float *head, const float *v, const float *dz,
+                               double kl_w, const vibi_views *w, float *dhead)
 {
     const size_t K = m->arch.k, HO = m->arch.head_out;
     for (size_t r = r0; r < r1; r++) {
@@ -46,7 +52,9 @@ static void diag_backward_rows(const vib_model *m, size_t r0, size_t r1, const f
         memset(dmu, 0, 2 * K * sizeof(float));
         memset(ds, 0, K * sizeof(float));
         memset(dlog_s, 0, K * sizeof(float));
-        vibi_head_reparam_backward(K, dz + r * K, v + r * K, dmu, ds);
+        for (size_t d = 0; d < draws; d++)
+            vibi_head_reparam_backward(K, dz + (d * rows + r) * K, v + (d * rows + r) * K, dmu,
+                                       ds);
         vibi_head_kl_backward(K, mu, s, kl_w, dmu, ds, dlog_s);
         vibi_head_sigma_backward(K, rho, m->offset, ds, dlog_s, drho);
     }
@@ -81,8 +89,8 @@ static full_rows full_scratch(const vib_model *m, const vibi_views *w)
                        .log_s = p + 2 * T + 2 * K, .ds = p + 2 * T + 3 * K};
 }
 
-static double full_forward(const vib_model *m, size_t rows, const float *head, const float *v,
-                           float *z, const vibi_views *w)
+static double full_forward(const vib_model *m, size_t rows, size_t draws, const float *head,
+                           const float *v, float *z, const vibi_views *w)
 {
     const size_t K = m->arch.k, HO = m->arch.head_out;
     const full_rows f = full_scratch(m, w);
@@ -90,14 +98,16 @@ static double full_forward(const vib_model *m, size_t rows, const float *head, c
     for (size_t r = 0; r < rows; r++) {
         const float *mu = head + r * HO;
         full_factor(m, mu + K, f.l, f.rho_d, f.s, f.log_s);
-        vibi_chol_reparam(K, mu, f.l, v + r * K, z + r * K);
+        for (size_t d = 0; d < draws; d++)
+            vibi_chol_reparam(K, mu, f.l, v + (d * rows + r) * K, z + (d * rows + r) * K);
         kl += vibi_chol_kl(K, mu, f.l, f.log_s);
     }
     return kl;
 }
 
-static void full_backward(const vib_model *m, size_t rows, const float *head, const float *v,
-                          const float *dz, double kl_w, const vibi_views *w, float *dhead)
+static void full_backward(const vib_model *m, size_t rows, size_t draws, const float *head,
+                          const float *v, const float *dz, double kl_w, const vibi_views *w,
+                          float *dhead)
 {
     const size_t K = m->arch.k, HO = m->arch.head_out, T = vib_chol_size(K);
     const full_rows f = full_scratch(m, w);
@@ -109,7 +119,9 @@ static void full_backward(const vib_model *m, size_t rows, const float *head, co
         memset(f.dl, 0, T * sizeof(float));
         float *dlog_s = f.log_s; /* log sigma is not needed any more */
         memset(dlog_s, 0, K * sizeof(float));
-        vibi_chol_reparam_backward(K, dz + r * K, v + r * K, dmu, f.dl);
+        for (size_t d = 0; d < draws; d++)
+            vibi_chol_reparam_backward(K, dz + (d * rows + r) * K, v + (d * rows + r) * K, dmu,
+                                       f.dl);
         vibi_chol_kl_backward(K, mu, f.l, kl_w, dmu, f.dl, dlog_s);
         /* dL reaches the raw outputs as it is below the diagonal; on it, through the
          * sigma head. */
@@ -128,18 +140,18 @@ static void full_backward(const vib_model *m, size_t rows, const float *head, co
 
 /* ---- the batch ------------------------------------------------------------------ */
 
-double vibi_model_head_forward(const vib_model *m, size_t rows, const float *head,
-                               const float *v, float *z, const vibi_views *w)
+double vibi_model_head_forward(const vib_model *m, size_t rows, size_t draws,
+                               const float *head, const float *v, float *z, const vibi_views *w)
 {
     if (vibi_arch_full(&m->arch))
-        return full_forward(m, rows, head, v, z, w);
+        return full_forward(m, rows, draws, head, v, z, w);
     double part[VIB_MAX_THREADS];
     int used = 1;
-#pragma omp parallel num_threads(vibi_threads()) if (rows * m->arch.k >= VIBI_PAR_ELEMS)
+#pragma omp parallel num_threads(vibi_threads()) if (draws * rows * m->arch.k >= VIBI_PAR_ELEMS)
     {
         size_t r0, r1;
         vibi_share(rows, 1, &r0, &r1);
-        part[omp_get_thread_num()] = diag_forward_rows(m, r0, r1, head, v, z, w);
+        part[omp_get_thread_num()] = diag_forward_rows(m, r0, r1, rows, draws, head, v, z, w);
 #pragma omp single
         used = omp_get_num_threads();
     }
@@ -149,8 +161,8 @@ double vibi_model_head_forward(const vib_model *m, size_t rows, const float *hea
     return kl;
 }
 
-void vibi_model_head_backward(const vib_model *m, size_t rows, const float *head,
-                              const float *v, const float *dz, double kl_w,
+void vibi_model_head_backward(const vib_model *m, size_t rows, size_t draws,
+                              const float *head, const float *v, const float *dz, double kl_w,
                               const vibi_views *w, float *dhead)
 {
     const size_t K = m->arch.k, HO = m->arch.head_out;
@@ -162,14 +174,14 @@ void vibi_model_head_backward(const vib_model *m, size_t rows, const float *head
         return;
     }
     if (vibi_arch_full(&m->arch)) {
-        full_backward(m, rows, head, v, dz, kl_w, w, dhead);
+        full_backward(m, rows, draws, head, v, dz, kl_w, w, dhead);
         return;
     }
-#pragma omp parallel num_threads(vibi_threads()) if (rows * K >= VIBI_PAR_ELEMS)
+#pragma omp parallel num_threads(vibi_threads()) if (draws * rows * K >= VIBI_PAR_ELEMS)
     {
         size_t r0, r1;
         vibi_share(rows, 1, &r0, &r1);
-        diag_backward_rows(m, r0, r1, head, v, dz, kl_w, w, dhead);
+        diag_backward_rows(m, r0, r1, rows, draws, head, v, dz, kl_w, w, dhead);
     }
 }
 

@@ -178,7 +178,7 @@ static int loss_forward_tail(vib_model *m, const char *fn, size_t batch,
                              double *loss)
 {
     const size_t K = m->arch.k, C = m->arch.classes, H = vibi_arch_head(&m->arch);
-    const size_t HO = m->arch.head_out, last = m->arch.n_layers - 1;
+    const size_t last = m->arch.n_layers - 1;
     const size_t D = nz->draw_rows > 0 ? vibi_model_draws(m) : 1, n = D * batch;
     float **act = w->act;
     double kl_sum = 0.0;
@@ -201,10 +201,8 @@ static int loss_forward_tail(vib_model *m, const char *fn, size_t batch,
         } else {
             memset(w->v, 0, batch * K * sizeof(float));
         }
-        for (size_t d = 1; d < D; d++)
-            memcpy(act[H] + d * batch * HO, act[H], batch * HO * sizeof(float));
-        /* the KL does not depend on v: each copy of a row has the same */
-        kl_sum = vibi_model_head_forward(m, n, act[H], w->v, w->z, w) / (double)D;
+        /* the scale and the KL (which does not depend on v) once per row */
+        kl_sum = vibi_model_head_forward(m, batch, D, act[H], w->v, w->z, w);
     }
     forward_layers(m, H + 1, last, n, w->z, act);
     double ce_sum = 0.0;
@@ -272,25 +270,17 @@ static int loss_forward(vib_model *m, const char *fn, size_t batch, const float 
 }
 
 /* The decoder's and the head's backward after loss_forward_tail on the same rows (D =
- * draws of them each): dL/d(head outputs) of each row, summed over its draws, into the
- * first batch rows of w->gb. With params the decoder's weight and bias gradients are
- * WRITTEN (their products over all D x batch rows at once). */
+ * draws of them each): dL/d(head outputs) of each row, its draws' shares summed, into
+ * w->gb. With params the decoder's weight and bias gradients are WRITTEN (their products
+ * over all D x batch rows at once). */
 static void tail_backward(vib_model *m, size_t batch, size_t draws, size_t norm_rows,
                           const vibi_views *w, bool params, vibi_ready *ready)
 {
     const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
-    const size_t HO = m->arch.head_out, n = draws * batch;
-    backward_layers(m, H + 1, last, n, w->z, w->act, w->act[last], w->ga, w->gb, w->dz,
-                    params ? BACK_PARAMS : 0, ready);
-    /* each draw carries 1/D of the KL's weight: the KL is counted once per row */
-    vibi_model_head_backward(m, n, w->act[H], w->v, w->dz,
-                             (double)m->beta * (1.0 / ((double)norm_rows * (double)draws)),
-                             w, w->gb);
-    for (size_t d = 1; d < draws; d++) {
-        const float *src = w->gb + d * batch * HO;
-        for (size_t i = 0; i < batch * HO; i++)
-            w->gb[i] += src[i];
-    }
+    backward_layers(m, H + 1, last, draws * batch, w->z, w->act, w->act[last], w->ga, w->gb,
+                    w->dz, params ? BACK_PARAMS : 0, ready);
+    vibi_model_head_backward(m, batch, draws, w->act[H], w->v, w->dz,
+                             (double)m->beta * (1.0 / (double)norm_rows), w, w->gb);
 }
 
 /* The backward of loss_forward on the same rows: decoder, head, encoder. With params
@@ -579,7 +569,7 @@ static int evaluate_rows(vib_model *m, size_t n, const float *x, const int32_t *
         if (!m->deterministic) {
             /* the KL by the training head's own code: at v = 0 (z = mu, not used) */
             memset(w.v, 0, rows * K * sizeof(float));
-            *kl_sum += vibi_model_head_forward(m, rows, act[H], w.v, w.z, &w);
+            *kl_sum += vibi_model_head_forward(m, rows, 1, act[H], w.v, w.z, &w);
         }
         float *prob = w.gb;
         TRY(predict_rows(m, rows, samples, &w, prob));
