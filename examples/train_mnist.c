@@ -87,7 +87,7 @@ typedef struct {
     size_t enc[8], n_enc, dec[8], n_dec;
     double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
     uint64_t seed;
-    int deterministic, pm1, beta_set, overlap, objective, train_samples_set;
+    int deterministic, pm1, beta_set, overlap, objective, train_samples_set, objective_set;
 } options;
 
 static void usage(FILE *f)
@@ -223,7 +223,7 @@ static void parse_args(int argc, char **argv, options *o)
             if (strcmp(v, "mean") && strcmp(v, "logmeanexp"))
                 die("--objective takes mean or logmeanexp, got '%s'", v);
             o->objective = strcmp(v, "mean") ? VIB_OBJECTIVE_LOGMEANEXP : VIB_OBJECTIVE_MEAN;
-            o->train_samples_set = 1;
+            o->objective_set = 1;
         }
         else if (!strcmp(a, "--inputs")) {
             if (strcmp(v, "unit") && strcmp(v, "pm1"))
@@ -405,9 +405,12 @@ int main(int argc, char **argv)
     check_labels(test, "test set", 0, vib_model_classes(m));
     if (!o.load || o.beta_set)
         check(vib_model_set_beta(m, (float)o.beta), "set beta");
-    /* a loaded model keeps its own draws per example unless they are given */
-    if (!o.load || o.train_samples_set)
-        check(vib_model_set_train_samples(m, o.train_samples, o.objective), "set train samples");
+    /* a loaded model keeps its own draws per example and objective, each unless given */
+    if (!o.load || o.train_samples_set || o.objective_set)
+        check(vib_model_set_train_samples(
+                  m, o.load && !o.train_samples_set ? vib_model_train_samples(m) : o.train_samples,
+                  o.load && !o.objective_set ? vib_model_train_objective(m) : o.objective),
+              "set train samples");
     check(vib_model_reseed(m, o.seed), "seed the noise");
 
     const size_t P = vib_model_num_params(m);

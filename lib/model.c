@@ -247,6 +247,10 @@ int vib_model_set_deterministic(vib_model *model, int deterministic)
     if (deterministic != 0 && deterministic != 1)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: deterministic = %d is not 0 or 1", fn,
                          deterministic);
+    /* back to sampling: room for the draws of the largest batch trained so far, now (a
+     * trainer's steps allocate nothing) */
+    if (!deterministic && model->train_batch > 0)
+        TRY(vibi_model_reserve_train(model, fn, model->train_batch, model->train_samples));
     model->deterministic = deterministic;
     return VIB_OK;
 }
@@ -263,13 +267,8 @@ int vib_model_set_train_samples(vib_model *model, size_t samples, int objective)
                          "VIB_OBJECTIVE_LOGMEANEXP", fn, objective);
     /* the room for the draws of the largest batch trained so far, now: a trainer's steps
      * allocate nothing, and a failure here changes nothing */
-    if (model->train_batch > 0) {
-        size_t rows;
-        if (!vibi_mul_size(model->train_batch, samples, &rows))
-            return vibi_fail(VIB_ERR_INVALID_ARG, "%s: %zu samples of batches of %zu rows is too "
-                             "many", fn, samples, model->train_batch);
-        TRY(vibi_model_reserve(model, fn, rows));
-    }
+    if (model->train_batch > 0 && !model->deterministic)
+        TRY(vibi_model_reserve_train(model, fn, model->train_batch, samples));
     model->train_samples = samples;
     model->objective = objective;
     return VIB_OK;
@@ -448,15 +447,18 @@ int vibi_model_reserve(vib_model *m, const char *fn, size_t rows)
     return VIB_OK;
 }
 
-int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch)
+int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch, size_t draws)
 {
     size_t rows;
-    if (!vibi_mul_size(batch, vibi_model_draws(m), &rows))
+    if (!vibi_mul_size(batch, draws, &rows))
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: batch %zu is too large", fn, batch);
-    TRY(vibi_model_reserve(m, fn, rows));
+    return vibi_model_reserve(m, fn, rows);
+}
+
+void vibi_model_trained(vib_model *m, size_t batch)
+{
     if (batch > m->train_batch)
         m->train_batch = batch;
-    return VIB_OK;
 }
 
 int vib_model_reserve(vib_model *model, size_t max_batch)
@@ -465,7 +467,11 @@ int vib_model_reserve(vib_model *model, size_t max_batch)
     TRY(vibi_check_ptr(fn, "model", model));
     if (max_batch == 0)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: max_batch is 0", fn);
-    return vibi_model_reserve_train(model, fn, max_batch);
+    /* room for training's draws, even while deterministic (a switch back then needs
+     * none): the batches the caller declared are training's */
+    TRY(vibi_model_reserve_train(model, fn, max_batch, model->train_samples));
+    vibi_model_trained(model, max_batch);
+    return VIB_OK;
 }
 
 vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act)

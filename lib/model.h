@@ -73,7 +73,7 @@ struct vib_model {
     /* Workspace for up to cap_rows rows, grown on demand (vibi_model_reserve): after
      * the first batch of a given size, steps allocate nothing. */
     size_t cap_rows;
-    size_t train_batch; /* the largest batch a training pass has reserved for (0: none) */
+    size_t train_batch; /* the largest batch trained (or reserved for) so far (0: none) */
     float *ws;
 };
 
@@ -97,10 +97,15 @@ static inline size_t vibi_model_draws(const vib_model *m)
     return m->deterministic ? 1 : m->train_samples;
 }
 
-/* Room for a training pass over `batch` examples: batch x draws rows, the decoder's
- * share (the encoder uses the first batch rows of it). Remembers the batch, so that a
- * later vib_model_set_train_samples makes room for its draws at once. */
-int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch);
+/* Room for a pass over `batch` examples with `draws` draws each: batch x draws rows (the
+ * encoder uses the first batch of them). */
+int vibi_model_reserve_train(vib_model *m, const char *fn, size_t batch, size_t draws);
+
+/* A training pass (vib_model_gradients, a shard, a trainer) over `batch` examples
+ * succeeded, or a trainer was made for it: remembered, so that a later
+ * vib_model_set_train_samples or a switch back from deterministic makes room for the
+ * draws of that batch at once. Input gradients, prediction and evaluation do not count. */
+void vibi_model_trained(vib_model *m, size_t batch);
 
 /* Per-call views into the workspace for `rows` rows. */
 typedef struct vibi_views {
@@ -189,7 +194,7 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
 int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, size_t len,
                      vib_model **out);
 
-/* The length of architecture a's model file. */
+/* The length of architecture a's model file in the longer format (version 2): a bound. */
 uint64_t vibi_model_file_bytes(const vibi_arch *a);
 
 /* train.c: a checkpoint's magic and header (magic, version, flags, the model part's

@@ -306,8 +306,8 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     vib_model *m = model;
     TRY(vibi_check_ptr(fn, "labels", labels));
     TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
-    TRY(vibi_model_reserve_train(m, fn, batch));
     const size_t draws = vibi_model_draws(m);
+    TRY(vibi_model_reserve_train(m, fn, batch, draws));
     float *act[VIBI_MAX_LAYERS];
     const vibi_views w = vibi_model_views(m, draws * batch, act);
     /* the noise stream is put back if the loss turns out not finite */
@@ -317,6 +317,7 @@ int vib_model_gradients(vib_model *model, size_t batch, const float *x, const in
     const vibi_noise nz = {.draw_rows = batch, .offset = 0, .norm_rows = batch};
     TRY(loss_forward(m, fn, batch, x, labels, &nz, &w, &noise_was, &mean_ce, &mean_kl, &total));
     loss_backward(m, batch, draws, batch, x, &w, true, NULL, NULL);
+    vibi_model_trained(m, batch);
     if (ce) *ce = mean_ce;
     if (kl) *kl = mean_kl;
     if (loss) *loss = total;
@@ -327,8 +328,8 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
                                const int32_t *labels, size_t total, size_t offset,
                                vibi_ready *ready, double *ce, double *kl, double *loss)
 {
-    TRY(vibi_model_reserve_train(m, fn, total));
     const size_t draws = vibi_model_draws(m);
+    TRY(vibi_model_reserve_train(m, fn, total, draws));
     float *act[VIBI_MAX_LAYERS];
     const vibi_views w = vibi_model_views(m, draws * total, act); /* the global draw's room */
     vibi_rng_state noise_was;
@@ -340,6 +341,7 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
         *ce = *kl = *loss = 0.0;
         for (size_t l = m->arch.n_layers; l-- > 0;) /* the ranges the others announce */
             announce_layer(m, ready, l);
+        vibi_model_trained(m, total);
         return VIB_OK;
     }
     TRY(check_batch(fn, m, rows, x));
@@ -347,6 +349,7 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
     const vibi_noise nz = {.draw_rows = total, .offset = offset, .norm_rows = total};
     TRY(loss_forward(m, fn, rows, x, labels, &nz, &w, &noise_was, ce, kl, loss));
     loss_backward(m, rows, draws, total, x, &w, true, NULL, ready);
+    vibi_model_trained(m, total);
     return VIB_OK;
 }
 
@@ -360,11 +363,11 @@ int vib_model_input_gradients(vib_model *model, size_t batch, const float *x,
     TRY(vibi_check_labels(fn, batch, m->arch.classes, labels));
     TRY(vibi_check_ptr(fn, "dx", dx));
     TRY(check_samples(fn, samples));
-    TRY(vibi_model_reserve_train(m, fn, batch));
     const bool draw = samples > 0 && !m->deterministic;
     /* each of the `samples` evaluations of the training loss takes the model's
      * train_samples draws per row (one at z = mu) */
     const size_t per = draw ? vibi_model_draws(m) : 1;
+    TRY(vibi_model_reserve_train(m, fn, batch, per));
     float *act[VIBI_MAX_LAYERS];
     const vibi_views w = vibi_model_views(m, per * batch, act);
     const size_t draws = draw ? samples : 1, H = vibi_arch_head(&m->arch);

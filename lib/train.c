@@ -96,7 +96,7 @@ int vib_trainer_create(vib_model *model, vib_optim *opt, vib_ema *ema, size_t n,
         !vibi_mul_size(xbytes, sizeof(float), &xbytes))
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: n = %zu or batch = %zu is too large", fn, n,
                          batch);
-    TRY(vibi_model_reserve_train(model, fn, batch));
+    TRY(vibi_model_reserve_train(model, fn, batch, vibi_model_draws(model)));
     void *p[4];
     vib_trainer *t = vibi_alloc_parts(
         4, (const size_t[]){sizeof(vib_trainer), obytes, xbytes, batch * sizeof(int32_t)}, p);
@@ -116,6 +116,7 @@ int vib_trainer_create(vib_model *model, vib_optim *opt, vib_ema *ema, size_t n,
     for (size_t i = 0; i < n; i++)
         t->order[i] = i;
     shuffle_order(t); /* epoch 0's order */
+    vibi_model_trained(model, batch); /* a later change of the draws makes room at once */
     *out = t;
     return VIB_OK;
 }
@@ -669,14 +670,10 @@ int vib_trainer_load(vib_trainer *trainer, const char *path)
     const bool has_ema = rc == VIB_OK && (vibi_get_u32(b + 12) & 1u);
     if (rc == VIB_OK)
         rc = read_state(fn, path, t, st, end, has_ema, false);
-    /* room for the checkpoint's draws per example before anything changes */
-    if (rc == VIB_OK && m->train_samples > t->model->train_samples) {
-        size_t rows;
-        rc = vibi_mul_size(t->batch, m->train_samples, &rows)
-                 ? vibi_model_reserve(t->model, fn, rows)
-                 : vibi_fail(VIB_ERR_INVALID_ARG, "%s: %s: %zu draws of batches of %zu rows is too many",
-                             fn, path, m->train_samples, t->batch);
-    }
+    /* room for the checkpoint's draws per example before anything changes (a no-op when
+     * there is room) */
+    if (rc == VIB_OK)
+        rc = vibi_model_reserve_train(t->model, fn, t->batch, vibi_model_draws(m));
     if (rc == VIB_OK) { /* everything checked: restore */
         (void)read_state(fn, path, t, st, end, has_ema, true);
         memcpy(t->model->params, m->params, m->arch.num_params * sizeof(float));

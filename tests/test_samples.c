@@ -339,6 +339,7 @@ START_TEST(saved_with_the_model)
     ck_assert_ok(vib_adam_create(vib_model_num_params(r.m), 1e-3f, 0.9f, 0.999f, 1e-8f, &o2));
     ck_assert_ok(vib_trainer_create(r.m, o2, NULL, B, 2, 1, &t2));
     ck_assert_ok(vib_trainer_load(t2, path));
+    ck_assert_uint_ge(r.m->cap_rows, 12 * 2); /* room made by the load (batch 2): steps allocate nothing */
     ck_assert_uint_eq(vib_model_train_samples(r.m), 12);
     ck_assert_int_eq(vib_model_train_objective(r.m), VIB_OBJECTIVE_LOGMEANEXP);
     /* the two go on alike */
@@ -349,6 +350,89 @@ START_TEST(saved_with_the_model)
     vib_trainer_free(t1), vib_trainer_free(t2);
     vib_optim_free(o1), vib_optim_free(o2);
     vib_model_free(r.m);
+    vib_model_free(p.m);
+    unlink(path);
+}
+END_TEST
+
+/* The workspace follows training's batches, not other calls': a trainer's batch gets
+ * room for new draws at once (so its steps allocate nothing), input gradients on a large
+ * batch do not count, and a switch back from deterministic makes room for the draws. */
+START_TEST(room_for_the_draws)
+{
+    ctx p;
+    make(&p, 0, 0, 1, VIB_OBJECTIVE_MEAN);
+    vib_optim *o;
+    vib_trainer *t;
+    ck_assert_ok(vib_adam_create(vib_model_num_params(p.m), 1e-3f, 0.9f, 0.999f, 1e-8f, &o));
+    ck_assert_ok(vib_trainer_create(p.m, o, NULL, B, B, 1, &t));
+    ck_assert_uint_eq(p.m->train_batch, B);
+    ck_assert_ok(vib_model_set_train_samples(p.m, 12, VIB_OBJECTIVE_MEAN));
+    ck_assert_uint_ge(p.m->cap_rows, 12 * B);
+    /* input gradients of 300 rows: room for them, but no training batch of 300 */
+    float *x = calloc(300 * IN, sizeof *x), *dx = malloc(300 * IN * sizeof *dx);
+    int32_t *y = calloc(300, sizeof *y);
+    ck_assert_ok(vib_model_input_gradients(p.m, 300, x, y, 0, dx, NULL));
+    ck_assert_uint_eq(p.m->train_batch, B);
+    const size_t cap = p.m->cap_rows;
+    ck_assert_ok(vib_model_set_train_samples(p.m, 1000, VIB_OBJECTIVE_MEAN));
+    ck_assert_uint_ge(p.m->cap_rows, 1000 * B);
+    ck_assert_uint_lt(p.m->cap_rows, 300 * 1000); /* not the input gradients' batch */
+    (void)cap;
+    /* deterministic: no room made for the draws; back to sampling: made then */
+    vib_model *d;
+    ck_assert_ok(vib_model_create(IN, 1, ENC, K, 0, NULL, C, 3, &d));
+    ck_assert_ok(vib_model_set_deterministic(d, 1));
+    ck_assert_ok(vib_model_gradients(d, B, p.x, p.y, NULL, NULL, NULL));
+    ck_assert_ok(vib_model_set_train_samples(d, 50, VIB_OBJECTIVE_MEAN));
+    ck_assert_uint_lt(d->cap_rows, 50 * B);
+    ck_assert_ok(vib_model_set_deterministic(d, 0));
+    ck_assert_uint_ge(d->cap_rows, 50 * B);
+    vib_model_free(d);
+    vib_trainer_free(t);
+    vib_optim_free(o);
+    free(x), free(dx), free(y);
+    vib_model_free(p.m);
+}
+END_TEST
+
+/* Version 2's fields are checked: draws 0 or above 1024, an unknown objective, and
+ * version 1's settings in a version 2 file are refused, naming the file. */
+START_TEST(version_2_fields_checked)
+{
+    char path[] = "/tmp/libvib_v2_XXXXXX";
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ctx p;
+    make(&p, 0, 1, 7, VIB_OBJECTIVE_LOGMEANEXP);
+    ck_assert_ok(vib_model_save(p.m, path));
+    FILE *f = fopen(path, "rb");
+    unsigned char buf[4096];
+    const size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_uint_lt(len, sizeof buf);
+    const size_t at = 56 + 8 * 2 + 16; /* one encoder and one decoder layer; after seed */
+    ck_assert_uint_eq(vibi_get_u32(buf + at), 7);
+    ck_assert_uint_eq(vibi_get_u32(buf + at + 4), VIB_OBJECTIVE_LOGMEANEXP);
+    static const uint32_t bad[][2] = {{0, 0}, {1025, 0}, {3, 2}, {1, 0}};
+    static const char *const said[] = {"training draws", "training draws", "objective",
+                                       "version 1's training settings"};
+    for (size_t i = 0; i < 4; i++) {
+        unsigned char b[4096];
+        memcpy(b, buf, len);
+        vibi_put_u32(b + at, bad[i][0]);
+        vibi_put_u32(b + at + 4, bad[i][1]);
+        vibi_put_u32(b + len - 4, vibi_crc32(b, len - 4));
+        f = fopen(path, "wb");
+        ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+        fclose(f);
+        vib_model *q = NULL;
+        ck_assert_int_eq(vib_model_load(path, &q), VIB_ERR_FORMAT);
+        ck_assert_ptr_null(q);
+        ck_assert_msg(strstr(vib_last_error(), path) && strstr(vib_last_error(), said[i]),
+                      "case %zu: %s", i, vib_last_error());
+    }
     vib_model_free(p.m);
     unlink(path);
 }
@@ -386,6 +470,8 @@ Suite *make_samples_suite(void)
     tcase_add_test(tc, shards_sum_to_the_batch);
     tcase_add_test(tc, input_gradients_of_the_sample_objective);
     tcase_add_test(tc, saved_with_the_model);
+    tcase_add_test(tc, room_for_the_draws);
+    tcase_add_test(tc, version_2_fields_checked);
     tcase_add_test(tc, bad_arguments);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);

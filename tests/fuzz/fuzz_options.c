@@ -79,6 +79,8 @@ static int render(const options *o, char **argv, char *buf, size_t cap)
     if (o->train_samples_set) {
         ARG("--train-samples");
         ARG("%zu", o->train_samples);
+    }
+    if (o->objective_set) {
         ARG("--objective");
         ARG("%s", o->objective == VIB_OBJECTIVE_MEAN ? "mean" : "logmeanexp");
     }
@@ -138,7 +140,7 @@ static void same_options(const options *a, const options *b)
         a->epochs == b->epochs && a->latent == b->latent && a->batch == b->batch &&
         a->samples == b->samples && a->threads == b->threads &&
         a->train_samples == b->train_samples && a->objective == b->objective &&
-        a->train_samples_set == b->train_samples_set &&
+        a->train_samples_set == b->train_samples_set && a->objective_set == b->objective_set &&
         a->train_limit == b->train_limit && a->n_enc == b->n_enc && a->n_dec == b->n_dec &&
         memcmp(a->enc, b->enc, a->n_enc * sizeof(size_t)) == 0 &&
         memcmp(a->dec, b->dec, a->n_dec * sizeof(size_t)) == 0 &&
