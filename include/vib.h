@@ -703,11 +703,13 @@ VIB_API int vib_model_evaluate(vib_model *model, const vib_ema *ema, size_t n, c
  * training stream, samples x batch x K normals a step, in the order of `samples`
  * one-draw steps, so samples = 1 with VIB_OBJECTIVE_MEAN is the model's default
  * training bit for bit. A deterministic model has one z per row and ignores the
- * setting. Saved with the model (vib_model_save, checkpoints). The workspace for the
- * largest batch trained so far grows to samples times its rows at once (so a trainer's
- * steps still allocate nothing); vib_model_reserve reserves for the draws set then.
- * Errors: NULL model, samples 0 or above 1024, an unknown objective
- * (VIB_ERR_INVALID_ARG); VIB_ERR_NOMEM; the model is unchanged on error. */
+ * setting. Saved with the model (vib_model_save, checkpoints). A training pass's
+ * workspace is samples times as many rows; it grows at once for the largest training
+ * batch so far (a trainer's, a successful vib_model_gradients', vib_model_reserve's),
+ * so a trainer's steps still allocate nothing; vib_model_reserve reserves for the draws
+ * set then. Errors: NULL model, samples 0 or above 1024, an unknown objective, a
+ * workspace size that overflows (VIB_ERR_INVALID_ARG); VIB_ERR_NOMEM; the model is
+ * unchanged on error. */
 enum { VIB_OBJECTIVE_MEAN = 0, VIB_OBJECTIVE_LOGMEANEXP = 1 };
 VIB_API int vib_model_set_train_samples(vib_model *model, size_t samples, int objective);
 /* Pure getters: the draws per example (1 unless set; 0 for NULL) and the objective. */
