@@ -186,6 +186,64 @@ START_TEST(logmeanexp_by_hand_and_below_the_mean)
 }
 END_TEST
 
+/* The log-mean-exp objective by hand over a batch of B rows, so the weights must be
+ * grouped by row: row r's draw d alone is a shard of one row (offset r of the global
+ * batch of B) taking the d-th of the one-draw steps' noise; its CE is ce_rd and its
+ * gradient g_rd, (grad ce_rd + beta grad KL_r) / B. The S-draw step must give
+ * CE = (1/B) sum_r -log((1/S) sum_d e^(-ce_rd)) and the gradient
+ * sum_r sum_d w_rd g_rd, w_r = softmax_d(-ce_rd). */
+START_TEST(logmeanexp_by_hand_over_rows)
+{
+    enum { S = 4 };
+    ctx p;
+    make(&p, 0, 1, 1, VIB_OBJECTIVE_MEAN);
+    const size_t n = vib_model_num_params(p.m);
+    double ce_rd[B][S];
+    float *g = malloc((size_t)B * S * n * sizeof *g);
+    for (int r = 0; r < B; r++)
+        for (int d = 0; d < S; d++) {
+            double c, k, l;
+            ck_assert_ok(vib_model_reseed(p.m, 41));
+            for (int skip = 0; skip < d; skip++) /* the earlier steps' draws */
+                ck_assert_ok(vibi_model_shard_gradients(p.m, "test", 1, p.x, p.y, B, 0, NULL, &c,
+                                                        &k, &l));
+            ck_assert_ok(vibi_model_shard_gradients(p.m, "test", 1, p.x + r * IN, p.y + r, B,
+                                                    (size_t)r, NULL, &ce_rd[r][d], &k, &l));
+            memcpy(g + ((size_t)r * S + (size_t)d) * n, vib_model_grads(p.m), n * sizeof *g);
+        }
+    double want = 0.0;
+    double w[B][S];
+    for (int r = 0; r < B; r++) {
+        double mx = -ce_rd[r][0], sum = 0.0;
+        for (int d = 1; d < S; d++)
+            mx = fmax(mx, -ce_rd[r][d]);
+        for (int d = 0; d < S; d++)
+            sum += exp(-ce_rd[r][d] - mx);
+        for (int d = 0; d < S; d++)
+            w[r][d] = exp(-ce_rd[r][d] - mx) / sum;
+        want += (-(mx + log(sum)) + log((double)S)) / B;
+    }
+    ck_assert_ok(vib_model_set_train_samples(p.m, S, VIB_OBJECTIVE_LOGMEANEXP));
+    ck_assert_ok(vib_model_reseed(p.m, 41));
+    double ce;
+    ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, &ce, NULL, NULL));
+    ck_assert_double_eq_tol(ce, want, 1e-6 * fmax(1.0, fabs(want)));
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double h = 0.0;
+        for (int r = 0; r < B; r++)
+            for (int d = 0; d < S; d++)
+                h += w[r][d] * g[((size_t)r * S + (size_t)d) * n + i];
+        worst = fmax(worst, fabs(vib_model_grads(p.m)[i] - h));
+        scale = fmax(scale, fabs(h));
+    }
+    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale, "rows' weighted one-draw gradients: %g of %g",
+                  worst, scale);
+    free(g);
+    vib_model_free(p.m);
+}
+END_TEST
+
 /* One draw with the mean objective, set explicitly, is the default bit for bit, and a
  * deterministic model ignores the setting (z = mu: no draws, the stream untouched). */
 START_TEST(one_draw_is_the_default)
@@ -466,6 +524,7 @@ Suite *make_samples_suite(void)
     tcase_add_test(tc, full_covariance_gradients_match_finite_differences);
     tcase_add_test(tc, mean_is_the_average_of_one_draw_steps);
     tcase_add_test(tc, logmeanexp_by_hand_and_below_the_mean);
+    tcase_add_test(tc, logmeanexp_by_hand_over_rows);
     tcase_add_test(tc, one_draw_is_the_default);
     tcase_add_test(tc, shards_sum_to_the_batch);
     tcase_add_test(tc, input_gradients_of_the_sample_objective);
