@@ -438,8 +438,9 @@ int main(int argc, char **argv)
     if (o.resume) {
         check(vib_trainer_load(tr, o.resume), "resume");
         printf("resumed %s: %llu epochs and %llu steps done; the weights, the model's "
-               "settings (beta, sigma offset), the optimizer's state and rate, the schedule "
-               "and the shuffle come from it, not from the options\n", o.resume,
+               "settings (beta, sigma offset, training draws and objective), the optimizer's "
+               "state and rate, the schedule and the shuffle come from it, not from the "
+               "options\n", o.resume,
                (unsigned long long)vib_trainer_epochs_done(tr),
                (unsigned long long)vib_trainer_step_in_epoch(tr));
     }
