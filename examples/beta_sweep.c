@@ -165,27 +165,6 @@ static void parse_args(int argc, char **argv, options *o)
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-/* "  beta <b> epoch <e>/<E> [###   ]  40%  <seconds>s" */
-typedef struct {
-    const char *label;
-    double t0;
-} sweep_progress;
-
-/* The trainer's callback: the progress bar; it never stops the epoch. */
-static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, double ce,
-                    double kl, double loss)
-{
-    (void)epoch, (void)ce, (void)kl, (void)loss;
-    const sweep_progress *p = user;
-    double t;
-    if (!progress_due((size_t)step, (size_t)steps, &t))
-        return 0;
-    char tail[32];
-    snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
-    progress_draw(p->label, (size_t)step, (size_t)steps, tail, 78);
-    return 0;
-}
-
 typedef struct {
     double error_pct;  /* with the S-sample averaged probabilities */
     double ce_nats;    /* mean over rows and single draws of -log q(y|z) (info only) */
@@ -280,8 +259,8 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
     for (size_t epoch = 1; epoch <= rc->epochs; epoch++) {
         char label[64];
         snprintf(label, sizeof label, "beta %-6g epoch %zu/%zu", beta, epoch, rc->epochs);
-        sweep_progress bar = {label, now()};
-        check(vib_trainer_set_callback(t, progress, &bar), "callback");
+        train_progress bar = {label, now()}; /* "beta <b> epoch <e>/<E>" */
+        check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
                                          &ce, &kl, NULL), t);

@@ -294,6 +294,27 @@ EXAMPLE_UTIL_FN void progress_draw(const char *label, size_t done, size_t total,
     fflush(stderr);
 }
 
+/* A trainer's callback (vib_train_callback) drawing "  <label> [###   ]  40%  <seconds>s",
+ * the seconds since t0; it never stops the epoch. */
+typedef struct {
+    const char *label;
+    double t0;
+} train_progress;
+
+EXAMPLE_UTIL_FN int train_progress_cb(void *user, uint64_t epoch, uint64_t step,
+                                      uint64_t steps, double ce, double kl, double loss)
+{
+    (void)epoch, (void)ce, (void)kl, (void)loss;
+    const train_progress *p = user;
+    double t;
+    if (!progress_due((size_t)step, (size_t)steps, &t))
+        return 0;
+    char tail[32];
+    snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
+    progress_draw(p->label, (size_t)step, (size_t)steps, tail, 78);
+    return 0;
+}
+
 /* ---- gnuplot ---------------------------------------------------------------------- */
 
 /* Run gnuplot with argv (argv[0] "gnuplot", NULL-terminated) directly, without a shell, so

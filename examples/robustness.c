@@ -186,25 +186,6 @@ typedef struct {
     size_t eval_s;  /* samples of its predictions: 0 (z = mu) if deterministic */
 } study;
 
-typedef struct {
-    const char *label;
-    double t0;
-} progress_ctx;
-
-static int progress(void *user, uint64_t epoch, uint64_t step, uint64_t steps, double ce,
-                    double kl, double loss)
-{
-    (void)epoch, (void)ce, (void)kl, (void)loss;
-    const progress_ctx *p = user;
-    double t;
-    if (!progress_due((size_t)step, (size_t)steps, &t))
-        return 0;
-    char tail[32];
-    snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
-    progress_draw(p->label, (size_t)step, (size_t)steps, tail, 78);
-    return 0;
-}
-
 /* Train s->m on the first n rows of `tr` (the recipe of the header comment) and leave
  * the averaged weights in it. */
 static void train(const options *o, study *s, const vib_dataset *tr, size_t n)
@@ -230,8 +211,8 @@ static void train(const options *o, study *s, const vib_dataset *tr, size_t n)
     for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
         char label[64];
         snprintf(label, sizeof label, "%.31s epoch %zu/%zu", s->name, epoch, o->epochs);
-        progress_ctx bar = {label, now()};
-        check(vib_trainer_set_callback(t, progress, &bar), "callback");
+        train_progress bar = {label, now()};
+        check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
                                          &ce, &kl, NULL), t);

@@ -45,6 +45,19 @@ static double loss_at(void *c)
     return loss;
 }
 
+/* got[0..n) against want within 1e-5 of want's largest entry, which must not be 0 (the
+ * draws' gradients against their combination by hand: float sums in another order). */
+static void check_near(const char *what, const float *got, const double *want, size_t n)
+{
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(got[i] - want[i]));
+        scale = fmax(scale, fabs(want[i]));
+    }
+    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale, "%s: %g off, the largest %g", what, worst,
+                  scale);
+}
+
 static void check_fd(ctx *p, double h)
 {
     const size_t n = vib_model_num_params(p->m);
@@ -107,13 +120,7 @@ START_TEST(mean_is_the_average_of_one_draw_steps)
     ck_assert_double_eq_tol(ce, ce1, 1e-6 * fabs(ce1));
     ck_assert_double_eq_tol(kl, kl1, 1e-6 * fabs(kl1));
     ck_assert_double_eq_tol(loss, loss1, 1e-6 * fabs(loss1));
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs(vib_model_grads(p.m)[i] - avg[i]));
-        scale = fmax(scale, fabs(avg[i]));
-    }
-    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale, "S draws vs S one-draw steps: %g of %g",
-                  worst, scale);
+    check_near("S draws vs S one-draw steps", vib_model_grads(p.m), avg, n);
     /* and the stream moved on by exactly S one-draw steps: the next draw agrees too */
     ck_assert_ok(vib_model_set_train_samples(p.m, 1, VIB_OBJECTIVE_MEAN));
     double next_a, next_b;
@@ -161,16 +168,12 @@ START_TEST(logmeanexp_by_hand_and_below_the_mean)
     ck_assert_double_eq_tol(ce, want, 1e-6 * fmax(1.0, fabs(want)));
     ck_assert_double_eq_tol(kl, kl_s[0], 1e-9 * kl_s[0]);
     ck_assert_msg(ce < mean, "log-mean-exp %g is not below the mean %g", ce, mean);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double h = 0.0;
+    double *h = calloc(n, sizeof *h);
+    for (size_t i = 0; i < n; i++)
         for (int d = 0; d < S; d++)
-            h += exp(-ce_s[d] - mx) / sum * g[d * n + i];
-        worst = fmax(worst, fabs(vib_model_grads(p.m)[i] - h));
-        scale = fmax(scale, fabs(h));
-    }
-    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale, "weighted one-draw gradients: %g of %g",
-                  worst, scale);
+            h[i] += exp(-ce_s[d] - mx) / sum * g[d * n + i];
+    check_near("weighted one-draw gradients", vib_model_grads(p.m), h, n);
+    free(h);
 
     /* S = 1: the two objectives are the same loss */
     double a, b;
@@ -228,17 +231,13 @@ START_TEST(logmeanexp_by_hand_over_rows)
     double ce;
     ck_assert_ok(vib_model_gradients(p.m, B, p.x, p.y, &ce, NULL, NULL));
     ck_assert_double_eq_tol(ce, want, 1e-6 * fmax(1.0, fabs(want)));
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double h = 0.0;
+    double *h = calloc(n, sizeof *h);
+    for (size_t i = 0; i < n; i++)
         for (int r = 0; r < B; r++)
             for (int d = 0; d < S; d++)
-                h += w[r][d] * g[((size_t)r * S + (size_t)d) * n + i];
-        worst = fmax(worst, fabs(vib_model_grads(p.m)[i] - h));
-        scale = fmax(scale, fabs(h));
-    }
-    ck_assert_msg(scale > 0 && worst <= 1e-5 * scale, "rows' weighted one-draw gradients: %g of %g",
-                  worst, scale);
+                h[i] += w[r][d] * g[((size_t)r * S + (size_t)d) * n + i];
+    check_near("rows' weighted one-draw gradients", vib_model_grads(p.m), h, n);
+    free(h);
     free(g);
     vib_model_free(p.m);
 }
@@ -298,13 +297,13 @@ START_TEST(shards_sum_to_the_batch)
         const size_t n = vib_model_num_params(whole);
         double ce, kl, loss;
         ck_assert_ok(vib_model_gradients(whole, N, x, y, &ce, &kl, &loss));
-        float *sum = calloc(n, sizeof *sum);
+        double *sum = calloc(n, sizeof *sum);
         double ce_sum = 0.0;
         const size_t cut = 4;
         for (int sh = 0; sh < 2; sh++) {
             const size_t lo = sh ? cut : 0, rows = sh ? N - cut : cut;
             double c, k, l;
-            vib_model_reseed(part, 3);
+            ck_assert_ok(vib_model_reseed(part, 3));
             ck_assert_ok(vibi_model_shard_gradients(part, "test", rows, x + lo * IN, y + lo, N, lo,
                                                     NULL, &c, &k, &l));
             for (size_t i = 0; i < n; i++)
@@ -312,13 +311,8 @@ START_TEST(shards_sum_to_the_batch)
             ce_sum += c * (double)rows / N;
         }
         ck_assert_double_eq_tol(ce_sum, ce, 1e-6 * ce);
-        double worst = 0, scale = 0;
-        for (size_t i = 0; i < n; i++) {
-            worst = fmax(worst, fabs(sum[i] - vib_model_grads(whole)[i]));
-            scale = fmax(scale, fabs(vib_model_grads(whole)[i]));
-        }
-        ck_assert_msg(worst <= 1e-5 * scale, "objective %d: shards %g off of %g", objective,
-                      worst, scale);
+        check_near(objective ? "log-mean-exp: whole batch vs shards" : "mean: whole batch vs shards",
+                   vib_model_grads(whole), sum, n);
         free(sum);
         vib_model_free(whole);
         vib_model_free(part);
