@@ -635,7 +635,8 @@ VIB_API size_t vib_ema_size(const vib_ema *ema);
 
 /* The flat parameter array, block by block: each layer's weights then its bias, layer by
  * layer from the input (encoder hidden layers, the Gaussian head, decoder hidden layers,
- * the output layer), so vib_model_num_blocks is twice the number of layers (0 for NULL).
+ * the output layer), so vib_model_num_blocks is twice the number of layers (0 for NULL),
+ * three more with a mixture marginal (below).
  * Block b starts at *offset in vib_model_params (and in vib_model_grads: same layout)
  * and holds a row-major [rows x cols] matrix (W is [in x out]: W[i*out + j] joins input
  * i to output j; a bias is [1 x out]); the blocks follow each other without gaps and end
@@ -645,6 +646,11 @@ VIB_API size_t vib_ema_size(const vib_ema *ema);
  * VIB_ERR_INVALID_ARG for a NULL model or b >= vib_model_num_blocks(model). */
 enum { VIB_BLOCK_WEIGHTS = 0, VIB_BLOCK_BIAS = 1 };
 enum { VIB_LAYER_ENCODER = 0, VIB_LAYER_HEAD = 1, VIB_LAYER_DECODER = 2, VIB_LAYER_OUTPUT = 3 };
+/* Since 0.2: a model with a mixture marginal (vib_model_create_mixture) has three more
+ * blocks, right after the head's bias, of role VIB_LAYER_PRIOR (index 0) and these
+ * kinds: the means [M x K], the scales' raw values [M x K], the weights' logits [1 x M]. */
+enum { VIB_BLOCK_PRIOR_MEANS = 2, VIB_BLOCK_PRIOR_SCALES = 3, VIB_BLOCK_PRIOR_LOGITS = 4 };
+enum { VIB_LAYER_PRIOR = 4 };
 VIB_API size_t vib_model_num_blocks(const vib_model *model);
 VIB_API int vib_model_block(const vib_model *model, size_t b, size_t *offset, size_t *rows,
                             size_t *cols, int *kind, int *role, size_t *index);
@@ -715,6 +721,31 @@ VIB_API int vib_model_set_train_samples(vib_model *model, size_t samples, int ob
 /* Pure getters: the draws per example (1 unless set; 0 for NULL) and the objective. */
 VIB_API size_t vib_model_train_samples(const vib_model *model);
 VIB_API int vib_model_train_objective(const vib_model *model);
+
+/* vib_model_create_ex with a learned marginal r(z) in place of the standard normal: a
+ * mixture of `components` (M) diagonal Gaussians,
+ *   r(z) = sum_m pi_m N(z; c_m, diag(s_m^2)),  pi = softmax(logits),  s_m = softplus(raw_m),
+ * whose means, raw scales and logits are trainable parameters in the flat array (three
+ * blocks of role VIB_LAYER_PRIOR between the head and the decoder: [M x K] means,
+ * [M x K] raw scales, [1 x M] logits; vib_model_block). They start as M means drawn from
+ * N(0, I) after every layer's weights (so the layers are those of the model without
+ * the marginal, seed for seed), unit scales and equal weights. The rate
+ * KL(e(z|x) || r(z)) has no closed form: training estimates it from its own draws, for
+ * each draw z_s of a row log e(z_s|x) - log r(z_s), averaged over the row's draws
+ * (vib_model_set_train_samples), and its gradient reaches the encoder through z_s and
+ * log sigma, and the marginal's parameters through the components' responsibilities
+ * (docs/math.md#a-learned-mixture-marginal). vib_model_gradients' *kl and the loss hold
+ * that estimate; vib_model_evaluate's *kl_bits is the same estimate from 4 draws per
+ * row of the prediction stream. Works with VIB_MODEL_FULL_COV (log e then has log of
+ * L's diagonal). components = 0 is vib_model_create_ex's model, the closed-form KL to
+ * N(0, I); at most 1024 (VIB_ERR_INVALID_ARG), the parameter count as ever (NOMEM). A
+ * deterministic model leaves the marginal unused (its gradient 0). Saved with the model. */
+VIB_API int vib_model_create_mixture(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                                     size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                                     size_t classes, uint32_t flags, size_t components,
+                                     uint64_t seed, vib_model **out);
+/* Pure getter: the marginal's components, 0 for the standard normal (and for NULL). */
+VIB_API size_t vib_model_prior_components(const vib_model *model);
 
 /* A trainer: minibatch training of a model with an optimizer (and an optional moving
  * average of the weights) over a fixed training set of n rows, in seeded-shuffled

@@ -19,13 +19,17 @@
  *   ..      8  u64      seed
  *   ..      4  u32      version 2 only: training's draws per example, 1 to 1024
  *   ..      4  u32      version 2 only: its objective (VIB_OBJECTIVE_*)
+ *   ..      4  u32      version 2 only: the mixture marginal's components, 0 to 1024
+ *                       (0: the standard normal)
  *   ..      8  u64      number of parameters P
  *   ..      4*P f32     the flat parameter array
  *   ..      4  u32      CRC-32 (zlib's) of every byte before it
  *
- * A model with one draw and the mean objective (every model before 0.2's
- * vib_model_set_train_samples) is saved as version 1, byte for byte as before, so older
- * readers keep reading it; any other as version 2. A version 2 file that holds version
+ * A model with one draw, the mean objective and the standard normal marginal (every
+ * model before 0.2's vib_model_set_train_samples and vib_model_create_mixture) is saved
+ * as version 1, byte for byte as before, so older readers keep reading it; any other as
+ * version 2. The parameter array of a model with a mixture marginal holds its blocks
+ * after the head's (vib_model_block). A version 2 file that holds version
  * 1's settings is refused: each model has one file image, which load and save keep.
  *
  * Saving writes the whole image to a temporary file beside the target (mode 0666 less
@@ -49,11 +53,11 @@
 static const char MAGIC[8] = {'V', 'I', 'B', 'M', 'O', 'D', 'E', 'L'};
 enum { FORMAT_V1 = 1, FORMAT_V2 = 2, FLAG_DETERMINISTIC = 1, FLAG_FULL_COV = 2 };
 
-/* The header's bytes after the hidden sizes: beta, offset, seed, (version 2: the draws
- * and the objective,) P. */
+/* The header's bytes after the hidden sizes: beta, offset, seed, (version 2: the draws,
+ * the objective and the components,) P. */
 static size_t tail_bytes(uint32_t version)
 {
-    return version == FORMAT_V1 ? 24 : 32;
+    return version == FORMAT_V1 ? 24 : 36;
 }
 
 /* Bytes of a file with these counts; the header up to the hidden sizes is 56 bytes. */
@@ -70,7 +74,9 @@ uint64_t vibi_model_file_bytes(const vibi_arch *a)
 /* The version a model is saved as: 1 unless its training settings need 2. */
 static uint32_t model_version(const vib_model *m)
 {
-    return m->train_samples == 1 && m->objective == VIB_OBJECTIVE_MEAN ? FORMAT_V1 : FORMAT_V2;
+    return m->train_samples == 1 && m->objective == VIB_OBJECTIVE_MEAN && m->arch.components == 0
+               ? FORMAT_V1
+               : FORMAT_V2;
 }
 
 /* zlib's crc32 takes a uInt length; feed large buffers in pieces. */
@@ -154,6 +160,7 @@ int vibi_model_image(const char *fn, const vib_model *model, unsigned char **out
     if (version == FORMAT_V2) {
         p = vibi_put_u32(p, (uint32_t)model->train_samples); /* at most 1024 */
         p = vibi_put_u32(p, (uint32_t)model->objective);
+        p = vibi_put_u32(p, (uint32_t)a->components); /* at most 1024 */
     }
     p = vibi_put_u64(p, P);
     for (size_t i = 0; i < P; i++)
@@ -216,8 +223,8 @@ int vib_model_save(const vib_model *model, const char *path)
 /* ---- load ----------------------------------------------------------------------- */
 
 /* The longest header a loadable file has: 56 bytes, 8 per hidden size (at most 64 + 64
- * of them), then beta, offset, seed, version 2's draws and objective, and P. */
-#define HEADER_MAX (56 + 8 * (64 + 64) + 32)
+ * of them), then beta, offset, seed, version 2's draws, objective and components, and P. */
+#define HEADER_MAX (56 + 8 * (64 + 64) + 36)
 
 /* The checks parse() begins with, which need only the header: `head` holds its first
  * head_len bytes, all the file has up to HEADER_MAX, and file_len is the file's length.
@@ -347,13 +354,17 @@ int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, s
             a.dec[i - a.n_enc] = v;
     }
 #undef SIZE_OF
+    const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
+    /* version 2's components (checked by vibi_arch_check: the parameter count depends
+     * on them) */
+    const uint32_t components = version == FORMAT_V2 ? vibi_get_u32(p + 24) : 0;
+    a.components = components;
     char who[4200];
     snprintf(who, sizeof who, "%s: %s: impossible architecture", fn, path);
     TRY(vibi_arch_check(who, true, &a));
     if (a.num_params != P)
         return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %llu parameters, the architecture has %zu", fn, path,
                    (unsigned long long)P, a.num_params);
-    const unsigned char *p = b + 56 + 8 * (n_enc + n_dec);
     float beta = vibi_get_f32(p), offset = vibi_get_f32(p + 4);
     uint64_t seed = vibi_get_u64(p + 8);
     if (!isfinite(beta) || beta < 0.0f || !isfinite(offset))
@@ -365,7 +376,7 @@ int vibi_model_parse(const char *fn, const char *path, const unsigned char *b, s
             (objective != VIB_OBJECTIVE_MEAN && objective != VIB_OBJECTIVE_LOGMEANEXP))
             return vibi_fail(VIB_ERR_FORMAT, "%s: %s: %u training draws, objective %u: invalid", fn,
                              path, samples, objective);
-        if (samples == 1 && objective == VIB_OBJECTIVE_MEAN)
+        if (samples == 1 && objective == VIB_OBJECTIVE_MEAN && components == 0)
             return vibi_fail(VIB_ERR_FORMAT, "%s: %s: a version 2 file with version 1's training "
                              "settings: not written by libvib", fn, path);
     }

@@ -76,16 +76,26 @@ int vibi_arch_check(const char *fn, bool from_file, vibi_arch *a)
             return vibi_fail(bad, "%s: %s_hidden[%zu] = %zu is outside [1, 2^24]", fn,
                              enc ? "enc" : "dec", j, d);
     }
+    if (a->components > VIBI_MAX_COMPONENTS)
+        return vibi_fail(bad, "%s: %zu mixture components: at most %d", fn, a->components,
+                         VIBI_MAX_COMPONENTS);
     a->head_out = a->k + (vibi_arch_full(a) ? vib_chol_size(a->k) : a->k);
     a->n_layers = a->n_enc + a->n_dec + 2;
     a->num_params = 0;
     a->max_width = 0;
+    size_t prior; /* M (2K + 1): M <= 1024 and K <= 2^24 keep it well inside size_t */
+    if (!vibi_mul_size(a->components, 2 * a->k + 1, &prior))
+        return vibi_fail(big, "%s: the parameter count overflows", fn);
     for (size_t l = 0; l < a->n_layers; l++) {
         size_t in, out, nw;
         vibi_arch_layer(a, l, &in, &out);
         if (!vibi_mul_size(in, out, &nw) || !add_size(&a->num_params, nw) ||
-            !add_size(&a->num_params, out) || a->num_params > SIZE_MAX / 4 / sizeof(float))
+            !add_size(&a->num_params, out) ||
+            (l == vibi_arch_head(a) && !add_size(&a->num_params, prior)) ||
+            a->num_params > SIZE_MAX / 4 / sizeof(float))
             return vibi_fail(big, "%s: the parameter count overflows", fn);
+        if (l == vibi_arch_head(a))
+            a->prior_at = a->num_params - prior;
         a->max_width = in > a->max_width ? in : a->max_width;
         a->max_width = out > a->max_width ? out : a->max_width;
     }
@@ -101,6 +111,7 @@ void vib_model_free(vib_model *model)
     free(model->layers);
     free(model->params); /* the gradients share its block */
     free(model->ws);
+    free(model->prior_buf);
     vib_rng_free(model->noise);
     vib_rng_free(model->predict_noise);
     free(model);
@@ -121,6 +132,19 @@ int vibi_model_alloc(const char *fn, const vibi_arch *a, uint64_t seed, vib_mode
     int rc = VIB_OK;
     if (m->layers == NULL || m->params == NULL)
         rc = vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate %zu parameters", fn, a->num_params);
+    if (rc == VIB_OK && a->components > 0) {
+        /* the marginal's per-pass constants: s and 1/s^2 [M x K], log_w and log_pi [M] */
+        const size_t mk = a->components * a->k, M = a->components;
+        void *pp[2];
+        m->prior_buf = vibi_alloc_parts(2, (const size_t[]){2 * mk * sizeof(float),
+                                                            2 * M * sizeof(double)}, pp);
+        if (m->prior_buf == NULL)
+            rc = vibi_fail(VIB_ERR_NOMEM, "%s: cannot allocate the marginal's constants", fn);
+        else {
+            m->prior.s = pp[0], m->prior.inv_s2 = (float *)pp[0] + mk;
+            m->prior.log_w = pp[1], m->prior.log_pi = (double *)pp[1] + M;
+        }
+    }
     if (rc == VIB_OK)
         rc = vib_rng_create(NOISE_SEED(seed), &m->noise);
     if (rc == VIB_OK)
@@ -150,6 +174,14 @@ void vibi_model_bind(vib_model *m, const float *params)
         off += L->in * L->out;
         L->b = p + off, L->db = m->grads + off;
         off += L->out;
+        if (l == vibi_arch_head(&m->arch) && m->arch.components > 0) {
+            const size_t mk = m->arch.components * m->arch.k;
+            vibi_prior *r = &m->prior;
+            r->c = p + off, r->dc = m->grads + off;
+            r->raw = p + off + mk, r->draw = m->grads + off + mk;
+            r->logit = p + off + 2 * mk, r->dlogit = m->grads + off + 2 * mk;
+            off += vibi_arch_prior_params(&m->arch);
+        }
     }
 }
 
@@ -166,6 +198,17 @@ static int init_weights(vib_model *m)
     for (size_t l = 0; rc == VIB_OK && l < a->n_layers; l++) {
         const bool relu = l != h && l != a->n_layers - 1;
         rc = vibi_layer_init(&m->layers[l], relu ? VIB_INIT_HE : VIB_INIT_LECUN, rng);
+    }
+    if (rc == VIB_OK && a->components > 0) {
+        /* the marginal: means drawn from N(0, I) after every layer's weights (which are
+         * then those of the same model without it), unit scales (raw = softplus^-1(1)),
+         * equal weights */
+        const size_t mk = a->components * a->k;
+        float *c = m->params + a->prior_at;
+        rc = vib_rng_normal(rng, mk, 0.0f, 1.0f, c);
+        for (size_t i = 0; i < mk; i++)
+            c[mk + i] = (float)log(expm1(1.0));
+        memset(c + 2 * mk, 0, a->components * sizeof(float));
     }
     vib_rng_free(rng);
     if (rc != VIB_OK || !vibi_arch_full(a))
@@ -190,6 +233,15 @@ int vib_model_create_ex(size_t input_dim, size_t n_enc, const size_t *enc_hidden
                         size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
                         size_t classes, uint32_t flags, uint64_t seed, vib_model **out)
 {
+    return vib_model_create_mixture(input_dim, n_enc, enc_hidden, latent_dim, n_dec,
+                                    dec_hidden, classes, flags, 0, seed, out);
+}
+
+int vib_model_create_mixture(size_t input_dim, size_t n_enc, const size_t *enc_hidden,
+                             size_t latent_dim, size_t n_dec, const size_t *dec_hidden,
+                             size_t classes, uint32_t flags, size_t components, uint64_t seed,
+                             vib_model **out)
+{
     static const char fn[] = "vib_model_create";
     TRY(vibi_check_ptr(fn, "out", out));
     if (n_enc > 0)
@@ -197,7 +249,7 @@ int vib_model_create_ex(size_t input_dim, size_t n_enc, const size_t *enc_hidden
     if (n_dec > 0)
         TRY(vibi_check_ptr(fn, "dec_hidden", dec_hidden));
     vibi_arch a = {.input_dim = input_dim, .k = latent_dim, .classes = classes,
-                   .n_enc = n_enc, .n_dec = n_dec, .flags = flags};
+                   .n_enc = n_enc, .n_dec = n_dec, .flags = flags, .components = components};
     if (n_enc <= VIBI_MAX_HIDDEN && n_dec <= VIBI_MAX_HIDDEN) {
         if (n_enc > 0)
             memcpy(a.enc, enc_hidden, n_enc * sizeof(size_t));
@@ -326,6 +378,11 @@ uint32_t vib_model_flags(const vib_model *model)
     return model ? model->arch.flags : 0;
 }
 
+size_t vib_model_prior_components(const vib_model *model)
+{
+    return model ? model->arch.components : 0;
+}
+
 size_t vib_model_num_params(const vib_model *model)
 {
     return model ? model->arch.num_params : 0;
@@ -345,7 +402,8 @@ float *vib_model_grads(vib_model *model)
 
 size_t vib_model_num_blocks(const vib_model *model)
 {
-    return model ? 2 * model->arch.n_layers : 0; /* every layer has W and b */
+    /* every layer has W and b; a mixture marginal adds its means, scales and logits */
+    return model ? 2 * model->arch.n_layers + (model->arch.components > 0 ? 3 : 0) : 0;
 }
 
 int vib_model_block(const vib_model *model, size_t b, size_t *offset, size_t *rows,
@@ -357,7 +415,20 @@ int vib_model_block(const vib_model *model, size_t b, size_t *offset, size_t *ro
     if (b >= n)
         return vibi_fail(VIB_ERR_INVALID_ARG, "%s: block %zu of a model of %zu blocks", fn, b, n);
     const vibi_arch *a = &model->arch;
-    const size_t l = b / 2, h = vibi_arch_head(a);
+    const size_t h = vibi_arch_head(a), first = 2 * (h + 1); /* the marginal's first block */
+    if (a->components > 0 && b >= first && b < first + 3) {
+        const size_t i = b - first, M = a->components;
+        if (offset) *offset = a->prior_at + i * M * a->k;
+        if (rows) *rows = i < 2 ? M : 1;
+        if (cols) *cols = i < 2 ? a->k : M;
+        if (kind) *kind = VIB_BLOCK_PRIOR_MEANS + (int)i;
+        if (role) *role = VIB_LAYER_PRIOR;
+        if (index) *index = 0;
+        return VIB_OK;
+    }
+    if (a->components > 0 && b >= first)
+        b -= 3;
+    const size_t l = b / 2;
     const vibi_layer *L = &model->layers[l];
     const bool bias = b % 2 == 1;
     /* the views point into params (vib_model_evaluate binds an average only during the call) */
@@ -387,7 +458,10 @@ int vib_model_describe(const vib_model *model, char *buf, size_t len)
     PUT("%zu", a->input_dim);
     for (size_t i = 0; i < a->n_enc; i++)
         PUT("-%zu", a->enc[i]);
-    PUT(" | K=%zu%s | decoder ", a->k, vibi_arch_full(a) ? " full-cov" : "");
+    PUT(" | K=%zu%s", a->k, vibi_arch_full(a) ? " full-cov" : "");
+    if (a->components > 0)
+        PUT(" | r(z): %zu-Gaussian mixture", a->components);
+    PUT(" | decoder ");
     for (size_t i = 0; i < a->n_dec; i++)
         PUT("%zu-", a->dec[i]);
     PUT("%zu | ", a->classes);
@@ -419,10 +493,12 @@ static size_t dx_width(const vibi_arch *a)
 }
 
 /* Floats of workspace per row: every layer's output, v, z, dz, the head's sigma, aux
- * and dsigma, two ping-pong gradient buffers, and the dx view. */
+ * and dsigma, two ping-pong gradient buffers, the dx view, and the responsibilities of
+ * a mixture marginal's components. */
 static size_t row_floats(const vib_model *m)
 {
-    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width + dx_width(&m->arch);
+    size_t per_row = 6 * m->arch.k + 2 * m->arch.max_width + dx_width(&m->arch) +
+                     m->arch.components;
     for (size_t l = 0; l < m->arch.n_layers; l++)
         per_row += m->layers[l].out;
     return per_row;
@@ -493,6 +569,7 @@ vibi_views vibi_model_views(const vib_model *m, size_t rows, float **act)
     w.ga = p, p += rows * m->arch.max_width;
     w.gb = p, p += rows * m->arch.max_width;
     w.dx = p, p += rows * dx_width(&m->arch);
+    w.gamma = p, p += rows * m->arch.components;
     w.scratch = p;
     return w;
 }

@@ -6,7 +6,10 @@
  *   encoder hidden layers (ReLU, He init), the head [h -> head_out] giving [mu | rho]
  *   (diagonal) or [mu | packed raw L] (full covariance) (LeCun), decoder hidden layers
  *   (ReLU, He), the output layer [-> classes] (LeCun). The decoder reads z (K values),
- *   not the head's outputs.
+ *   not the head's outputs. A model with a mixture marginal r(z) of M components holds
+ *   its blocks between the head's b and the decoder: the means [M x K], the scales' raw
+ *   values [M x K] (scale = softplus(raw)) and the logits of the weights [M]. There the
+ *   backward finishes them with the head (vib_trainer_set_reduce_overlap's ranges).
  */
 #ifndef VIB_MODEL_H
 #define VIB_MODEL_H
@@ -22,6 +25,8 @@
 #define VIBI_MAX_FULL_K 4096
 /* The most posterior draws per example a training pass takes. */
 #define VIBI_MAX_TRAIN_SAMPLES 1024
+/* The most components a mixture marginal r(z) has (vib_model_create_mixture). */
+#define VIBI_MAX_COMPONENTS 1024
 
 /* An architecture: what vib_model_create_ex is given, then (vibi_arch_check) what
  * follows from it. */
@@ -30,10 +35,12 @@ typedef struct vibi_arch {
     size_t n_enc, n_dec;
     size_t enc[VIBI_MAX_HIDDEN], dec[VIBI_MAX_HIDDEN];
     uint32_t flags; /* VIB_MODEL_* */
+    size_t components; /* the marginal r(z)'s mixture components, 0: r = N(0, I) */
     /* filled by vibi_arch_check */
     size_t head_out;   /* 2K, or K + K(K+1)/2 with a full covariance */
     size_t n_layers;   /* n_enc + 1 (head) + n_dec + 1 (output) */
-    size_t num_params; /* every W and b */
+    size_t num_params; /* every W and b, and the marginal's blocks */
+    size_t prior_at;   /* where the marginal's blocks start: right after the head's b */
     size_t max_width;  /* the widest side of any layer */
 } vibi_arch;
 
@@ -57,9 +64,27 @@ static inline bool vibi_arch_full(const vibi_arch *a)
     return (a->flags & VIB_MODEL_FULL_COV) != 0;
 }
 
+/* The parameters of a mixture marginal of the architecture's components: M (2K + 1). */
+static inline size_t vibi_arch_prior_params(const vibi_arch *a)
+{
+    return a->components * (2 * a->k + 1);
+}
+
+/* The mixture marginal's views into the bound parameters and the gradients, and the
+ * constants a forward pass computes from them for its backward (model_prior.c). */
+typedef struct vibi_prior {
+    const float *c, *raw, *logit; /* means [M x K], raw scales [M x K], logits [M] */
+    float *dc, *draw, *dlogit;
+    float *s, *inv_s2;            /* softplus(raw) and 1 / s^2, [M x K] */
+    double *log_w;                /* log pi_m - sum_k log s_mk, [M] */
+    double *log_pi;               /* log pi_m, [M] */
+} vibi_prior;
+
 struct vib_model {
     vibi_arch arch;
     vibi_layer *layers; /* arch.n_layers views into params and grads */
+    vibi_prior prior;   /* arch.components > 0 only */
+    void *prior_buf;    /* the block prior.s ... prior.log_pi point into */
     float *params, *grads;
     float beta, offset;
     int deterministic;
@@ -118,6 +143,7 @@ typedef struct vibi_views {
     float *dsigma;   /* [rows x K] */
     float *dx;       /* dL/d(head) averaged over draws (vib_model_input_gradients),
                       * [rows x max(input_dim, head_out)] */
+    float *gamma;    /* the mixture marginal's responsibilities, [rows x M] (M = 0: none) */
     float *scratch;  /* one row of the full-covariance head: 2 K(K+1)/2 + 4K (0 if diagonal) */
 } vibi_views;
 
@@ -163,13 +189,18 @@ int vibi_model_shard_gradients(vib_model *m, const char *fn, size_t rows, const 
 /* z = mu + sigma v or mu + L v from the head's `rows` rows and the noise v, `draws` of
  * them per row: row r's draw d is row d rows + r of v and z. The scale and the KL are
  * computed once per row; returns the summed KL to N(0, I) of the rows, in nats. The
- * sigma of each row stays in w->sigma for the backward. */
+ * sigma of each row stays in w->sigma for the backward. With a mixture marginal r the
+ * rate is the draws' estimate instead: the sum over rows of the mean over the row's
+ * draws of log e(z|x) - log r(z), the responsibilities in w->gamma. */
 double vibi_model_head_forward(const vib_model *m, size_t rows, size_t draws,
                                const float *head, const float *v, float *z, const vibi_views *w);
 
 /* dL/d(head outputs) of each row into dhead (written, `rows` rows) from dL/dz of every
  * draw (their shares summed in draw order) and the KL with weight kl_w = beta / batch
- * (once per row), after vibi_model_head_forward on the same rows and draws. */
+ * (once per row), after vibi_model_head_forward on the same rows and draws. With a
+ * mixture marginal, dz must already hold the rate's share through z
+ * (vibi_prior_backward); the rest of the rate's gradient, -1 per log sigma_k, is added
+ * here. */
 void vibi_model_head_backward(const vib_model *m, size_t rows, size_t draws,
                               const float *head, const float *v, const float *dz, double kl_w,
                               const vibi_views *w, float *dhead);
@@ -182,6 +213,23 @@ void vibi_model_scale(const vib_model *m, size_t rows, const float *head, bool p
 /* z = mu + scale v for each row, scale as vibi_model_scale(packed = false) gave it. */
 void vibi_model_sample(const vib_model *m, size_t rows, const float *head, const float *scale,
                        const float *v, float *z);
+
+/* model_prior.c: the mixture marginal r(z) ------------------------------------------ */
+
+/* Compute the marginal's constants (vibi_prior's s, inv_s2, log_w) from the bound
+ * parameters: before a forward pass that takes the rate against r. */
+void vibi_prior_prepare(const vib_model *m);
+
+/* The sum over `n` rows of z of -log r(z) (leaving out the K/2 log 2 pi that log e(z|x)
+ * also leaves out), each row's responsibilities gamma_m = pi_m N(z; c_m, s_m) / r(z)
+ * into gamma [n x M] for the backward. After vibi_prior_prepare. */
+double vibi_prior_neg_log(const vib_model *m, size_t n, const float *z, float *gamma);
+
+/* The backward of wt times the sum over n rows of -log r(z): the rows' gradients ADDED
+ * into dz, and with `params` the marginal's gradients WRITTEN (a deterministic model's:
+ * 0, and nothing else happens). After vibi_prior_neg_log on the same rows. */
+void vibi_prior_backward(const vib_model *m, size_t n, const float *z, const float *gamma,
+                         double wt, bool params, float *dz);
 
 /* io.c: the model file -------------------------------------------------------------- */
 

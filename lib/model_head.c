@@ -17,6 +17,32 @@
 
 #include "model.h"
 
+/* ---- a mixture marginal's rate -------------------------------------------------- */
+
+/* Row r's share of the rate estimate that is log e(z|x): the mean over its draws of
+ * -sum_k log sigma_k - |v|^2 / 2 (the -log r(z) share is model_prior.c's). */
+static double log_e_part(size_t K, size_t rows, size_t draws, size_t r, const float *log_s,
+                         const float *v)
+{
+    double ls = 0.0, vv = 0.0;
+    for (size_t k = 0; k < K; k++)
+        ls += log_s[k];
+    for (size_t d = 0; d < draws; d++) {
+        const float *vd = v + (d * rows + r) * K;
+        for (size_t k = 0; k < K; k++)
+            vv += (double)vd[k] * vd[k];
+    }
+    return -ls - 0.5 * vv / (double)draws;
+}
+
+/* The rate's gradient at log sigma once z's share is in dz: d/d log sigma_k of the
+ * draws' mean of -sum_k log sigma_k, weight kl_w. */
+static void log_e_backward(size_t K, double kl_w, float *dlog_s)
+{
+    for (size_t k = 0; k < K; k++)
+        dlog_s[k] -= (float)kl_w;
+}
+
 /* ---- diagonal ------------------------------------------------------------------- */
 
 /* Rows [r0, r1) of `rows`, each with `draws` samples: row r's draw d is row d rows + r
@@ -33,7 +59,8 @@ static double diag_forward_rows(const vib_model *m, size_t r0, size_t r1, size_t
         vibi_head_sigma(K, rho, m->offset, s, log_s);
         for (size_t d = 0; d < draws; d++)
             vibi_head_reparam(K, mu, s, v + (d * rows + r) * K, z + (d * rows + r) * K);
-        kl += vibi_head_kl(K, mu, s, log_s);
+        kl += m->arch.components > 0 ? log_e_part(K, rows, draws, r, log_s, v)
+                                     : vibi_head_kl(K, mu, s, log_s);
     }
     return kl;
 }
@@ -55,7 +82,10 @@ static void diag_backward_rows(const vib_model *m, size_t r0, size_t r1, size_t 
         for (size_t d = 0; d < draws; d++)
             vibi_head_reparam_backward(K, dz + (d * rows + r) * K, v + (d * rows + r) * K, dmu,
                                        ds);
-        vibi_head_kl_backward(K, mu, s, kl_w, dmu, ds, dlog_s);
+        if (m->arch.components > 0)
+            log_e_backward(K, kl_w, dlog_s);
+        else
+            vibi_head_kl_backward(K, mu, s, kl_w, dmu, ds, dlog_s);
         vibi_head_sigma_backward(K, rho, m->offset, ds, dlog_s, drho);
     }
 }
@@ -100,7 +130,8 @@ static double full_forward(const vib_model *m, size_t rows, size_t draws, const 
         full_factor(m, mu + K, f.l, f.rho_d, f.s, f.log_s);
         for (size_t d = 0; d < draws; d++)
             vibi_chol_reparam(K, mu, f.l, v + (d * rows + r) * K, z + (d * rows + r) * K);
-        kl += vibi_chol_kl(K, mu, f.l, f.log_s);
+        kl += m->arch.components > 0 ? log_e_part(K, rows, draws, r, f.log_s, v)
+                                     : vibi_chol_kl(K, mu, f.l, f.log_s);
     }
     return kl;
 }
@@ -122,7 +153,10 @@ static void full_backward(const vib_model *m, size_t rows, size_t draws, const f
         for (size_t d = 0; d < draws; d++)
             vibi_chol_reparam_backward(K, dz + (d * rows + r) * K, v + (d * rows + r) * K, dmu,
                                        f.dl);
-        vibi_chol_kl_backward(K, mu, f.l, kl_w, dmu, f.dl, dlog_s);
+        if (m->arch.components > 0)
+            log_e_backward(K, kl_w, dlog_s);
+        else
+            vibi_chol_kl_backward(K, mu, f.l, kl_w, dmu, f.dl, dlog_s);
         /* dL reaches the raw outputs as it is below the diagonal; on it, through the
          * sigma head. */
         memcpy(draw, f.dl, T * sizeof(float));
@@ -140,11 +174,24 @@ static void full_backward(const vib_model *m, size_t rows, size_t draws, const f
 
 /* ---- the batch ------------------------------------------------------------------ */
 
+/* The rate's -log r(z) share over the rows' draws, averaged over the draws: 0 without
+ * a mixture marginal. */
+static double prior_part(const vib_model *m, size_t rows, size_t draws, const float *z,
+                         const vibi_views *w)
+{
+    if (m->arch.components == 0)
+        return 0.0;
+    vibi_prior_prepare(m);
+    return vibi_prior_neg_log(m, draws * rows, z, w->gamma) / (double)draws;
+}
+
 double vibi_model_head_forward(const vib_model *m, size_t rows, size_t draws,
                                const float *head, const float *v, float *z, const vibi_views *w)
 {
-    if (vibi_arch_full(&m->arch))
-        return full_forward(m, rows, draws, head, v, z, w);
+    if (vibi_arch_full(&m->arch)) {
+        const double kl = full_forward(m, rows, draws, head, v, z, w);
+        return kl + prior_part(m, rows, draws, z, w);
+    }
     double part[VIB_MAX_THREADS];
     int used = 1;
 #pragma omp parallel num_threads(vibi_threads()) if (draws * rows * m->arch.k >= VIBI_PAR_ELEMS)
@@ -158,7 +205,7 @@ double vibi_model_head_forward(const vib_model *m, size_t rows, size_t draws,
     double kl = 0.0;
     for (int t = 0; t < used; t++)
         kl += part[t];
-    return kl;
+    return kl + prior_part(m, rows, draws, z, w);
 }
 
 void vibi_model_head_backward(const vib_model *m, size_t rows, size_t draws,

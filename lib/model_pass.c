@@ -279,6 +279,11 @@ static void tail_backward(vib_model *m, size_t batch, size_t draws, size_t norm_
     const size_t H = vibi_arch_head(&m->arch), last = m->arch.n_layers - 1;
     backward_layers(m, H + 1, last, draws * batch, w->z, w->act, w->act[last], w->ga, w->gb,
                     w->dz, params ? BACK_PARAMS : 0, ready);
+    /* a mixture marginal: the rate's share through z joins dz (weight beta / norm_rows
+     * per row, shared by its draws), and its own gradients are written */
+    if (m->arch.components > 0)
+        vibi_prior_backward(m, draws * batch, w->z, w->gamma,
+                            (double)m->beta / ((double)norm_rows * (double)draws), params, w->dz);
     vibi_model_head_backward(m, batch, draws, w->act[H], w->v, w->dz,
                              (double)m->beta * (1.0 / (double)norm_rows), w, w->gb);
 }
@@ -545,6 +550,8 @@ int vib_model_predict(vib_model *model, size_t batch, const float *x, size_t sam
 /* Evaluation predicts this many rows at a time: the workspace it needs stays that of a
  * batch, and the draws of each chunk are those of one vib_model_predict call on it. */
 #define EVAL_ROWS 500
+/* The draws per row of a mixture marginal's rate estimate in an evaluation. */
+#define RATE_DRAWS 4
 
 /* H(Y) in bits of the labels' histogram counts[0..classes) over n rows. */
 static double label_entropy(size_t classes, const size_t *counts, size_t n)
@@ -569,10 +576,18 @@ static int evaluate_rows(vib_model *m, size_t n, const float *x, const int32_t *
         const size_t rows = n - r0 < EVAL_ROWS ? n - r0 : EVAL_ROWS;
         float *act[VIBI_MAX_LAYERS];
         const vibi_views w = encode_rows(m, rows, x + r0 * D, act);
-        if (!m->deterministic) {
+        if (!m->deterministic && m->arch.components == 0) {
             /* the KL by the training head's own code: at v = 0 (z = mu, not used) */
             memset(w.v, 0, rows * K * sizeof(float));
             *kl_sum += vibi_model_head_forward(m, rows, 1, act[H], w.v, w.z, &w);
+        } else if (!m->deterministic) {
+            /* a mixture marginal's rate has no closed form: the training head's estimate,
+             * from RATE_DRAWS draws of the prediction stream per row */
+            for (size_t e = 0; e < RATE_DRAWS; e++) {
+                TRY(vib_rng_normal(m->predict_noise, rows * K, 0.0f, 1.0f, w.v));
+                *kl_sum += vibi_model_head_forward(m, rows, 1, act[H], w.v, w.z, &w) /
+                           (double)RATE_DRAWS;
+            }
         }
         float *prob = w.gb;
         TRY(predict_rows(m, rows, samples, &w, prob));

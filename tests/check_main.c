@@ -27,6 +27,7 @@ int main(void)
     srunner_add_suite(sr, make_faults_suite());
     srunner_add_suite(sr, make_attacks_suite());
     srunner_add_suite(sr, make_samples_suite());
+    srunner_add_suite(sr, make_mixture_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

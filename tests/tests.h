@@ -33,6 +33,7 @@ Suite *make_train_suite(void);
 Suite *make_faults_suite(void);
 Suite *make_attacks_suite(void);
 Suite *make_samples_suite(void);
+Suite *make_mixture_suite(void);
 
 /* test_train.c's fresh-process resume: the runner runs this instead of the suites when
  * VIB_TEST_RESUME_CHILD is set (to "threads checkpoint output"). */
