@@ -83,7 +83,7 @@ static void global_means(size_t n, size_t batch, size_t from, double *ce, double
 
 typedef struct {
     const char *data, *save, *load, *csv, *plot, *checkpoint, *resume;
-    size_t epochs, latent, batch, samples, threads, train_limit, train_samples;
+    size_t epochs, latent, batch, samples, threads, train_limit, train_samples, mixture;
     size_t enc[8], n_enc, dec[8], n_dec;
     double beta, lr, beta1, beta2, lr_decay, decay_epochs, ema;
     uint64_t seed;
@@ -113,6 +113,8 @@ static void usage(FILE *f)
             "  --objective mean|logmeanexp\n"
             "                        how the draws' cross-entropies combine: their mean\n"
             "                        (default), or -log of their mean probability\n"
+            "  --mixture M           a learned marginal r(z), a mixture of M Gaussians, in\n"
+            "                        place of N(0, I) (default 0: N(0, I); a new model only)\n"
             "  --seed N              seed of the weights, the noise and the shuffling (default 1)\n"
             "  --threads N           threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --train-limit N       train on the first N training images only\n"
@@ -193,7 +195,7 @@ static void parse_args(int argc, char **argv, options *o)
             "--data", "--save", "--load", "--csv", "--plot", "--epochs", "--latent", "--batch",
             "--samples", "--threads", "--train-limit", "--seed", "--beta", "--lr", "--beta1",
             "--lr-decay", "--decay-epochs", "--ema", "--hidden", "--decoder-hidden", "--inputs",
-            "--checkpoint", "--resume", "--train-samples", "--objective"};
+            "--checkpoint", "--resume", "--train-samples", "--objective", "--mixture"};
         const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
@@ -219,6 +221,7 @@ static void parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--decoder-hidden")) o->n_dec = parse_list(a, v, o->dec, 8);
         else if (!strcmp(a, "--train-samples"))
             o->train_samples = parse_size(a, v, 1, 1024), o->train_samples_set = 1;
+        else if (!strcmp(a, "--mixture")) o->mixture = parse_size(a, v, 0, 1024);
         else if (!strcmp(a, "--objective")) {
             if (strcmp(v, "mean") && strcmp(v, "logmeanexp"))
                 die("--objective takes mean or logmeanexp, got '%s'", v);
@@ -353,6 +356,8 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &o);
     if (o.epochs == 0 && o.load == NULL)
         die("--epochs 0 only makes sense with --load FILE");
+    if (o.mixture > 0 && o.load != NULL)
+        die("--mixture makes a new model: a loaded one keeps its own marginal");
 #ifdef TRAIN_MNIST_MPI
     if (mpi_rank != 0) { /* rank 0 speaks and writes for all */
         if (freopen("/dev/null", "w", stdout) == NULL)
@@ -396,8 +401,8 @@ int main(int argc, char **argv)
         if (o.deterministic)
             check(vib_model_set_deterministic(m, 1), "set deterministic");
     } else {
-        check(vib_model_create(dim, o.n_enc, o.enc, o.latent, o.n_dec, o.dec, classes, o.seed,
-                               &m), "create the model");
+        check(vib_model_create_mixture(dim, o.n_enc, o.enc, o.latent, o.n_dec, o.dec, classes,
+                                       0, o.mixture, o.seed, &m), "create the model");
         check(vib_model_set_deterministic(m, o.deterministic), "set deterministic");
     }
     /* The model's classes come from the training labels (or the loaded file): say now,

@@ -28,6 +28,7 @@ static void in_range(const options *o)
     RANGE(o->batch >= 1 && o->batch <= 60000, "batch");
     RANGE(o->samples <= 1000, "samples");
     RANGE(o->train_samples >= 1 && o->train_samples <= 1024, "train-samples");
+    RANGE(o->mixture <= 1024, "mixture");
     RANGE(o->objective == VIB_OBJECTIVE_MEAN || o->objective == VIB_OBJECTIVE_LOGMEANEXP,
           "objective");
     RANGE(o->threads <= 1024, "threads");
@@ -79,6 +80,10 @@ static int render(const options *o, char **argv, char *buf, size_t cap)
     if (o->train_samples_set) {
         ARG("--train-samples");
         ARG("%zu", o->train_samples);
+    }
+    if (o->mixture) {
+        ARG("--mixture");
+        ARG("%zu", o->mixture);
     }
     if (o->objective_set) {
         ARG("--objective");
@@ -140,6 +145,7 @@ static void same_options(const options *a, const options *b)
         a->epochs == b->epochs && a->latent == b->latent && a->batch == b->batch &&
         a->samples == b->samples && a->threads == b->threads &&
         a->train_samples == b->train_samples && a->objective == b->objective &&
+        a->mixture == b->mixture &&
         a->train_samples_set == b->train_samples_set && a->objective_set == b->objective_set &&
         a->train_limit == b->train_limit && a->n_enc == b->n_enc && a->n_dec == b->n_dec &&
         memcmp(a->enc, b->enc, a->n_enc * sizeof(size_t)) == 0 &&
@@ -170,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {"--batch", 1, 60000, &o.batch, 0},
         {"--samples", 0, 1000, &o.samples, 0},
         {"--train-samples", 1, 1024, &o.train_samples, 0},
+        {"--mixture", 0, 1024, &o.mixture, 0},
         {"--threads", 1, 1024, &o.threads, 0},
         {"--train-limit", 1, SIZE_MAX, &o.train_limit, 0},
         {"--seed", 0, SIZE_MAX, &o.seed, 1},
