@@ -29,6 +29,10 @@ CONSTANTS = {
     'VIB_LAYER_HEAD': 1,
     'VIB_LAYER_DECODER': 2,
     'VIB_LAYER_OUTPUT': 3,
+    'VIB_BLOCK_PRIOR_MEANS': 2,
+    'VIB_BLOCK_PRIOR_SCALES': 3,
+    'VIB_BLOCK_PRIOR_LOGITS': 4,
+    'VIB_LAYER_PRIOR': 4,
     'VIB_OBJECTIVE_MEAN': 0,
     'VIB_OBJECTIVE_LOGMEANEXP': 1,
 }
@@ -254,6 +258,10 @@ FUNCTIONS = {
     'vib_model_train_samples': (c_size_t, [c_void_p]),
     # int vib_model_train_objective(const vib_model *)
     'vib_model_train_objective': (c_int, [c_void_p]),
+    # int vib_model_create_mixture(size_t, size_t, const size_t *, size_t, size_t, const size_t *, size_t, uint32_t, size_t, uint64_t, vib_model **)
+    'vib_model_create_mixture': (c_int, [c_size_t, c_size_t, POINTER(c_size_t), c_size_t, c_size_t, POINTER(c_size_t), c_size_t, c_uint32, c_size_t, c_uint64, POINTER(c_void_p)]),
+    # size_t vib_model_prior_components(const vib_model *)
+    'vib_model_prior_components': (c_size_t, [c_void_p]),
     # int vib_trainer_create(vib_model *, vib_optim *, vib_ema *, size_t, size_t, uint64_t, vib_trainer **)
     'vib_trainer_create': (c_int, [c_void_p, c_void_p, c_void_p, c_size_t, c_size_t, c_uint64, POINTER(c_void_p)]),
     # void vib_trainer_free(vib_trainer *)

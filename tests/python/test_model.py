@@ -57,6 +57,55 @@ def test_train_samples(tmp_path):
     m.close()
 
 
+def test_mixture_marginal(tmp_path):
+    """Model(components=M): the count, the three blocks after the head (names, shapes,
+    offsets, their starting values), the description, a file round trip, gradients that
+    reach the marginal, and the range of M."""
+    plain = libvib.Model(IN, K, CLASSES, encoder=(8,), seed=2)
+    m = libvib.Model(IN, K, CLASSES, encoder=(8,), seed=2, components=5)
+    assert (plain.prior_components, m.prior_components) == (0, 5)
+    bl = m.blocks()
+    assert [b.name for b in bl] == [
+        "encoder.0.weight", "encoder.0.bias", "head.weight", "head.bias", "prior.means",
+        "prior.scales", "prior.logits", "output.weight", "output.bias"]
+    assert [(b.shape, b.kind, b.role, b.index) for b in bl[4:7]] == [
+        ((5, K), "means", "prior", 0), ((5, K), "scales", "prior", 0),
+        ((5,), "logits", "prior", 0)]
+    assert m.num_params == plain.num_params + 2 * 5 * K + 5
+    assert bl[4].offset == bl[3].offset + 2 * K and bl[7].offset == bl[6].offset + 5
+    sd, sd_plain = m.state_dict(), plain.state_dict()
+    for name in sd_plain:  # the layers are the plain model's, seed for seed
+        np.testing.assert_array_equal(sd[name], sd_plain[name])
+    # unit scales (softplus(raw) = 1), equal weights, means drawn from N(0, I)
+    np.testing.assert_allclose(np.log1p(np.exp(sd["prior.scales"].astype(np.float64))), 1.0,
+                               rtol=1e-6)
+    assert not sd["prior.logits"].any()
+    assert 0.2 < sd["prior.means"].std() < 3.0 and len(np.unique(sd["prior.means"])) == 5 * K
+    assert "r(z): 5-Gaussian mixture" in m.describe()
+
+    rng = np.random.default_rng(0)
+    x = rng.random((N, IN), dtype=np.float32)
+    y = rng.integers(0, CLASSES, N).astype(np.int32)
+    m.set_train_samples(3)
+    ce, kl, loss = m.gradients(x, y)
+    assert np.isfinite(kl) and loss == pytest.approx(ce + m.beta * kl, rel=1e-6)
+    g = m.grads
+    for b in bl[4:7]:
+        assert np.abs(g[b.offset:b.offset + int(np.prod(b.shape))]).max() > 0, b.name
+    assert np.isfinite(m.evaluate(x, y, samples=2).kl_bits)
+
+    m.save(tmp_path / "mix.vibm")
+    with libvib.Model.load(tmp_path / "mix.vibm") as back:
+        assert back.prior_components == 5 and back.train_samples == 3
+        np.testing.assert_array_equal(back.params, m.params)
+    with pytest.raises(libvib.InvalidArgumentError, match="1025"):
+        libvib.Model(IN, K, CLASSES, encoder=(8,), components=1025)
+    with pytest.raises(ValueError):
+        libvib.Model(IN, K, CLASSES, encoder=(8,), components=-1)
+    m.close()
+    plain.close()
+
+
 def test_create_errors():
     with pytest.raises(libvib.InvalidArgumentError, match="vib_model_create"):
         libvib.Model(IN, K, 0)

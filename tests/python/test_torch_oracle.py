@@ -7,7 +7,10 @@ holding the same float32 weights, transposed to torch's [out, in]) and run on th
 batch with the same noise v. libvib's loss (Model.gradients), every parameter gradient
 (Model.grads, block by block through Model.blocks) and the input gradient
 (Model.input_gradients) must agree with torch.autograd's; so must those of several
-draws per example (Model.set_train_samples, both objectives), on the same draws.
+draws per example (Model.set_train_samples, both objectives), on the same draws, and
+those of a model whose marginal is a learned mixture (Model(components=M)), where the
+rate is the draws' estimate log e(z|x) - log r(z) and the mixture's means, scales and
+logits are parameters too.
 
 The noise: a model draws its training noise with vib_rng_normal from its own stream,
 seeded NOISE_SEED(seed) = seed ^ 0x6a09e667f3bcc909 by vib_model_reseed (lib/model.c).
@@ -112,7 +115,9 @@ class TorchVIB(torch.nn.Module):
     encoder ReLU layers, the head [-> K + S] giving mu and the scale's raw values,
     z = mu + sigma v (sigma = softplus(rho + offset)) or mu + L v (L packed by rows,
     i(i+1)/2 + j, its diagonal through the same softplus), decoder ReLU layers reading z,
-    the output layer; loss = mean over rows of CE + beta KL, KL to N(0, I)."""
+    the output layer; loss = mean over rows of CE + beta KL, KL to N(0, I) in closed form,
+    or, with a mixture marginal r(z) (docs/math.md, "A learned mixture marginal"), the
+    draws' mean of log e(z|x) - log r(z), both densities without K/2 log 2 pi."""
 
     def __init__(self, model, dtype):
         super().__init__()
@@ -122,6 +127,13 @@ class TorchVIB(torch.nn.Module):
         self.beta = float(model.beta)
         self.offset = float(model.sigma_offset)
         self.deterministic = bool(model.deterministic)
+        self.components = model.prior_components
+        if self.components:
+            # r(z) = sum_m softmax(logits)_m N(z; means_m, diag softplus(scales_m)^2)
+            self.prior = torch.nn.ParameterDict({
+                part: torch.nn.Parameter(torch.tensor(np.asarray(sd["prior." + part]),
+                                                      dtype=dtype))
+                for part in ("means", "scales", "logits")})
 
         def linears(prefix):
             layers, i = [], 0
@@ -162,7 +174,18 @@ class TorchVIB(torch.nn.Module):
             layer = getattr(self, name)
             out[name + ".weight"] = layer.weight.grad.T
             out[name + ".bias"] = layer.bias.grad
+        if self.components:
+            for part, p in self.prior.items():
+                # a deterministic model leaves the marginal out of the loss
+                out["prior." + part] = p.grad if p.grad is not None else torch.zeros_like(p)
         return {name: g.detach().numpy() for name, g in out.items()}
+
+    def log_r(self, z):
+        """log r(z) [batch] of the mixture, without K/2 log 2 pi."""
+        c, s = self.prior["means"], F.softplus(self.prior["scales"])
+        a = (F.log_softmax(self.prior["logits"], 0) - torch.log(s).sum(1)
+             - 0.5 * (((z.unsqueeze(1) - c) / s) ** 2).sum(2))  # [batch x M]
+        return torch.logsumexp(a, 1)
 
     def forward(self, x, labels, v, objective="mean"):
         """(ce, kl, loss): the batch means; v [batch x K] (ignored when deterministic), or
@@ -171,7 +194,7 @@ class TorchVIB(torch.nn.Module):
         if v.dim() == 3:
             draws = [self._ce_kl(x, labels, v[d]) for d in range(v.shape[0])]
             ce_d = torch.stack([c for c, _ in draws])  # [S x batch]
-            kl = draws[0][1]
+            kl = torch.stack([k for _, k in draws]).mean(0)  # the same S times in closed form
             if objective == "mean":
                 ce = ce_d.mean(0)
             else:
@@ -193,15 +216,21 @@ class TorchVIB(torch.nn.Module):
         elif not self.full:
             sigma = F.softplus(raw + self.offset)
             z = mu + sigma * v
-            kl = 0.5 * (mu**2 + sigma**2 - 2 * torch.log(sigma) - 1).sum(1)
+            if self.components:
+                kl = -torch.log(sigma).sum(1) - 0.5 * (v**2).sum(1) - self.log_r(z)
+            else:
+                kl = 0.5 * (mu**2 + sigma**2 - 2 * torch.log(sigma) - 1).sum(1)
         else:
             packed = torch.where(self.on_diag, F.softplus(raw + self.offset), raw)
             padded = torch.cat([packed, torch.zeros(len(x), 1, dtype=x.dtype)], 1)
             chol = padded[:, self.gather].reshape(len(x), self.k, self.k)
             z = mu + (chol @ v.unsqueeze(2)).squeeze(2)
-            # 0.5 (tr L L^T + mu^T mu - K - log det L L^T), tr L L^T the sum of L's squares
-            kl = 0.5 * ((packed**2).sum(1) + (mu**2).sum(1) - self.k
-                        - 2 * torch.log(packed[:, self.on_diag]).sum(1))
+            log_diag = torch.log(packed[:, self.on_diag]).sum(1)
+            if self.components:
+                kl = -log_diag - 0.5 * (v**2).sum(1) - self.log_r(z)
+            else:
+                # 0.5 (tr L L^T + mu^T mu - K - log det L L^T), tr L L^T: L's squares
+                kl = 0.5 * ((packed**2).sum(1) + (mu**2).sum(1) - self.k - 2 * log_diag)
         h = z
         for layer in self.decoder:
             h = F.relu(layer(h))
@@ -270,12 +299,13 @@ CASES = {
 }
 
 
-def make_model(encoder, decoder, full_cov, beta, offset, deterministic, seed=3):
+def make_model(encoder, decoder, full_cov, beta, offset, deterministic, seed=3,
+               components=0):
     """A model with its weights moved off their initialization (biases start at 0, and a
-    full head's off-diagonal weights too: an oracle agreeing there would not see those
-    paths), and a batch."""
+    full head's off-diagonal weights too, and a mixture's scales and logits start equal:
+    an oracle agreeing there would not see those paths), and a batch."""
     model = libvib.Model(D, K, C, encoder=encoder, decoder=decoder, seed=seed,
-                         full_cov=full_cov)
+                         full_cov=full_cov, components=components)
     model.beta = beta
     model.sigma_offset = offset
     model.deterministic = deterministic
@@ -335,6 +365,59 @@ def test_several_draws_match_torch(case, objective):
         dx, dx_loss = model.input_gradients(x, labels, samples=1)
         assert dx_loss == loss
         assert_grad_close("dx", dx, t_dx)
+
+
+MIXTURE_M = 3
+
+
+@pytest.mark.parametrize("draws,objective", [(1, "mean"), (5, "mean"), (5, "logmeanexp")])
+@pytest.mark.parametrize("case", ["diag-enc1", "diag-dec1", "diag-paper-offset",
+                                  "full-enc2-dec1", "diag-deterministic"])
+def test_mixture_marginal_matches_torch(case, draws, objective):
+    """Model(components=3): the loss, the rate estimate, every gradient (the mixture's
+    means, raw scales and logits among them) and the input gradient against torch's, on
+    the same draws."""
+    model, x, labels = make_model(*CASES[case], components=MIXTURE_M)
+    with model:
+        assert model.prior_components == MIXTURE_M
+        model.set_train_samples(draws, objective)
+        model.reseed(NOISE_SEED)
+        ce, kl, loss = model.gradients(x, labels)
+        grads = model.grads.copy()
+        v = training_noise(NOISE_SEED, draws * B * K)
+        (t_ce, t_kl, t_loss), t_grads, t_dx = torch_run(
+            model, x, labels, v, draws=draws if draws > 1 else 0, objective=objective)
+        assert_loss_close("ce", ce, t_ce)
+        assert_loss_close("loss", loss, t_loss)
+        if model.deterministic:
+            assert kl == 0.0
+            for b in model.blocks():
+                if b.role == "prior":
+                    assert not grads[b.offset:b.offset + int(np.prod(b.shape))].any()
+        else:
+            assert_loss_close("kl", kl, t_kl)
+            # the estimate is not the closed form to N(0, I): this checks the mixture
+            with libvib_without_prior(model) as plain:
+                closed = torch_run(plain, x, labels, v, draws=draws if draws > 1 else 0)
+            assert abs(kl - closed[0][1]) > 1e-3
+        check_grads(model, grads, t_grads)
+        model.reseed(NOISE_SEED)
+        dx, dx_loss = model.input_gradients(x, labels, samples=1)
+        assert dx_loss == loss
+        assert_grad_close("dx", dx, t_dx)
+
+
+def libvib_without_prior(model):
+    """The same network with the closed-form KL to N(0, I), for the oracle."""
+    plain = libvib.Model(D, K, C, encoder=[b.shape[1] for b in model.blocks()
+                                           if b.role == "encoder" and b.kind == "weight"],
+                         decoder=[b.shape[1] for b in model.blocks()
+                                  if b.role == "decoder" and b.kind == "weight"],
+                         full_cov=model.full_cov)
+    plain.beta, plain.sigma_offset = model.beta, model.sigma_offset
+    sd = model.state_dict()
+    plain.load_state_dict({n: a for n, a in sd.items() if not n.startswith("prior.")})
+    return plain
 
 
 @pytest.mark.parametrize("case", ["diag-dec1", "full-enc2-dec1"])
