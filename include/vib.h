@@ -675,14 +675,16 @@ VIB_API int vib_model_input_gradients(vib_model *model, size_t batch, const floa
  * draws per row (0: at z = mu) from the prediction stream, with the model's weights or,
  * if ema is not NULL, with the averaged ones (read in place: the model's own weights are
  * not written; ema must hold vib_model_num_params values). Rows go through the model in
- * chunks of 500, each predicted and drawn as one vib_model_predict call on it would be.
+ * chunks of 500, each predicted and drawn as one vib_model_predict call on it would be
+ * (a model with a mixture marginal first draws 4 * rows * K normals of the chunk's rate).
  * Outputs, each optional:
  *   *error     the fraction of rows whose most probable class (the first of equal ones)
  *              is not the label;
  *   *ce_bits   the mean cross-entropy -log2 p(y|x) of the averaged prediction, in bits,
  *              a probability that underflowed below FLT_MIN counting as FLT_MIN (126 bits);
  *   *kl_bits   the mean KL(q(z|x) || N(0, I)) in bits, the rate (an upper bound on I(Z;X));
- *              0 for a deterministic model;
+ *              with a mixture marginal r(z), KL(q(z|x) || r(z)) estimated from 4 draws
+ *              per row of the prediction stream; 0 for a deterministic model;
  *   *izy_bits  H(Y) - ce_bits, H(Y) the entropy of these labels: a lower bound on I(Z;Y).
  * Checks, in order: model NULL, n = 0 (a mean needs a row), x NULL, n * input_dim
  * overflowing (VIB_ERR_INVALID_ARG); x not finite (VIB_ERR_NUMERIC); labels NULL, a label
