@@ -5,9 +5,10 @@
  *
  *   beta_sweep [options]             (beta_sweep --help lists them)
  *
- * For every beta of a log grid (default 1e-8, 1e-7, ..., 1e-1, 1) one model is trained
- * from the same initial weights (same seed) on the first 50,000 MNIST training images
- * and evaluated on the last 10,000 (validation) and on the 10,000 test images:
+ * For every beta of a log grid (default 1e-8, 1e-7, ..., 1e-1, 1) and every seed (default
+ * 1; --seeds 1:3 for three) one model is trained from the seed's initial weights on the
+ * first 50,000 MNIST training images and evaluated on the last 10,000 (validation) and
+ * on the 10,000 test images:
  *
  *   val_error_pct, test_error_pct  error with S posterior samples (probabilities averaged)
  *   izx_bits   the mean KL rate KL(p(z|x) || N(0, I)) in bits over the validation set,
@@ -17,10 +18,23 @@
  *              (the paper's estimate, E_z[-log q(y|z)], not -log of the averaged
  *              probability, which would be smaller and overstate the bound)
  *
- * One stdout line per beta:
- *   result beta=<b> val_error_pct=<e> test_error_pct=<t> izx_bits=<x> izy_bits=<y>
- * and a CSV (results/beta_sweep.csv) with two PNGs drawn by examples/beta_sweep.gp:
- * results/beta_sweep_error.png (errors against beta) and results/information_plane.png.
+ * One stdout line per run (a beta and a seed), then one per beta over its seeds:
+ *   result beta=<b> seed=<s> val_error_pct=<e> test_error_pct=<t> izx_bits=<x> izy_bits=<y>
+ *   summary beta=<b> seeds=<n> val_error_pct=<mean>+-<sd> test_error_pct=<mean>+-<sd> ...
+ * a CSV of the runs (results/beta_sweep.csv), one of the betas' means, standard
+ * deviations (over the seeds), minima and maxima (results/beta_sweep_summary.csv), and
+ * two PNGs drawn by examples/beta_sweep.gp: results/beta_sweep_error.png (errors against
+ * beta) and results/information_plane.png.
+ *
+ * --state DIR makes a long sweep resumable: each run keeps in DIR a trainer checkpoint
+ * (after every epoch, and on Ctrl-C after the current step), its learning curve
+ * (beta<b>_seed<s>.csv: per epoch the seconds, the training CE and KL, the validation
+ * error of the averaged weights) and, once finished, its result row (.row; the
+ * checkpoint is then deleted). The same command again goes on where it stopped, bit for
+ * bit, and reuses finished runs; DIR/recipe.txt refuses a different recipe. Processes
+ * with disjoint --seeds may share DIR (each run is locked while it trains): the same
+ * command with every seed then gathers them. --time-limit stops (state saved) after the
+ * first epoch that ends past the limit.
  *
  * The default recipe is sized to finish in about ten minutes on two cores: inputs in
  * [0, 1], a 784-256-256 encoder, K = 32, a linear decoder, batch 100, Adam (lr 1e-3)
@@ -30,16 +44,25 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define EXAMPLE_NAME "beta_sweep"
 #include "example_util.h"
 
-enum { MAX_BETAS = 64, N_TRAIN = 50000, N_VAL = 10000 };
+enum { MAX_BETAS = 64, MAX_SEEDS = 32, N_TRAIN = 50000, N_VAL = 10000 };
+
+/* Exit statuses besides 0, 1 (an error) and 2 (a usage error): stopped by --time-limit
+ * or by Ctrl-C, the state saved in --state's DIR. */
+enum { EXIT_TIME_LIMIT = 3, EXIT_INTERRUPTED = 130 };
 
 typedef struct {
     size_t enc[2], latent, batch, epochs;
@@ -48,11 +71,11 @@ typedef struct {
 } recipe;
 
 typedef struct {
-    const char *data, *csv, *error_plot, *plane_plot;
-    size_t epochs, samples, threads, train_limit, n_betas;
+    const char *data, *csv, *summary, *error_plot, *plane_plot, *state;
+    size_t epochs, samples, threads, train_limit, n_betas, n_seeds, time_limit;
     double betas[MAX_BETAS];
-    uint64_t seed;
-    int full, epochs_set;
+    uint64_t seed, seeds[MAX_SEEDS];
+    int full, epochs_set, seed_set, time_limit_set;
 } options;
 
 static void usage(FILE *f)
@@ -68,9 +91,19 @@ static void usage(FILE *f)
             "                      Adam lr 1e-4 beta1 0.5, 200 epochs (hours on two cores)\n"
             "  --samples S         posterior samples at evaluation (default 12)\n"
             "  --seed N            seed of the weights, the noise and the shuffling (default 1)\n"
+            "  --seeds LIST        several seeds, comma-separated and/or ranges LO:HI (e.g.\n"
+            "                      1:3): every beta is trained once per seed, and the summary\n"
+            "                      gives the mean and spread over them (not with --seed)\n"
+            "  --state DIR         keep every run's state in DIR (a checkpoint after each epoch\n"
+            "                      and on Ctrl-C, its learning curve, its result): the same\n"
+            "                      command again resumes and reuses finished runs\n"
+            "  --time-limit S      with --state: stop, state saved, after the first epoch that\n"
+            "                      ends S seconds or more after the start (exit status 3)\n"
             "  --threads N         threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
             "  --train-limit N     train on the first N of the 50,000 training images only\n"
-            "  --csv FILE          results table (default results/beta_sweep.csv)\n"
+            "  --csv FILE          one row per run (default results/beta_sweep.csv)\n"
+            "  --summary FILE      one row per beta over the seeds: mean, standard deviation,\n"
+            "                      min, max (default results/beta_sweep_summary.csv)\n"
             "  --error-plot FILE   error against beta (default results/beta_sweep_error.png)\n"
             "  --plane-plot FILE   information plane (default results/information_plane.png)\n");
 }
@@ -127,9 +160,50 @@ static size_t parse_betas(const char *opt, const char *s, double *out)
     return m;
 }
 
+/* "1,2,3" and/or "1:3" (inclusive): sorted and free of duplicates, 1 to MAX_SEEDS. */
+static size_t parse_seeds(const char *opt, const char *s, uint64_t *out)
+{
+    char buf[1024];
+    if (strlen(s) >= sizeof buf)
+        die("%s: list too long", opt);
+    strcpy(buf, s);
+    size_t n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (colon)
+            *colon = '\0';
+        const uint64_t lo = parse_size(opt, tok, 0, SIZE_MAX);
+        const uint64_t hi = colon ? parse_size(opt, colon + 1, 0, SIZE_MAX) : lo;
+        if (hi < lo)
+            die("%s: range %llu:%llu runs backwards", opt, (unsigned long long)lo,
+                (unsigned long long)hi);
+        if (hi - lo >= (uint64_t)(MAX_SEEDS - n))
+            die("%s: at most %d seeds", opt, MAX_SEEDS);
+        for (uint64_t v = lo;; v++) {
+            out[n++] = v;
+            if (v == hi)
+                break;
+        }
+    }
+    if (n == 0)
+        die("%s: empty list '%s'", opt, s);
+    for (size_t i = 1; i < n; i++) /* insertion sort: at most MAX_SEEDS values */
+        for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+            const uint64_t t = out[j];
+            out[j] = out[j - 1], out[j - 1] = t;
+        }
+    size_t m = 1;
+    for (size_t i = 1; i < n; i++)
+        if (out[i] != out[m - 1])
+            out[m++] = out[i];
+    return m;
+}
+
 static void parse_args(int argc, char **argv, options *o)
 {
     *o = (options){.data = "data/mnist", .csv = "results/beta_sweep.csv",
+                   .summary = "results/beta_sweep_summary.csv",
                    .error_plot = "results/beta_sweep_error.png",
                    .plane_plot = "results/information_plane.png", .samples = 12, .seed = 1};
     o->n_betas = parse_betas("--betas", "1e-8:1", o->betas);
@@ -143,24 +217,37 @@ static void parse_args(int argc, char **argv, options *o)
             o->full = 1;
             continue;
         }
-        static const char *const valued[] = {"--data", "--csv", "--error-plot", "--plane-plot",
-                                             "--epochs", "--samples", "--threads",
-                                             "--train-limit", "--seed", "--betas"};
+        static const char *const valued[] = {
+            "--data",  "--csv",  "--error-plot", "--plane-plot", "--epochs", "--samples",
+            "--threads", "--train-limit", "--seed", "--betas", "--seeds", "--summary",
+            "--state", "--time-limit"};
         const char *v = option_value(argc, argv, &i, valued, sizeof valued / sizeof valued[0]);
-        if ((!strcmp(a, "--csv") || !strcmp(a, "--error-plot") || !strcmp(a, "--plane-plot")) &&
+        if ((!strcmp(a, "--csv") || !strcmp(a, "--error-plot") || !strcmp(a, "--plane-plot") ||
+             !strcmp(a, "--summary") || !strcmp(a, "--state")) &&
             v[0] == '\0')
-            die("%s needs a file name", a);
+            die("%s needs a %s name", a, strcmp(a, "--state") ? "file" : "directory");
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--csv")) o->csv = v;
+        else if (!strcmp(a, "--summary")) o->summary = v;
+        else if (!strcmp(a, "--state")) o->state = v;
+        else if (!strcmp(a, "--time-limit"))
+            o->time_limit = parse_size(a, v, 0, 100000000), o->time_limit_set = 1;
+        else if (!strcmp(a, "--seeds")) o->n_seeds = parse_seeds(a, v, o->seeds);
         else if (!strcmp(a, "--error-plot")) o->error_plot = v;
         else if (!strcmp(a, "--plane-plot")) o->plane_plot = v;
         else if (!strcmp(a, "--epochs")) o->epochs = parse_size(a, v, 1, 100000), o->epochs_set = 1;
         else if (!strcmp(a, "--samples")) o->samples = parse_size(a, v, 1, 1000);
         else if (!strcmp(a, "--threads")) o->threads = parse_size(a, v, 1, 1024);
         else if (!strcmp(a, "--train-limit")) o->train_limit = parse_size(a, v, 1, N_TRAIN);
-        else if (!strcmp(a, "--seed")) o->seed = parse_size(a, v, 0, SIZE_MAX);
+        else if (!strcmp(a, "--seed")) o->seed = parse_size(a, v, 0, SIZE_MAX), o->seed_set = 1;
         else if (!strcmp(a, "--betas")) o->n_betas = parse_betas(a, v, o->betas);
     }
+    if (o->seed_set && o->n_seeds > 0)
+        die("--seed and --seeds: give one of them");
+    if (o->time_limit_set && o->state == NULL)
+        die("--time-limit needs --state DIR, where the stopped runs wait");
+    if (o->n_seeds == 0)
+        o->seeds[0] = o->seed, o->n_seeds = 1;
 }
 
 /* ---- helpers --------------------------------------------------------------------- */
@@ -231,17 +318,134 @@ static eval evaluate(vib_model *m, const vib_dataset *d, const char *what, size_
     return e;
 }
 
-/* Train one model at `beta` and leave the evaluated (EMA) weights in it. The last
- * epoch's mean training cross-entropy (nats) and KL (bits) go to *ce and *kl_bits. */
+/* ---- a run's state (--state DIR) --------------------------------------------------- */
+
+/* Set by SIGINT when --state is given: the trainer stops after the current step. */
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct {
+    char name[96];                                   /* "beta1e-08_seed3" */
+    char ckpt[4096], curve[4096], row[4096], lock[4096];
+} run_files;
+
+static void run_paths(const char *dir, double beta, uint64_t seed, run_files *f)
+{
+    snprintf(f->name, sizeof f->name, "beta%.6g_seed%llu", beta, (unsigned long long)seed);
+    snprintf(f->ckpt, sizeof f->ckpt, "%s/%s.ckpt", dir, f->name);
+    snprintf(f->curve, sizeof f->curve, "%s/%s.csv", dir, f->name);
+    snprintf(f->row, sizeof f->row, "%s/%s.row", dir, f->name);
+    snprintf(f->lock, sizeof f->lock, "%s/%s.lock", dir, f->name);
+}
+
+static void fail_file(const char *path, const char *what)
+{
+    fprintf(stderr, "beta_sweep: %s: %s%s%s\n", path, what, errno ? ": " : "",
+            errno ? strerror(errno) : "");
+    exit(1);
+}
+
+/* Write `text` to `path` through a temporary file renamed over it: a reader sees the old
+ * file or the new one, never a part. */
+static void write_atomically(const char *path, const char *text)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    errno = 0;
+    if (f == NULL || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        fail_file(tmp, "cannot write");
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        fail_file(path, "cannot write");
+}
+
+/* DIR/recipe.txt holds what the runs in DIR were trained with; another recipe is refused
+ * rather than mixed into them. */
+static void check_recipe(const char *dir, const char *recipe_line)
+{
+    char path[4200], have[1024] = "";
+    snprintf(path, sizeof path, "%s/recipe.txt", dir);
+    mkdir(dir, 0755);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        write_atomically(path, recipe_line);
+        return;
+    }
+    if (fgets(have, sizeof have, f) == NULL)
+        have[0] = '\0';
+    fclose(f);
+    if (strcmp(have, recipe_line) != 0) {
+        fprintf(stderr, "beta_sweep: %s holds runs of another recipe:\n  it has:  %s"
+                        "  this is: %s(another --state DIR, or the same options)\n",
+                dir, have, recipe_line);
+        exit(1);
+    }
+}
+
+#define CURVE_HEADER "epoch,seconds,train_ce_nats,train_kl_bits,val_error_pct,resumed_after_step\n"
+
+/* The learning curve of a run resumed after `done` epochs: the lines of those epochs are
+ * kept (a line written before a crash that lost its epoch's checkpoint is dropped: the
+ * epoch is trained again, to the same numbers), their seconds summed into *secs and the
+ * last one's training CE and KL read back; the file is opened to append. */
+static FILE *open_curve(const char *path, uint64_t done, double *ce, double *kl_bits,
+                        double *secs)
+{
+    size_t cap = 4096, len = 0;
+    char *kept = xmalloc(cap), line[512];
+    len = (size_t)snprintf(kept, cap, "%s", CURVE_HEADER);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            unsigned long long epoch;
+            double sec, c, k;
+            if (sscanf(line, "%llu,%lf,%lf,%lf", &epoch, &sec, &c, &k) != 4 || epoch > done)
+                continue; /* the header, or an epoch to train again */
+            *secs += sec, *ce = c, *kl_bits = k;
+            const size_t n = strlen(line);
+            if (len + n + 1 > cap)
+                kept = realloc(kept, cap = 2 * (len + n + 1));
+            if (kept == NULL)
+                fail_file(path, "out of memory");
+            memcpy(kept + len, line, n + 1);
+            len += n;
+        }
+        fclose(f);
+    }
+    write_atomically(path, kept);
+    free(kept);
+    errno = 0;
+    if ((f = fopen(path, "a")) == NULL)
+        fail_file(path, "cannot append");
+    return f;
+}
+
+static void save_state(const vib_trainer *t, const run_files *f)
+{
+    check(vib_trainer_save(t, f->ckpt), "checkpoint");
+}
+
+/* Train one model at `beta` from `seed` and leave the evaluated (EMA) weights in it. The
+ * last epoch's mean training cross-entropy (nats) and KL (bits) go to *ce and *kl_bits,
+ * the training seconds (this run's and, resumed, the earlier ones') to *secs. With `f`
+ * (--state), the run resumes from its checkpoint if there is one and saves it after
+ * every epoch; stopped (Ctrl-C, or --time-limit past `deadline`), it saves and exits. */
 static vib_model *train(const recipe *rc, const options *o, const vib_dataset *tr, size_t n,
-                        double beta, double *ce_out, double *kl_out)
+                        const vib_dataset *val, double beta, uint64_t seed,
+                        const run_files *f, double deadline, double *ce_out,
+                        double *kl_out, double *secs_out, size_t *epochs_trained)
 {
     const size_t dim = vib_dataset_dim(tr), classes = vib_dataset_classes(tr);
     vib_model *m = NULL;
-    check(vib_model_create(dim, 2, rc->enc, rc->latent, 0, NULL, classes, o->seed, &m),
+    check(vib_model_create(dim, 2, rc->enc, rc->latent, 0, NULL, classes, seed, &m),
           "create the model");
     check(vib_model_set_beta(m, (float)beta), "set beta");
-    check(vib_model_reseed(m, o->seed), "seed the noise");
+    check(vib_model_reseed(m, seed), "seed the noise");
     const size_t P = vib_model_num_params(m);
     float *params = vib_model_params(m);
     vib_optim *opt = NULL;
@@ -251,24 +455,72 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
     /* The library's trainer: shuffled minibatches of the first n rows, the rate decayed
      * every decay_epochs epochs (counted in steps), one Adam step and EMA update each. */
     vib_trainer *t = NULL;
-    check(vib_trainer_create(m, opt, ema, n, rc->batch, o->seed, &t), "trainer");
+    check(vib_trainer_create(m, opt, ema, n, rc->batch, seed, &t), "trainer");
     const double decay_steps =
         fmax(1.0, rc->decay_epochs * (double)vib_trainer_steps_per_epoch(t));
     check(vib_trainer_set_schedule(t, (float)rc->lr, (float)rc->lr_decay, (uint64_t)decay_steps),
           "schedule");
-    for (size_t epoch = 1; epoch <= rc->epochs; epoch++) {
-        char label[64];
-        snprintf(label, sizeof label, "beta %-6g epoch %zu/%zu", beta, epoch, rc->epochs);
-        train_progress bar = {label, now()}; /* "beta <b> epoch <e>/<E>" */
+    *ce_out = *kl_out = NAN, *secs_out = 0.0;
+    FILE *curve = NULL;
+    if (f != NULL) {
+        if (access(f->ckpt, F_OK) == 0) {
+            check(vib_trainer_load(t, f->ckpt), "resume");
+            fprintf(stderr, "  beta %g seed %llu: resumed from %s after %llu epochs and %llu "
+                            "steps\n", beta, (unsigned long long)seed, f->ckpt,
+                    (unsigned long long)vib_trainer_epochs_done(t),
+                    (unsigned long long)vib_trainer_step_in_epoch(t));
+        }
+        curve = open_curve(f->curve, vib_trainer_epochs_done(t), ce_out, kl_out, secs_out);
+    }
+    for (size_t epoch = (size_t)vib_trainer_epochs_done(t) + 1; epoch <= rc->epochs; epoch++) {
+        char label[96];
+        snprintf(label, sizeof label, "beta %-6g seed %llu epoch %zu/%zu", beta,
+                 (unsigned long long)seed, epoch, rc->epochs);
+        train_progress bar = {label, now(), &interrupted};
         check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
+        const uint64_t resumed_at = vib_trainer_step_in_epoch(t);
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
                                          &ce, &kl, NULL), t);
+        if (interrupted && vib_trainer_step_in_epoch(t) != 0) { /* in the middle of an epoch */
+            save_state(t, f);
+            fprintf(stderr, "\nbeta_sweep: interrupted in run %s after %llu epochs and %llu "
+                            "steps; state saved in %s (the same command goes on)\n", f->name,
+                    (unsigned long long)vib_trainer_epochs_done(t),
+                    (unsigned long long)vib_trainer_step_in_epoch(t), f->ckpt);
+            exit(EXIT_INTERRUPTED);
+        }
+        const double secs = now() - bar.t0;
         *ce_out = ce;
         *kl_out = kl / log(2.0);
-        fprintf(stderr, "  beta %-6g epoch %2zu/%zu  %5.1fs  train ce %.4f nats  kl %.2f bits\n",
-                beta, epoch, rc->epochs, now() - bar.t0, *ce_out, *kl_out);
+        *secs_out += secs;
+        ++*epochs_trained;
+        /* the averaged weights' validation error, as the final evaluation's prediction */
+        double val_err;
+        check(vib_model_evaluate(m, ema, vib_dataset_size(val), vib_dataset_images(val),
+                                 vib_dataset_labels(val), o->samples, &val_err, NULL, NULL,
+                                 NULL), "evaluate");
+        fprintf(stderr, "  beta %-6g seed %llu epoch %3zu/%zu  %5.1fs  train ce %.4f nats  kl "
+                        "%.2f bits  val error %.2f%%\n", beta, (unsigned long long)seed, epoch,
+                rc->epochs, secs, *ce_out, *kl_out, 100.0 * val_err);
+        if (curve != NULL) { /* the line, then the checkpoint: see open_curve */
+            fprintf(curve, "%zu,%.3f,%.6f,%.6f,%.4f,%llu\n", epoch, secs, *ce_out, *kl_out,
+                    100.0 * val_err, (unsigned long long)resumed_at);
+            errno = 0;
+            if (fflush(curve) != 0)
+                fail_file(f->curve, "cannot write");
+            save_state(t, f);
+        }
+        const int out_of_time = f != NULL && o->time_limit_set && now() >= deadline;
+        if ((interrupted || out_of_time) && epoch < rc->epochs) {
+            fprintf(stderr, "beta_sweep: %s in run %s after %zu epochs; state saved in %s (the "
+                            "same command goes on)\n", interrupted ? "interrupted" : "time limit",
+                    f->name, epoch, f->ckpt);
+            exit(interrupted ? EXIT_INTERRUPTED : EXIT_TIME_LIMIT);
+        }
     }
+    if (curve != NULL)
+        fclose(curve);
     vib_trainer_free(t);
     memcpy(params, vib_ema_values(ema), P * sizeof(float)); /* evaluate the average */
     vib_ema_free(ema);
@@ -276,8 +528,63 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
     return m;
 }
 
-/* gnuplot -c script csv error_png plane_png H(Y) n_val n_test, run without a shell so no
- * path is ever interpreted (as train_mnist does). */
+/* One run's result: its row of the runs' CSV, and the numbers the summary needs. */
+typedef struct {
+    double beta, val_err, test_err, izx, izy, val_ce, train_ce, train_kl, secs;
+    uint64_t seed;
+    size_t epochs;
+    int have;
+    char row[512];
+} result;
+
+#define RUNS_HEADER                                                                            \
+    "beta,log10_beta,val_error_pct,test_error_pct,izx_bits,izy_bits,val_ce_nats,"             \
+    "train_ce_nats,train_kl_bits,epochs,seconds,seed\n"
+
+static void format_row(result *r)
+{
+    snprintf(r->row, sizeof r->row, "%g,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu,%.1f,%llu\n",
+             r->beta, log10(r->beta), r->val_err, r->test_err, r->izx, r->izy, r->val_ce,
+             r->train_ce, r->train_kl, r->epochs, r->secs, (unsigned long long)r->seed);
+}
+
+/* A finished run's .row file, checked to be that run's (its beta, seed and epochs). */
+static int read_row(const char *path, double beta, uint64_t seed, size_t epochs, result *r)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[512];
+    double lb;
+    unsigned long long s;
+    const int ok = fgets(line, sizeof line, f) != NULL &&
+                   sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%zu,%lf,%llu", &r->beta,
+                          &lb, &r->val_err, &r->test_err, &r->izx, &r->izy, &r->val_ce,
+                          &r->train_ce, &r->train_kl, &r->epochs, &r->secs, &s) == 12;
+    fclose(f);
+    errno = 0;
+    if (!ok || s != seed || r->epochs != epochs || fabs(r->beta - beta) > 1e-5 * beta)
+        fail_file(path, "not this run's result (remove it to train the run again)");
+    r->seed = seed, r->have = 1;
+    snprintf(r->row, sizeof r->row, "%s", line);
+    return 1;
+}
+
+/* Mean, sample standard deviation (0 for one value), min and max of n values. */
+static void stats(const double *v, size_t n, double *mean, double *sd, double *lo, double *hi)
+{
+    double sum = 0.0, ss = 0.0;
+    *lo = *hi = v[0];
+    for (size_t i = 0; i < n; i++)
+        sum += v[i], *lo = fmin(*lo, v[i]), *hi = fmax(*hi, v[i]);
+    *mean = sum / (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
+}
+
+/* gnuplot -c script runs_csv error_png plane_png H(Y) n_val n_test summary_csv, run
+ * without a shell so no path is ever interpreted (as train_mnist does). */
 static void plot(const options *o, double h_y, size_t n_test)
 {
     char hy[32], nv[32], nt[32];
@@ -285,10 +592,66 @@ static void plot(const options *o, double h_y, size_t n_test)
     snprintf(nv, sizeof nv, "%d", N_VAL);
     snprintf(nt, sizeof nt, "%zu", n_test);
     char *argv[] = {"gnuplot", "-c", "examples/beta_sweep.gp", (char *)o->csv,
-                    (char *)o->error_plot, (char *)o->plane_plot, hy, nv, nt, NULL};
+                    (char *)o->error_plot, (char *)o->plane_plot, hy, nv, nt,
+                    (char *)o->summary, NULL};
     fflush(stdout); /* keep our lines in order with gnuplot's */
     if (run_gnuplot(argv[2], argv, "plots"))
         printf("plots: %s %s\n", o->error_plot, o->plane_plot);
+}
+
+static FILE *open_table(const char *path, const char *header)
+{
+    mkdir_for(path);
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(header, f) < 0) {
+        fprintf(stderr, "beta_sweep: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    return f;
+}
+
+static void close_table(FILE *f, const char *path)
+{
+    if (fclose(f) != 0) {
+        fprintf(stderr, "beta_sweep: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* The summary: per beta, over its seeds' runs. */
+static void summarize(const options *o, const result *res, size_t *best_b, double *best_err)
+{
+    FILE *f = open_table(o->summary,
+                         "beta,log10_beta,seeds,val_error_mean,val_error_sd,val_error_min,"
+                         "val_error_max,test_error_mean,test_error_sd,test_error_min,"
+                         "test_error_max,izx_mean,izx_sd,izy_mean,izy_sd,val_ce_mean,"
+                         "val_ce_sd\n");
+    *best_err = INFINITY, *best_b = 0;
+    for (size_t b = 0; b < o->n_betas; b++) {
+        double v[6][MAX_SEEDS];
+        size_t n = 0;
+        for (size_t s = 0; s < o->n_seeds; s++) {
+            const result *r = &res[b * o->n_seeds + s];
+            if (!r->have)
+                continue;
+            v[0][n] = r->val_err, v[1][n] = r->test_err, v[2][n] = r->izx, v[3][n] = r->izy,
+            v[4][n] = r->val_ce, n++;
+        }
+        if (n == 0)
+            continue;
+        double m[5], sd[5], lo[5], hi[5];
+        for (int k = 0; k < 5; k++)
+            stats(v[k], n, &m[k], &sd[k], &lo[k], &hi[k]);
+        fprintf(f, "%g,%.4f,%zu,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,"
+                   "%.6f,%.6f\n", o->betas[b], log10(o->betas[b]), n, m[0], sd[0], lo[0], hi[0],
+                m[1], sd[1], lo[1], hi[1], m[2], sd[2], m[3], sd[3], m[4], sd[4]);
+        printf("summary beta=%g seeds=%zu val_error_pct=%.2f+-%.2f test_error_pct=%.2f+-%.2f "
+               "izx_bits=%.3f+-%.3f izy_bits=%.4f+-%.4f\n", o->betas[b], n, m[0], sd[0], m[1],
+               sd[1], m[2], sd[2], m[3], sd[3]);
+        if (m[0] < *best_err)
+            *best_err = m[0], *best_b = b;
+    }
+    close_table(f, o->summary);
 }
 
 /* ---- main ------------------------------------------------------------------------ */
@@ -329,57 +692,137 @@ int main(int argc, char **argv)
     check_labels(test, "test set", 0, classes);
     const double h_y = label_entropy_bits(val, vib_dataset_size(val));
 
-    printf("libvib %s | encoder 784-%zu-%zu, K = %zu, linear decoder | inputs in [%g, 1] | "
-           "batch %zu, Adam lr %g beta1 %g, decay %g every %g epochs, EMA %g | %zu epochs\n",
-           vib_version_string(), rc.enc[0], rc.enc[1], rc.latent, (double)lo, rc.batch, rc.lr,
-           rc.beta1, rc.lr_decay, rc.decay_epochs, rc.ema, rc.epochs);
+    char recipe_line[512];
+    snprintf(recipe_line, sizeof recipe_line,
+             "encoder %zu-%zu-%zu, K = %zu, linear decoder | inputs in [%g, 1] | batch %zu, "
+             "Adam lr %g beta1 %g, decay %g every %g epochs, EMA %g | %zu epochs\n",
+             vib_dataset_dim(train_set), rc.enc[0], rc.enc[1], rc.latent, (double)lo, rc.batch,
+             rc.lr, rc.beta1, rc.lr_decay, rc.decay_epochs, rc.ema, rc.epochs);
+    printf("libvib %s | %s", vib_version_string(), recipe_line);
     printf("data %s: train on %zu, validate on %d, test on %zu | %zu samples | H(Y) = %.4f "
-           "bits (validation labels) | %zu betas from %g to %g\n",
+           "bits (validation labels) | %zu betas from %g to %g | %zu seeds from %llu to %llu\n",
            o.data, n_train, N_VAL, vib_dataset_size(test), o.samples, h_y, o.n_betas,
-           o.betas[0], o.betas[o.n_betas - 1]);
+           o.betas[0], o.betas[o.n_betas - 1], o.n_seeds, (unsigned long long)o.seeds[0],
+           (unsigned long long)o.seeds[o.n_seeds - 1]);
     fflush(stdout);
+    if (o.state != NULL) {
+        /* the recipe file also names what decides a run's numbers beside the recipe */
+        char state_line[700];
+        snprintf(state_line, sizeof state_line, "%.*s | train on %zu | %zu samples\n",
+                 (int)strcspn(recipe_line, "\n"), recipe_line, n_train, o.samples);
+        check_recipe(o.state, state_line);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_sigint;
+        sa.sa_flags = SA_RESETHAND | SA_RESTART; /* a second Ctrl-C ends the program at once */
+        sigaction(SIGINT, &sa, NULL);
+    }
 
-    mkdir_for(o.csv);
-    FILE *csv = fopen(o.csv, "w");
-    if (csv == NULL) {
-        fprintf(stderr, "beta_sweep: %s: %s\n", o.csv, strerror(errno));
-        return 1;
-    }
-    fprintf(csv, "beta,log10_beta,val_error_pct,test_error_pct,izx_bits,izy_bits,val_ce_nats,"
-                 "train_ce_nats,train_kl_bits,epochs,seconds\n");
+    const size_t runs = o.n_betas * o.n_seeds;
+    result *res = calloc(runs, sizeof *res);
+    if (res == NULL)
+        fail_file(o.state ? o.state : "beta_sweep", "out of memory");
+    const double t_start = now(), deadline = t_start + (double)o.time_limit;
+    size_t trained_epochs = 0, finished = 0, busy = 0;
+    double trained_secs = 0.0;
+    for (size_t b = 0; b < o.n_betas; b++)
+        for (size_t s = 0; s < o.n_seeds; s++) {
+            const double beta = o.betas[b], t0 = now();
+            const uint64_t seed = o.seeds[s];
+            result *r = &res[b * o.n_seeds + s];
+            run_files files, *f = NULL;
+            int lock_fd = -1;
+            if (o.state != NULL) {
+                f = &files;
+                run_paths(o.state, beta, seed, f);
+                if (read_row(f->row, beta, seed, rc.epochs, r)) {
+                    printf("result beta=%g seed=%llu val_error_pct=%.2f test_error_pct=%.2f "
+                           "izx_bits=%.3f izy_bits=%.4f (finished before: %s)\n", beta,
+                           (unsigned long long)seed, r->val_err, r->test_err, r->izx, r->izy,
+                           f->row);
+                    finished++;
+                    continue;
+                }
+                /* one process trains a run: another sharing DIR leaves it alone */
+                lock_fd = open(f->lock, O_RDWR | O_CREAT, 0644);
+                if (lock_fd < 0)
+                    fail_file(f->lock, "cannot create");
+                if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+                    fprintf(stderr, "beta_sweep: %s: another process is training it; left "
+                                    "out here\n", f->name);
+                    close(lock_fd);
+                    busy++;
+                    continue;
+                }
+                if (read_row(f->row, beta, seed, rc.epochs, r)) { /* finished meanwhile */
+                    close(lock_fd);
+                    finished++;
+                    continue;
+                }
+            }
+            double train_ce, train_kl, secs;
+            size_t epochs_now = 0;
+            vib_model *m = train(&rc, &o, train_set, n_train, val, beta, seed, f, deadline,
+                                 &train_ce, &train_kl, &secs, &epochs_now);
+            const double t_eval = now();
+            const eval v = evaluate(m, val, "training set (validation split)", N_TRAIN,
+                                    o.samples, 1);
+            const eval t = evaluate(m, test, "test set", 0, o.samples, 0);
+            vib_model_free(m);
+            if (v.sigma_zero)
+                fprintf(stderr, "beta_sweep: beta %g seed %llu: %zu sigmas underflowed to 0 and "
+                                "were floored at FLT_MIN in the KL rate\n", beta,
+                        (unsigned long long)seed, v.sigma_zero);
+            *r = (result){.beta = beta, .seed = seed, .val_err = v.error_pct,
+                          .test_err = t.error_pct, .izx = v.izx_bits,
+                          .izy = h_y - v.ce_nats / log(2.0), .val_ce = v.ce_nats,
+                          .train_ce = train_ce, .train_kl = train_kl, .epochs = rc.epochs,
+                          .secs = secs + (now() - t_eval), .have = 1};
+            format_row(r);
+            printf("result beta=%g seed=%llu val_error_pct=%.2f test_error_pct=%.2f "
+                   "izx_bits=%.3f izy_bits=%.4f\n", beta, (unsigned long long)seed, r->val_err,
+                   r->test_err, r->izx, r->izy);
+            fflush(stdout);
+            if (f != NULL) { /* the result, then the checkpoint goes */
+                write_atomically(f->row, r->row);
+                unlink(f->ckpt);
+                unlink(f->lock); /* a process waiting on it finds the row once it has it */
+                close(lock_fd);  /* releases the lock */
+            }
+            finished++;
+            trained_epochs += epochs_now, trained_secs += now() - t0;
+            /* the time to go: what this process's epochs took, over the epochs left */
+            size_t left = 0;
+            for (size_t k = b * o.n_seeds + s + 1; k < runs; k++)
+                left += rc.epochs;
+            fprintf(stderr, "beta_sweep: run %zu/%zu (beta %g, seed %llu) took %.0fs; about "
+                            "%.0fs to go at most\n", b * o.n_seeds + s + 1, runs, beta,
+                    (unsigned long long)seed, now() - t0,
+                    trained_epochs ? trained_secs / (double)trained_epochs * (double)left : 0.0);
+            const int out_of_time = o.time_limit_set && now() >= deadline;
+            if ((interrupted || out_of_time) && finished + busy < runs) {
+                fprintf(stderr, "beta_sweep: %s after run %s; %zu of %zu runs finished (the "
+                                "same command goes on)\n",
+                        interrupted ? "interrupted" : "time limit", f->name, finished, runs);
+                return interrupted ? EXIT_INTERRUPTED : EXIT_TIME_LIMIT;
+            }
+        }
 
-    const double t_start = now();
-    double best_err = INFINITY, best_beta = 0.0;
-    for (size_t b = 0; b < o.n_betas; b++) {
-        const double beta = o.betas[b], t0 = now();
-        double train_ce = 0.0, train_kl = 0.0;
-        vib_model *m = train(&rc, &o, train_set, n_train, beta, &train_ce, &train_kl);
-        const eval v = evaluate(m, val, "training set (validation split)", N_TRAIN, o.samples, 1);
-        const eval t = evaluate(m, test, "test set", 0, o.samples, 0);
-        vib_model_free(m);
-        const double izy = h_y - v.ce_nats / log(2.0), secs = now() - t0;
-        if (v.sigma_zero)
-            fprintf(stderr, "beta_sweep: beta %g: %zu sigmas underflowed to 0 and were floored "
-                            "at FLT_MIN in the KL rate\n", beta, v.sigma_zero);
-        printf("result beta=%g val_error_pct=%.2f test_error_pct=%.2f izx_bits=%.3f "
-               "izy_bits=%.4f\n", beta, v.error_pct, t.error_pct, v.izx_bits, izy);
-        fflush(stdout);
-        fprintf(csv, "%g,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu,%.1f\n", beta, log10(beta),
-                v.error_pct, t.error_pct, v.izx_bits, izy, v.ce_nats, train_ce, train_kl,
-                rc.epochs, secs);
-        fflush(csv);
-        if (v.error_pct < best_err)
-            best_err = v.error_pct, best_beta = beta;
-        const double spent = now() - t_start;
-        fprintf(stderr, "beta_sweep: beta %zu/%zu (%g) took %.0fs; about %.0fs to go\n", b + 1,
-                o.n_betas, beta, secs, spent / (double)(b + 1) * (double)(o.n_betas - b - 1));
-    }
-    if (fclose(csv) != 0) {
-        fprintf(stderr, "beta_sweep: %s: %s\n", o.csv, strerror(errno));
-        return 1;
-    }
-    printf("best validation error %.2f%% at beta=%g | table %s | %.0f seconds\n", best_err,
-           best_beta, o.csv, now() - t_start);
+    FILE *csv = open_table(o.csv, RUNS_HEADER);
+    for (size_t k = 0; k < runs; k++)
+        if (res[k].have && fputs(res[k].row, csv) < 0)
+            fail_file(o.csv, "cannot write");
+    close_table(csv, o.csv);
+    size_t best = 0;
+    double best_err;
+    summarize(&o, res, &best, &best_err);
+    free(res);
+    printf("best mean validation error %.2f%% at beta=%g | runs %s | summary %s | %.0f seconds\n",
+           best_err, o.betas[best], o.csv, o.summary, now() - t_start);
+    if (busy > 0)
+        printf("beta_sweep: %zu runs left out (trained by another process); the tables hold "
+               "the %zu finished ones: the same command again, once they finish, holds all\n",
+               busy, finished);
     mkdir_for(o.error_plot);
     mkdir_for(o.plane_plot);
     plot(&o, h_y, vib_dataset_size(test));

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -295,10 +296,12 @@ EXAMPLE_UTIL_FN void progress_draw(const char *label, size_t done, size_t total,
 }
 
 /* A trainer's callback (vib_train_callback) drawing "  <label> [###   ]  40%  <seconds>s",
- * the seconds since t0; it never stops the epoch. */
+ * the seconds since t0; it stops the epoch after the current step once *stop (if stop is
+ * not NULL: a flag a signal handler sets) is nonzero. */
 typedef struct {
     const char *label;
     double t0;
+    volatile sig_atomic_t *stop;
 } train_progress;
 
 EXAMPLE_UTIL_FN int train_progress_cb(void *user, uint64_t epoch, uint64_t step,
@@ -306,13 +309,14 @@ EXAMPLE_UTIL_FN int train_progress_cb(void *user, uint64_t epoch, uint64_t step,
 {
     (void)epoch, (void)ce, (void)kl, (void)loss;
     const train_progress *p = user;
+    const int stop = p->stop != NULL && *p->stop;
     double t;
     if (!progress_due((size_t)step, (size_t)steps, &t))
-        return 0;
+        return stop;
     char tail[32];
     snprintf(tail, sizeof tail, "%4.0fs", t - p->t0);
     progress_draw(p->label, (size_t)step, (size_t)steps, tail, 78);
-    return 0;
+    return stop;
 }
 
 /* ---- gnuplot ---------------------------------------------------------------------- */

@@ -211,7 +211,7 @@ static void train(const options *o, study *s, const vib_dataset *tr, size_t n)
     for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
         char label[64];
         snprintf(label, sizeof label, "%.31s epoch %zu/%zu", s->name, epoch, o->epochs);
-        train_progress bar = {label, now()};
+        train_progress bar = {label, now(), NULL};
         check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),

@@ -74,6 +74,63 @@ expect "beta_sweep, test label 12" 1 \
     --samples 1 --threads 1 --csv "$tmp/sweep.csv" --error-plot "$tmp/e.png" \
     --plane-plot "$tmp/p.png"
 
+# beta_sweep --state: a sweep of 2 betas x 2 seeds stopped by --time-limit 0 after every
+# epoch (exit status 3, the state saved) and run again until it ends gives the runs of the
+# same sweep without --state, number for number (all but the seconds); run once more it
+# trains nothing; another recipe in the same directory is refused.
+mkdir -p "$tmp/sweep_ok"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte; do
+    ln -s "$tmp/sweep/$f" "$tmp/sweep_ok/$f"
+done
+ln -s "$tmp/clean/t10k-images-idx3-ubyte" "$tmp/sweep_ok/t10k-images-idx3-ubyte"
+ln -s "$tmp/clean/t10k-labels-idx1-ubyte" "$tmp/sweep_ok/t10k-labels-idx1-ubyte"
+sw="--data $tmp/sweep_ok --betas 1e-3,1e-1 --seeds 1:2 --epochs 3 --train-limit 200 --samples 2
+    --threads 1 --error-plot $tmp/e.png --plane-plot $tmp/p.png"
+# shellcheck disable=SC2086 # $sw is a list of options
+expect "beta_sweep, 2 betas x 2 seeds" 0 "" examples/beta_sweep $sw --csv "$tmp/sw_a.csv" \
+    --summary "$tmp/sw_as.csv"
+stops=0
+while :; do
+    # shellcheck disable=SC2086
+    examples/beta_sweep $sw --state "$tmp/sw_state" --time-limit 0 --csv "$tmp/sw_b.csv" \
+        --summary "$tmp/sw_bs.csv" > "$tmp/out" 2> "$tmp/err"
+    rc=$?
+    [ "$rc" -eq 3 ] && [ "$stops" -lt 20 ] || break
+    stops=$((stops + 1))
+done
+if [ "$rc" -ne 0 ] || [ "$stops" -ne 11 ]; then
+    echo "examples_labels: beta_sweep --time-limit 0: exit $rc after $stops stops, expected 0 after 11"
+    sed 's/^/  | /' "$tmp/err"
+    failures=$((failures + 1))
+elif ! cut -d, -f1-10,12 "$tmp/sw_a.csv" > "$tmp/sw_a.cut" ||
+     ! cut -d, -f1-10,12 "$tmp/sw_b.csv" > "$tmp/sw_b.cut" ||
+     ! cmp -s "$tmp/sw_a.cut" "$tmp/sw_b.cut" || [ "$(wc -l < "$tmp/sw_a.cut")" -ne 5 ]; then
+    echo "examples_labels: beta_sweep resumed 11 times gave other runs than in one go"
+    failures=$((failures + 1))
+elif [ "$(grep -c '^result.*finished before' "$tmp/out")" -ne 3 ] ||
+     [ "$(wc -l < "$tmp/sw_bs.csv")" -ne 3 ] || ! grep -q '^0.001,-3.0000,2,' "$tmp/sw_bs.csv"; then
+    echo "examples_labels: beta_sweep's last resumed call or its summary is not as expected"
+    failures=$((failures + 1))
+else
+    echo "examples_labels: beta_sweep stopped after each of 12 epochs and resumed: the same runs: ok"
+fi
+# shellcheck disable=SC2086
+expect "beta_sweep --state, run again: nothing trained" 0 "" examples/beta_sweep $sw \
+    --state "$tmp/sw_state" --csv "$tmp/sw_c.csv" --summary "$tmp/sw_cs.csv"
+if [ "$(grep -c 'finished before' "$tmp/out")" -ne 4 ] || grep -q 'epoch' "$tmp/err" ||
+   ! cmp -s "$tmp/sw_b.csv" "$tmp/sw_c.csv"; then
+    echo "examples_labels: beta_sweep trained again what its state holds"
+    failures=$((failures + 1))
+fi
+# shellcheck disable=SC2086
+expect "beta_sweep --state, another recipe" 1 "holds runs of another recipe" \
+    examples/beta_sweep $sw --epochs 4 --state "$tmp/sw_state" --csv "$tmp/sw_d.csv" \
+    --summary "$tmp/sw_ds.csv"
+expect "beta_sweep, --time-limit without --state" 2 "--time-limit needs --state" \
+    examples/beta_sweep --time-limit 5
+expect "beta_sweep, --seed and --seeds" 2 "--seed and --seeds" \
+    examples/beta_sweep --seed 1 --seeds 2,3
+
 # train_mnist --checkpoint, --resume: the model saved after 3 epochs in one run and after
 # 2 epochs resumed to 3 are the same file (an average on, batches of 6: a short last one).
 run="--data $tmp/clean --hidden 4 --latent 2 --batch 6 --samples 1 --ema 0.9 --threads 1"
