@@ -29,12 +29,20 @@
  * --state DIR makes a long sweep resumable: each run keeps in DIR a trainer checkpoint
  * (after every epoch, and on Ctrl-C after the current step), its learning curve
  * (beta<b>_seed<s>.csv: per epoch the seconds, the training CE and KL, the validation
- * error of the averaged weights) and, once finished, its result row (.row; the
+ * error of the averaged weights; resumed_after_step, 0 unless the epoch was resumed without
+ * its .part, whose training means then begin after that step) and, once finished, its
+ * result row (.row; the
  * checkpoint is then deleted). The same command again goes on where it stopped, bit for
- * bit, and reuses finished runs; DIR/recipe.txt refuses a different recipe. Processes
- * with disjoint --seeds may share DIR (each run is locked while it trains): the same
- * command with every seed then gathers them. --time-limit stops (state saved) after the
- * first epoch that ends past the limit.
+ * bit, and reuses finished runs; DIR/recipe.txt refuses a different recipe. A run stopped
+ * in the middle of an epoch keeps that epoch's training sums in a .part file, so its line
+ * in the curve is the one an uninterrupted run writes. Processes may share DIR, with the
+ * same or different --betas and --seeds: each run is locked while one trains it, the
+ * others pass it by, and the same command with every beta and seed then gathers them.
+ * --time-limit stops (state saved) after the first epoch that ends past the limit.
+ *
+ * Exit status: 0 all runs finished and tabulated; 1 an error; 2 a usage error; 3 stopped
+ * by --time-limit; 4 some runs were left to other processes sharing DIR (the tables, if
+ * any run is finished, hold the finished ones); 130 stopped by Ctrl-C.
  *
  * The default recipe is sized to finish in about ten minutes on two cores: inputs in
  * [0, 1], a 784-256-256 encoder, K = 32, a linear decoder, batch 100, Adam (lr 1e-3)
@@ -61,8 +69,9 @@
 enum { MAX_BETAS = 64, MAX_SEEDS = 32, N_TRAIN = 50000, N_VAL = 10000 };
 
 /* Exit statuses besides 0, 1 (an error) and 2 (a usage error): stopped by --time-limit
- * or by Ctrl-C, the state saved in --state's DIR. */
-enum { EXIT_TIME_LIMIT = 3, EXIT_INTERRUPTED = 130 };
+ * or by Ctrl-C, the state saved in --state's DIR; runs left out because another process
+ * sharing DIR trains them (the tables hold the finished ones only). */
+enum { EXIT_TIME_LIMIT = 3, EXIT_INCOMPLETE = 4, EXIT_INTERRUPTED = 130 };
 
 typedef struct {
     size_t enc[2], latent, batch, epochs;
@@ -86,7 +95,7 @@ static void usage(FILE *f)
             "  --betas LIST        betas, comma-separated numbers > 0 and/or ranges LO:HI[:N]\n"
             "                      with N values per decade (default 1e-8:1, i.e. 1e-8, 1e-7,\n"
             "                      ..., 1e-1, 1)\n"
-            "  --epochs N          training epochs per beta (default 25; 200 with --full)\n"
+            "  --epochs N          training epochs per run (default 25; 200 with --full)\n"
             "  --full              the paper's recipe: inputs in [-1, 1], 784-1024-1024, K = 256,\n"
             "                      Adam lr 1e-4 beta1 0.5, 200 epochs (hours on two cores)\n"
             "  --samples S         posterior samples at evaluation (default 12)\n"
@@ -96,7 +105,9 @@ static void usage(FILE *f)
             "                      gives the mean and spread over them (not with --seed)\n"
             "  --state DIR         keep every run's state in DIR (a checkpoint after each epoch\n"
             "                      and on Ctrl-C, its learning curve, its result): the same\n"
-            "                      command again resumes and reuses finished runs\n"
+            "                      command again resumes and reuses finished runs; processes\n"
+            "                      sharing DIR split the runs (exit status 4 while some are\n"
+            "                      another's: the tables hold the finished ones)\n"
             "  --time-limit S      with --state: stop, state saved, after the first epoch that\n"
             "                      ends S seconds or more after the start (exit status 3)\n"
             "  --threads N         threads (default: BLIS_NUM_THREADS, else all CPUs)\n"
@@ -157,6 +168,16 @@ static size_t parse_betas(const char *opt, const char *s, double *out)
     for (size_t i = 1; i < n; i++)
         if (out[i] > out[m - 1] * (1.0 + 1e-9))
             out[m++] = out[i];
+    /* Runs are named, in DIR and in the tables, by beta at 6 significant digits: two
+     * betas that print alike would share a name (and a checkpoint). */
+    for (size_t i = 1; i < m; i++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%.6g", out[i - 1]);
+        snprintf(b, sizeof b, "%.6g", out[i]);
+        if (strcmp(a, b) == 0)
+            die("%s: betas %.17g and %.17g are both %s at 6 digits (runs are named by it): "
+                "space them further apart", opt, out[i - 1], out[i], a);
+    }
     return m;
 }
 
@@ -331,7 +352,7 @@ static void on_sigint(int sig)
 
 typedef struct {
     char name[96];                                   /* "beta1e-08_seed3" */
-    char ckpt[4096], curve[4096], row[4096], lock[4096];
+    char ckpt[4096], curve[4096], row[4096], lock[4096], part[4096];
 } run_files;
 
 static void run_paths(const char *dir, double beta, uint64_t seed, run_files *f)
@@ -341,6 +362,7 @@ static void run_paths(const char *dir, double beta, uint64_t seed, run_files *f)
     snprintf(f->curve, sizeof f->curve, "%s/%s.csv", dir, f->name);
     snprintf(f->row, sizeof f->row, "%s/%s.row", dir, f->name);
     snprintf(f->lock, sizeof f->lock, "%s/%s.lock", dir, f->name);
+    snprintf(f->part, sizeof f->part, "%s/%s.part", dir, f->name);
 }
 
 static void fail_file(const char *path, const char *what)
@@ -350,31 +372,51 @@ static void fail_file(const char *path, const char *what)
     exit(1);
 }
 
+/* Write `text` to a new temporary file beside `path`, named by this process (processes
+ * sharing DIR never write the same one), flushed to the disk; its name goes to tmp. */
+static void write_temp(const char *path, const char *text, char *tmp, size_t size)
+{
+    snprintf(tmp, size, "%s.%ld.tmp", path, (long)getpid());
+    errno = 0;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        fail_file(tmp, "cannot write");
+    if (fclose(f) != 0)
+        fail_file(tmp, "cannot write");
+}
+
 /* Write `text` to `path` through a temporary file renamed over it: a reader sees the old
  * file or the new one, never a part. */
 static void write_atomically(const char *path, const char *text)
 {
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    write_temp(path, text, tmp, sizeof tmp);
     errno = 0;
-    if (f == NULL || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
-        fail_file(tmp, "cannot write");
-    if (fclose(f) != 0 || rename(tmp, path) != 0)
+    if (rename(tmp, path) != 0)
         fail_file(path, "cannot write");
 }
 
 /* DIR/recipe.txt holds what the runs in DIR were trained with; another recipe is refused
- * rather than mixed into them. */
+ * rather than mixed into them. The first process to start in an empty DIR creates it by
+ * link(), which fails if the file exists: of processes starting together one writes it,
+ * the others read what it wrote. */
 static void check_recipe(const char *dir, const char *recipe_line)
 {
-    char path[4200], have[1024] = "";
+    char path[4200], tmp[4200], have[1024] = "";
     snprintf(path, sizeof path, "%s/recipe.txt", dir);
-    mkdir(dir, 0755);
+    mkdir_for(path);
+    write_temp(path, recipe_line, tmp, sizeof tmp);
+    errno = 0;
+    const int made = link(tmp, path) == 0;
+    const int link_errno = errno;
+    unlink(tmp);
+    if (made)
+        return;
+    errno = 0;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        write_atomically(path, recipe_line);
-        return;
+        errno = f == NULL && errno == ENOENT ? link_errno : errno;
+        fail_file(path, "cannot create or read");
     }
     if (fgets(have, sizeof have, f) == NULL)
         have[0] = '\0';
@@ -430,6 +472,51 @@ static void save_state(const vib_trainer *t, const run_files *f)
     check(vib_trainer_save(t, f->ckpt), "checkpoint");
 }
 
+/* An epoch's training sums so far: the cross-entropy and KL (nats) summed over the rows
+ * trained, the rows, the seconds. A run stopped in the middle of an epoch keeps them in
+ * DIR/<run>.part ("epoch step sum_ce sum_kl rows seconds"), written before the
+ * checkpoint: the resumed epoch's line then holds the means over all its rows, as one
+ * uninterrupted epoch would. */
+typedef struct {
+    double ce, kl, rows, secs;
+} epoch_sums;
+
+static void write_part(const run_files *f, uint64_t epoch, uint64_t step, const epoch_sums *a)
+{
+    char text[256];
+    snprintf(text, sizeof text, "%llu %llu %.17g %.17g %.17g %.17g\n",
+             (unsigned long long)epoch, (unsigned long long)step, a->ce, a->kl, a->rows,
+             a->secs);
+    write_atomically(f->part, text);
+}
+
+/* The sums of the epoch a run resumed in, if DIR/<run>.part holds that very position (the
+ * epoch, from 1, and the step); 0 otherwise (no file, or one a crash left behind from
+ * another position: the epoch's means then cover the steps trained after the resume). */
+static int read_part(const run_files *f, uint64_t epoch, uint64_t step, epoch_sums *a)
+{
+    FILE *in = fopen(f->part, "r");
+    if (in == NULL)
+        return 0;
+    unsigned long long e, st;
+    epoch_sums got;
+    const int ok = fscanf(in, "%llu %llu %lf %lf %lf %lf", &e, &st, &got.ce, &got.kl,
+                          &got.rows, &got.secs) == 6;
+    fclose(in);
+    if (!ok || e != epoch || st != step || !(got.rows > 0.0) || !isfinite(got.ce) ||
+        !isfinite(got.kl) || !isfinite(got.secs))
+        return 0;
+    *a = got;
+    return 1;
+}
+
+/* Rows of an epoch its first `step` steps train (the last batch may be short). */
+static double rows_through(uint64_t step, size_t batch, size_t n)
+{
+    const double r = (double)step * (double)batch;
+    return r < (double)n ? r : (double)n;
+}
+
 /* Train one model at `beta` from `seed` and leave the evaluated (EMA) weights in it. The
  * last epoch's mean training cross-entropy (nats) and KL (bits) go to *ce and *kl_bits,
  * the training seconds (this run's and, resumed, the earlier ones') to *secs. With `f`
@@ -472,17 +559,32 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
         }
         curve = open_curve(f->curve, vib_trainer_epochs_done(t), ce_out, kl_out, secs_out);
     }
-    for (size_t epoch = (size_t)vib_trainer_epochs_done(t) + 1; epoch <= rc->epochs; epoch++) {
+    /* the epoch resumed in the middle: its sums before the stop, if they were kept */
+    epoch_sums sums = {0.0, 0.0, 0.0, 0.0};
+    uint64_t partial_from = vib_trainer_step_in_epoch(t); /* 0: the line covers the epoch */
+    if (partial_from > 0 &&
+        read_part(f, vib_trainer_epochs_done(t) + 1, partial_from, &sums))
+        partial_from = 0;
+    const size_t first_epoch = (size_t)vib_trainer_epochs_done(t) + 1;
+    const double t_begin = now();
+    for (size_t epoch = first_epoch; epoch <= rc->epochs; epoch++) {
         char label[96];
         snprintf(label, sizeof label, "beta %-6g seed %llu epoch %zu/%zu", beta,
                  (unsigned long long)seed, epoch, rc->epochs);
         train_progress bar = {label, now(), &interrupted};
         check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
-        const uint64_t resumed_at = vib_trainer_step_in_epoch(t);
+        const uint64_t from = vib_trainer_step_in_epoch(t);
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
                                          &ce, &kl, NULL), t);
+        /* vib_trainer_epoch's means are over the rows this call trained */
+        const uint64_t to = vib_trainer_step_in_epoch(t) != 0 ? vib_trainer_step_in_epoch(t)
+                                                              : vib_trainer_steps_per_epoch(t);
+        const double rows = rows_through(to, rc->batch, n) - rows_through(from, rc->batch, n);
+        sums.ce += ce * rows, sums.kl += kl * rows, sums.rows += rows;
+        sums.secs += now() - bar.t0;
         if (interrupted && vib_trainer_step_in_epoch(t) != 0) { /* in the middle of an epoch */
+            write_part(f, epoch, vib_trainer_step_in_epoch(t), &sums);
             save_state(t, f);
             fprintf(stderr, "\nbeta_sweep: interrupted in run %s after %llu epochs and %llu "
                             "steps; state saved in %s (the same command goes on)\n", f->name,
@@ -490,9 +592,9 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
                     (unsigned long long)vib_trainer_step_in_epoch(t), f->ckpt);
             exit(EXIT_INTERRUPTED);
         }
-        const double secs = now() - bar.t0;
-        *ce_out = ce;
-        *kl_out = kl / log(2.0);
+        const double secs = sums.secs;
+        *ce_out = sums.ce / sums.rows;
+        *kl_out = sums.kl / sums.rows / log(2.0);
         *secs_out += secs;
         ++*epochs_trained;
         /* the averaged weights' validation error, as the final evaluation's prediction */
@@ -500,17 +602,24 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
         check(vib_model_evaluate(m, ema, vib_dataset_size(val), vib_dataset_images(val),
                                  vib_dataset_labels(val), o->samples, &val_err, NULL, NULL,
                                  NULL), "evaluate");
+        /* the run's ETA: its epochs left at this process's pace, evaluations included
+         * (the sweep's comes at the end of each run) */
+        const long eta = lround((now() - t_begin) / (double)(epoch - first_epoch + 1) *
+                                (double)(rc->epochs - epoch));
         fprintf(stderr, "  beta %-6g seed %llu epoch %3zu/%zu  %5.1fs  train ce %.4f nats  kl "
-                        "%.2f bits  val error %.2f%%\n", beta, (unsigned long long)seed, epoch,
-                rc->epochs, secs, *ce_out, *kl_out, 100.0 * val_err);
-        if (curve != NULL) { /* the line, then the checkpoint: see open_curve */
+                        "%.2f bits  val error %.2f%%  run ETA %ldm%02lds\n", beta,
+                (unsigned long long)seed, epoch, rc->epochs, secs, *ce_out, *kl_out,
+                100.0 * val_err, eta / 60, eta % 60);
+        if (curve != NULL) { /* the line, on the disk, then the checkpoint: see open_curve */
             fprintf(curve, "%zu,%.3f,%.6f,%.6f,%.4f,%llu\n", epoch, secs, *ce_out, *kl_out,
-                    100.0 * val_err, (unsigned long long)resumed_at);
+                    100.0 * val_err, (unsigned long long)partial_from);
             errno = 0;
-            if (fflush(curve) != 0)
+            if (fflush(curve) != 0 || fsync(fileno(curve)) != 0)
                 fail_file(f->curve, "cannot write");
             save_state(t, f);
+            unlink(f->part); /* the epoch's sums are in its line now */
         }
+        sums = (epoch_sums){0.0, 0.0, 0.0, 0.0}, partial_from = 0;
         const int out_of_time = f != NULL && o->time_limit_set && now() >= deadline;
         if ((interrupted || out_of_time) && epoch < rc->epochs) {
             fprintf(stderr, "beta_sweep: %s in run %s after %zu epochs; state saved in %s (the "
@@ -808,6 +917,16 @@ int main(int argc, char **argv)
             }
         }
 
+    if (finished == 0) { /* every run is another process's: nothing to tabulate */
+        fprintf(stderr, "beta_sweep: all %zu runs are trained by other processes sharing %s: "
+                        "no tables or plots (the same command again, once they finish, "
+                        "writes them)\n", busy, o.state);
+        free(res);
+        vib_dataset_free(train_set);
+        vib_dataset_free(val);
+        vib_dataset_free(test);
+        return EXIT_INCOMPLETE;
+    }
     FILE *csv = open_table(o.csv, RUNS_HEADER);
     for (size_t k = 0; k < runs; k++)
         if (res[k].have && fputs(res[k].row, csv) < 0)
@@ -829,5 +948,5 @@ int main(int argc, char **argv)
     vib_dataset_free(train_set);
     vib_dataset_free(val);
     vib_dataset_free(test);
-    return 0;
+    return busy > 0 ? EXIT_INCOMPLETE : 0;
 }

@@ -126,10 +126,109 @@ fi
 expect "beta_sweep --state, another recipe" 1 "holds runs of another recipe" \
     examples/beta_sweep $sw --epochs 4 --state "$tmp/sw_state" --csv "$tmp/sw_d.csv" \
     --summary "$tmp/sw_ds.csv"
+# beta_sweep --state shared: a run another process holds (its lock taken by flock(1)) is
+# left out, exit status 4 and a table of the finished runs (none finished: no table);
+# two processes started together on an empty DIR both accept it and split the runs.
+sw1="--data $tmp/sweep_ok --seeds 1 --epochs 1 --train-limit 200 --samples 2 --threads 1
+    --error-plot $tmp/e.png --plane-plot $tmp/p.png"
+mkdir -p "$tmp/sw_lock"
+# shellcheck disable=SC2086
+expect "beta_sweep, every run another process's" 4 "no tables or plots" \
+    flock "$tmp/sw_lock/beta0.001_seed1.lock" examples/beta_sweep $sw1 --betas 1e-3 \
+    --state "$tmp/sw_lock" --csv "$tmp/sw_l1.csv" --summary "$tmp/sw_l1s.csv"
+[ -e "$tmp/sw_l1.csv" ] && { echo "examples_labels: beta_sweep wrote a table of no runs"; failures=$((failures + 1)); }
+# shellcheck disable=SC2086
+expect "beta_sweep, one run of two another process's" 4 "another process is training it" \
+    flock "$tmp/sw_lock/beta0.001_seed1.lock" examples/beta_sweep $sw1 --betas 1e-3,1e-1 \
+    --state "$tmp/sw_lock" --csv "$tmp/sw_l2.csv" --summary "$tmp/sw_l2s.csv"
+if [ "$(wc -l < "$tmp/sw_l2.csv")" -ne 2 ] || ! grep -q '^0.1,' "$tmp/sw_l2.csv"; then
+    echo "examples_labels: beta_sweep's table with a run left out is not the finished run's"
+    failures=$((failures + 1))
+fi
+race() { # race TAG: one of the two processes
+    # shellcheck disable=SC2086
+    examples/beta_sweep $sw1 --betas 1e-4,1e-3,1e-2,1e-1 --state "$tmp/sw_race" \
+        --csv "$tmp/sw_r$1.csv" --summary "$tmp/sw_r$1s.csv" --error-plot "$tmp/e$1.png" \
+        --plane-plot "$tmp/p$1.png" > "$tmp/race_$1.out" 2> "$tmp/race_$1.err"
+}
+race a &
+pid_a=$!
+race b &
+pid_b=$!
+rc_a=0 rc_b=0
+wait "$pid_a" || rc_a=$?
+wait "$pid_b" || rc_b=$?
+# shellcheck disable=SC2086
+examples/beta_sweep $sw1 --betas 1e-4,1e-3,1e-2,1e-1 --state "$tmp/sw_race" \
+    --csv "$tmp/sw_rc.csv" --summary "$tmp/sw_rcs.csv" > "$tmp/out" 2> "$tmp/err"
+rc_c=$?
+if { [ "$rc_a" -ne 0 ] && [ "$rc_a" -ne 4 ]; } || { [ "$rc_b" -ne 0 ] && [ "$rc_b" -ne 4 ]; } ||
+   [ "$rc_c" -ne 0 ] || [ "$(grep -c 'finished before' "$tmp/out")" -ne 4 ]; then
+    echo "examples_labels: beta_sweep, two processes on an empty DIR: exit $rc_a and $rc_b, gathered $rc_c"
+    sed 's/^/  | /' "$tmp/race_a.err" "$tmp/race_b.err" "$tmp/err"
+    failures=$((failures + 1))
+else
+    echo "examples_labels: beta_sweep, two processes started together on an empty DIR: ok"
+fi
+
+# beta_sweep stopped by Ctrl-C in the middle of an epoch: the resumed run's learning
+# curve (but the seconds) and result are those of an uninterrupted run; the epoch's
+# training means cover all its rows (resumed_after_step 0). A Ctrl-C that lands between
+# epochs is a plain stop: the run is resumed and interrupted again until one lands
+# inside an epoch (each epoch is 200 steps, the gap between them a short evaluation).
+swi="--data $tmp/sweep_ok --betas 1e-3 --seeds 1 --epochs 3 --train-limit 20000 --samples 2
+    --threads 1 --error-plot $tmp/e.png --plane-plot $tmp/p.png"
+# shellcheck disable=SC2086
+expect "beta_sweep, 3 epochs of 200 steps" 0 "" examples/beta_sweep $swi \
+    --state "$tmp/swi_a" --csv "$tmp/swi_a.csv" --summary "$tmp/swi_as.csv"
+lines_of() { if [ -e "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+mid=0 tries=0
+while [ "$mid" -eq 0 ] && [ "$tries" -lt 10 ]; do
+    tries=$((tries + 1))
+    # shellcheck disable=SC2086
+    examples/beta_sweep $swi --state "$tmp/swi_b" --csv "$tmp/swi_b.csv" \
+        --summary "$tmp/swi_bs.csv" > "$tmp/out" 2> "$tmp/err" &
+    pid=$!
+    # once an epoch's line is in the curve, the next epoch is under way
+    lines=$(lines_of "$tmp/swi_b/beta0.001_seed1.csv")
+    t=0
+    while [ "$(lines_of "$tmp/swi_b/beta0.001_seed1.csv")" -le "$lines" ] &&
+          [ "$t" -lt 600 ] && kill -0 "$pid" 2>/dev/null; do
+        sleep 0.1; t=$((t + 1))
+    done
+    sleep 0.2
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    grep -q 'interrupted in run .* steps; state saved' "$tmp/err" && [ "$rc" -eq 130 ] && mid=1
+    [ "$rc" -eq 0 ] && break
+done
+# shellcheck disable=SC2086
+examples/beta_sweep $swi --state "$tmp/swi_b" --csv "$tmp/swi_b.csv" \
+    --summary "$tmp/swi_bs.csv" > "$tmp/out" 2> "$tmp/err"
+rc=$?
+if [ "$mid" -ne 1 ] || [ "$rc" -ne 0 ]; then
+    echo "examples_labels: beta_sweep, Ctrl-C inside an epoch: none after $tries tries, or exit $rc"
+    sed 's/^/  | /' "$tmp/err"
+    failures=$((failures + 1))
+elif ! cut -d, -f1,3- "$tmp/swi_a/beta0.001_seed1.csv" > "$tmp/swi_a.cut" ||
+     ! cut -d, -f1,3- "$tmp/swi_b/beta0.001_seed1.csv" > "$tmp/swi_b.cut" ||
+     ! cmp -s "$tmp/swi_a.cut" "$tmp/swi_b.cut" || [ "$(wc -l < "$tmp/swi_b.cut")" -ne 4 ] ||
+     ! cut -d, -f1-10,12 "$tmp/swi_a.csv" > "$tmp/swi_ar.cut" ||
+     ! cut -d, -f1-10,12 "$tmp/swi_b.csv" > "$tmp/swi_br.cut" ||
+     ! cmp -s "$tmp/swi_ar.cut" "$tmp/swi_br.cut" || [ -e "$tmp/swi_b/beta0.001_seed1.part" ]; then
+    echo "examples_labels: beta_sweep, Ctrl-C inside an epoch: the resumed run differs from one in one go"
+    diff "$tmp/swi_a.cut" "$tmp/swi_b.cut" | sed 's/^/  | /'
+    failures=$((failures + 1))
+else
+    echo "examples_labels: beta_sweep, Ctrl-C inside an epoch ($tries tries), resumed: the same curve and result: ok"
+fi
 expect "beta_sweep, --time-limit without --state" 2 "--time-limit needs --state" \
     examples/beta_sweep --time-limit 5
 expect "beta_sweep, --seed and --seeds" 2 "--seed and --seeds" \
     examples/beta_sweep --seed 1 --seeds 2,3
+expect "beta_sweep, two betas named alike" 2 "are both 0.001 at 6 digits" \
+    examples/beta_sweep --betas 1e-3,1.0000001e-3
 
 # train_mnist --checkpoint, --resume: the model saved after 3 epochs in one run and after
 # 2 epochs resumed to 3 are the same file (an average on, batches of 6: a short last one).

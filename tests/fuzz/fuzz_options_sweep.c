@@ -2,10 +2,10 @@
  * (parse_args, with die() and --help returning here). The input is the command line,
  * arguments separated by NUL bytes. Oracle, when the line is accepted: every setting in
  * its documented range; the beta grid sorted, free of duplicates (each more than 1e-9
- * above the one before), 1 to 64 values in [1e-30, 1e6]; the seeds sorted and distinct,
- * 1 to 32 of them, --seed's alone; --time-limit only with --state; the names not empty;
- * every size-valued option what the reference reader makes of its last value. A
- * refused line ends through the usage error or --help. */
+ * above the one before, named apart at 6 digits), 1 to 64 values in [1e-30, 1e6]; the
+ * seeds sorted and distinct, 1 to 32 of them, --seed's alone; --time-limit only with
+ * --state; the names not empty; every size-valued option what the reference reader
+ * makes of its last value. A refused line ends through the usage error or --help. */
 #define _POSIX_C_SOURCE 200809L /* as beta_sweep.c */
 #define FUZZ_PROGRAM "../../examples/beta_sweep.c"
 #include "fuzz_options.h"
@@ -27,6 +27,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_RANGE(o.betas[k] >= 1e-30 && o.betas[k] <= 1e6, "a beta");
         if (k > 0 && !(o.betas[k] > o.betas[k - 1] * (1.0 + 1e-9)))
             fuzz_fail("betas %g and %g: not sorted, or a duplicate", o.betas[k - 1], o.betas[k]);
+    }
+    for (size_t k = 1; k < o.n_betas; k++) { /* sorted: equal names would be neighbours */
+        run_files a, b;
+        run_paths("d", o.betas[k - 1], 1, &a);
+        run_paths("d", o.betas[k], 1, &b);
+        if (strcmp(a.name, b.name) == 0)
+            fuzz_fail("betas %.17g and %.17g share the run name %s", o.betas[k - 1],
+                      o.betas[k], a.name);
     }
     FUZZ_RANGE(o.csv[0] && o.error_plot[0] && o.plane_plot[0] && o.summary[0], "a file name");
     FUZZ_RANGE(o.state == NULL || o.state[0], "the state directory");
