@@ -30,7 +30,9 @@ stats sum using 3 skip 1 nooutput name 'N'
 emin = (V_min < T_min ? V_min : T_min)
 se(p, n) = 100 * sqrt((p / 100) * (1 - p / 100) / n)
 bar(sd, p, n, k) = (k > 1 ? sd : se(p, n))
-seeds = (N_max > 1 ? sprintf('mean of %d seeds', N_max) : 'one seed')
+# a partial sweep may hold betas with fewer seeds than others: say so
+seeds = (N_max > 1 ? (N_min < N_max ? sprintf('mean of %d to %d seeds', N_min, N_max) : \
+        sprintf('mean of %d seeds', N_max)) : 'one seed')
 set terminal pngcairo size 1200,520 font ',10'
 set output err_out
 set multiplot layout 1,2 title sprintf('libvib beta\_sweep: error against beta (S-sample prediction, %s)', seeds)
@@ -50,7 +52,8 @@ plot sum using 1:4 skip 1 with linespoints lw 2 pt 7 ps 1.0 lc 1 title 'validati
      sum using 1:8 skip 1 with linespoints lw 2 pt 5 ps 0.9 dt 2 lc 2 title 'test', \
      csv using 1:3 skip 1 with points pt 6 ps 0.5 lc 1 notitle, \
      csv using 1:4 skip 1 with points pt 4 ps 0.5 lc 2 notitle
-set title (N_max > 1 ? 'near the minimum (linear; bars: +-1 s.d. over the seeds)' : \
+set title (N_max > 1 ? (N_min > 1 ? 'near the minimum (linear; bars: +-1 s.d. over the seeds)' : \
+           'near the minimum (linear; bars: +-1 s.d. over the seeds, one seed: binomial s.e.)') : \
            sprintf('near the minimum (linear; bars: +-1 binomial s.e., n = %d)', nval))
 unset logscale y
 set ytics autofreq
