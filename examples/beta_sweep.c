@@ -29,16 +29,18 @@
  * --state DIR makes a long sweep resumable: each run keeps in DIR a trainer checkpoint
  * (after every epoch, and on Ctrl-C after the current step), its learning curve
  * (beta<b>_seed<s>.csv: per epoch the seconds, the training CE and KL, the validation
- * error of the averaged weights; resumed_after_step, 0 unless the epoch was resumed without
- * its .part, whose training means then begin after that step) and, once finished, its
- * result row (.row; the
- * checkpoint is then deleted). The same command again goes on where it stopped, bit for
- * bit, and reuses finished runs; DIR/recipe.txt refuses a different recipe. A run stopped
- * in the middle of an epoch keeps that epoch's training sums in a .part file, so its line
- * in the curve is the one an uninterrupted run writes. Processes may share DIR, with the
- * same or different --betas and --seeds: each run is locked while one trains it, the
- * others pass it by, and the same command with every beta and seed then gathers them.
- * --time-limit stops (state saved) after the first epoch that ends past the limit.
+ * error of the averaged weights, and resumed_after_step, explained below) and, once
+ * finished, its result row (.row; the checkpoint is then deleted). The same command
+ * again goes on where it stopped, bit for bit, and reuses finished runs; DIR/recipe.txt
+ * refuses a different recipe. A run stopped in the middle of an epoch keeps that epoch's
+ * training sums in a .part file, so its line in the curve is the one an uninterrupted
+ * run writes (resumed_after_step 0); were the .part lost (a kill between it and the
+ * checkpoint), the line's training means begin after the step resumed_after_step names.
+ * Processes may share DIR, with the same or different --betas and --seeds: each run is
+ * locked while one trains it, the others pass it by, and the same command with every
+ * beta and seed then gathers them. --time-limit stops (state saved) after the first
+ * epoch that ends past the limit. For tests, BETA_SWEEP_TEST_STOP_AFTER=N in the
+ * environment acts as a Ctrl-C after this process's N-th training step.
  *
  * Exit status: 0 all runs finished and tabulated; 1 an error; 2 a usage error; 3 stopped
  * by --time-limit; 4 some runs were left to other processes sharing DIR (the tables, if
@@ -350,6 +352,18 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
+/* For tests: BETA_SWEEP_TEST_STOP_AFTER=N in the environment acts as a Ctrl-C after this
+ * process's N-th training step, so a stop inside an epoch lands where a test wants it. */
+static unsigned long long test_stop_after, steps_here;
+
+static int sweep_progress_cb(void *user, uint64_t epoch, uint64_t step, uint64_t steps,
+                             double ce, double kl, double loss)
+{
+    if (test_stop_after != 0 && ++steps_here == test_stop_after)
+        interrupted = 1;
+    return train_progress_cb(user, epoch, step, steps, ce, kl, loss);
+}
+
 typedef struct {
     char name[96];                                   /* "beta1e-08_seed3" */
     char ckpt[4096], curve[4096], row[4096], lock[4096], part[4096];
@@ -372,17 +386,31 @@ static void fail_file(const char *path, const char *what)
     exit(1);
 }
 
-/* Write `text` to a new temporary file beside `path`, named by this process (processes
- * sharing DIR never write the same one), flushed to the disk; its name goes to tmp. */
+/* Write `text` to a new temporary file beside `path`, flushed to the disk; its name goes
+ * to tmp. The file is created exclusively, named by this process and an attempt number,
+ * so processes sharing DIR (even from hosts whose pids coincide) never write the same
+ * one. On failure it is removed and the program ends with the reason. */
 static void write_temp(const char *path, const char *text, char *tmp, size_t size)
 {
-    snprintf(tmp, size, "%s.%ld.tmp", path, (long)getpid());
+    int fd = -1;
+    for (unsigned attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        snprintf(tmp, size, "%s.%ld.%u.tmp", path, (long)getpid(), attempt);
+        errno = 0;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        fail_file(path, "cannot create a temporary file beside it");
+    FILE *f = fdopen(fd, "w");
     errno = 0;
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+    const int ok = f != NULL && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fd) == 0;
+    const int e = errno;
+    if ((f != NULL ? fclose(f) : close(fd)) != 0 || !ok) {
+        unlink(tmp);
+        errno = ok ? errno : e;
         fail_file(tmp, "cannot write");
-    if (fclose(f) != 0)
-        fail_file(tmp, "cannot write");
+    }
 }
 
 /* Write `text` to `path` through a temporary file renamed over it: a reader sees the old
@@ -392,32 +420,43 @@ static void write_atomically(const char *path, const char *text)
     char tmp[4200];
     write_temp(path, text, tmp, sizeof tmp);
     errno = 0;
-    if (rename(tmp, path) != 0)
+    if (rename(tmp, path) != 0) {
+        const int e = errno;
+        unlink(tmp);
+        errno = e;
         fail_file(path, "cannot write");
+    }
 }
 
 /* DIR/recipe.txt holds what the runs in DIR were trained with; another recipe is refused
- * rather than mixed into them. The first process to start in an empty DIR creates it by
- * link(), which fails if the file exists: of processes starting together one writes it,
- * the others read what it wrote. */
+ * rather than mixed into them. It is read if it is there (so a DIR one may only read still
+ * gathers finished runs). Otherwise it is created by link(), which fails if the file
+ * exists: of processes starting together on an empty DIR one writes it, the others read
+ * what it wrote. */
 static void check_recipe(const char *dir, const char *recipe_line)
 {
-    char path[4200], tmp[4200], have[1024] = "";
+    char path[4200], have[1024] = "";
     snprintf(path, sizeof path, "%s/recipe.txt", dir);
-    mkdir_for(path);
-    write_temp(path, recipe_line, tmp, sizeof tmp);
-    errno = 0;
-    const int made = link(tmp, path) == 0;
-    const int link_errno = errno;
-    unlink(tmp);
-    if (made)
-        return;
     errno = 0;
     FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        errno = f == NULL && errno == ENOENT ? link_errno : errno;
-        fail_file(path, "cannot create or read");
+    if (f == NULL && errno == ENOENT) {
+        char tmp[4200];
+        mkdir_for(path);
+        write_temp(path, recipe_line, tmp, sizeof tmp);
+        errno = 0;
+        const int made = link(tmp, path) == 0, link_errno = errno;
+        unlink(tmp);
+        if (made)
+            return;
+        if (link_errno != EEXIST) { /* e.g. a file system without hard links */
+            errno = link_errno;
+            fail_file(path, "cannot create (link from a temporary file)");
+        }
+        errno = 0;
+        f = fopen(path, "r"); /* another process made it meanwhile */
     }
+    if (f == NULL)
+        fail_file(path, "cannot read");
     if (fgets(have, sizeof have, f) == NULL)
         have[0] = '\0';
     fclose(f);
@@ -472,50 +511,57 @@ static void save_state(const vib_trainer *t, const run_files *f)
     check(vib_trainer_save(t, f->ckpt), "checkpoint");
 }
 
-/* An epoch's training sums so far: the cross-entropy and KL (nats) summed over the rows
- * trained, the rows, the seconds. A run stopped in the middle of an epoch keeps them in
- * DIR/<run>.part ("epoch step sum_ce sum_kl rows seconds"), written before the
- * checkpoint: the resumed epoch's line then holds the means over all its rows, as one
- * uninterrupted epoch would. */
-typedef struct {
-    double ce, kl, rows, secs;
-} epoch_sums;
-
-static void write_part(const run_files *f, uint64_t epoch, uint64_t step, const epoch_sums *a)
-{
-    char text[256];
-    snprintf(text, sizeof text, "%llu %llu %.17g %.17g %.17g %.17g\n",
-             (unsigned long long)epoch, (unsigned long long)step, a->ce, a->kl, a->rows,
-             a->secs);
-    write_atomically(f->part, text);
-}
-
-/* The sums of the epoch a run resumed in, if DIR/<run>.part holds that very position (the
- * epoch, from 1, and the step); 0 otherwise (no file, or one a crash left behind from
- * another position: the epoch's means then cover the steps trained after the resume). */
-static int read_part(const run_files *f, uint64_t epoch, uint64_t step, epoch_sums *a)
-{
-    FILE *in = fopen(f->part, "r");
-    if (in == NULL)
-        return 0;
-    unsigned long long e, st;
-    epoch_sums got;
-    const int ok = fscanf(in, "%llu %llu %lf %lf %lf %lf", &e, &st, &got.ce, &got.kl,
-                          &got.rows, &got.secs) == 6;
-    fclose(in);
-    if (!ok || e != epoch || st != step || !(got.rows > 0.0) || !isfinite(got.ce) ||
-        !isfinite(got.kl) || !isfinite(got.secs))
-        return 0;
-    *a = got;
-    return 1;
-}
-
 /* Rows of an epoch its first `step` steps train (the last batch may be short). */
 static double rows_through(uint64_t step, size_t batch, size_t n)
 {
     const double r = (double)step * (double)batch;
     return r < (double)n ? r : (double)n;
 }
+
+/* An epoch's training sums so far: the cross-entropy and KL (nats) summed over the rows
+ * trained, the rows, the seconds, and `from`, the step after which they begin (0: the
+ * epoch's first). A run stopped in the middle of an epoch keeps them in DIR/<run>.part
+ * ("epoch from step sum_ce sum_kl rows seconds", the stop after `step`), written before
+ * the checkpoint: the resumed epoch's line then holds the means over the rows since
+ * `from`, all of them unless a .part was lost on the way. */
+typedef struct {
+    double ce, kl, rows, secs;
+    uint64_t from;
+} epoch_sums;
+
+static void write_part(const run_files *f, uint64_t epoch, uint64_t step, const epoch_sums *a)
+{
+    char text[256];
+    snprintf(text, sizeof text, "%llu %llu %llu %.17g %.17g %.17g %.17g\n",
+             (unsigned long long)epoch, (unsigned long long)a->from, (unsigned long long)step,
+             a->ce, a->kl, a->rows, a->secs);
+    write_atomically(f->part, text);
+}
+
+/* The sums of the epoch a run resumed in, if DIR/<run>.part holds that very position (the
+ * epoch, from 1, and the step) and rows that agree with its `from`; 0 otherwise (no file,
+ * or one a crash left from another position: a stop killed between the .part and the
+ * checkpoint). Without them the sums start at the resumed step. */
+static int read_part(const run_files *f, uint64_t epoch, uint64_t step, size_t batch,
+                     size_t n, epoch_sums *a)
+{
+    FILE *in = fopen(f->part, "r");
+    if (in == NULL)
+        return 0;
+    unsigned long long e, from, st;
+    epoch_sums got;
+    const int ok = fscanf(in, "%llu %llu %llu %lf %lf %lf %lf", &e, &from, &st, &got.ce,
+                          &got.kl, &got.rows, &got.secs) == 7;
+    fclose(in);
+    if (!ok || e != epoch || st != step || from >= step ||
+        got.rows != rows_through(step, batch, n) - rows_through(from, batch, n) ||
+        !isfinite(got.ce) || !isfinite(got.kl) || !isfinite(got.secs))
+        return 0;
+    got.from = from;
+    *a = got;
+    return 1;
+}
+
 
 /* Train one model at `beta` from `seed` and leave the evaluated (EMA) weights in it. The
  * last epoch's mean training cross-entropy (nats) and KL (bits) go to *ce and *kl_bits,
@@ -560,19 +606,21 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
         curve = open_curve(f->curve, vib_trainer_epochs_done(t), ce_out, kl_out, secs_out);
     }
     /* the epoch resumed in the middle: its sums before the stop, if they were kept */
-    epoch_sums sums = {0.0, 0.0, 0.0, 0.0};
-    uint64_t partial_from = vib_trainer_step_in_epoch(t); /* 0: the line covers the epoch */
-    if (partial_from > 0 &&
-        read_part(f, vib_trainer_epochs_done(t) + 1, partial_from, &sums))
-        partial_from = 0;
+    const uint64_t resumed_at = vib_trainer_step_in_epoch(t);
+    epoch_sums sums = {0.0, 0.0, 0.0, 0.0, resumed_at};
+    if (f != NULL && resumed_at > 0)
+        read_part(f, vib_trainer_epochs_done(t) + 1, resumed_at, rc->batch, n, &sums);
     const size_t first_epoch = (size_t)vib_trainer_epochs_done(t) + 1;
     const double t_begin = now();
+    /* the epochs this process trains, the resumed part counted as its fraction */
+    const double steps = (double)vib_trainer_steps_per_epoch(t);
+    const double first_part = 1.0 - (double)resumed_at / steps;
     for (size_t epoch = first_epoch; epoch <= rc->epochs; epoch++) {
         char label[96];
         snprintf(label, sizeof label, "beta %-6g seed %llu epoch %zu/%zu", beta,
                  (unsigned long long)seed, epoch, rc->epochs);
         train_progress bar = {label, now(), &interrupted};
-        check(vib_trainer_set_callback(t, train_progress_cb, &bar), "callback");
+        check(vib_trainer_set_callback(t, sweep_progress_cb, &bar), "callback");
         const uint64_t from = vib_trainer_step_in_epoch(t);
         double ce, kl;
         check_training(vib_trainer_epoch(t, vib_dataset_images(tr), vib_dataset_labels(tr),
@@ -604,7 +652,7 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
                                  NULL), "evaluate");
         /* the run's ETA: its epochs left at this process's pace, evaluations included
          * (the sweep's comes at the end of each run) */
-        const long eta = lround((now() - t_begin) / (double)(epoch - first_epoch + 1) *
+        const long eta = lround((now() - t_begin) / ((double)(epoch - first_epoch) + first_part) *
                                 (double)(rc->epochs - epoch));
         fprintf(stderr, "  beta %-6g seed %llu epoch %3zu/%zu  %5.1fs  train ce %.4f nats  kl "
                         "%.2f bits  val error %.2f%%  run ETA %ldm%02lds\n", beta,
@@ -612,14 +660,14 @@ static vib_model *train(const recipe *rc, const options *o, const vib_dataset *t
                 100.0 * val_err, eta / 60, eta % 60);
         if (curve != NULL) { /* the line, on the disk, then the checkpoint: see open_curve */
             fprintf(curve, "%zu,%.3f,%.6f,%.6f,%.4f,%llu\n", epoch, secs, *ce_out, *kl_out,
-                    100.0 * val_err, (unsigned long long)partial_from);
+                    100.0 * val_err, (unsigned long long)sums.from);
             errno = 0;
             if (fflush(curve) != 0 || fsync(fileno(curve)) != 0)
                 fail_file(f->curve, "cannot write");
             save_state(t, f);
             unlink(f->part); /* the epoch's sums are in its line now */
         }
-        sums = (epoch_sums){0.0, 0.0, 0.0, 0.0}, partial_from = 0;
+        sums = (epoch_sums){0.0, 0.0, 0.0, 0.0, 0};
         const int out_of_time = f != NULL && o->time_limit_set && now() >= deadline;
         if ((interrupted || out_of_time) && epoch < rc->epochs) {
             fprintf(stderr, "beta_sweep: %s in run %s after %zu epochs; state saved in %s (the "
@@ -820,6 +868,10 @@ int main(int argc, char **argv)
         snprintf(state_line, sizeof state_line, "%.*s | train on %zu | %zu samples\n",
                  (int)strcspn(recipe_line, "\n"), recipe_line, n_train, o.samples);
         check_recipe(o.state, state_line);
+        const char *stop_after = getenv("BETA_SWEEP_TEST_STOP_AFTER");
+        if (stop_after != NULL)
+            test_stop_after = parse_size("BETA_SWEEP_TEST_STOP_AFTER", stop_after, 1,
+                                         (size_t)1 << 40);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_sigint;
@@ -864,6 +916,7 @@ int main(int argc, char **argv)
                     continue;
                 }
                 if (read_row(f->row, beta, seed, rc.epochs, r)) { /* finished meanwhile */
+                    unlink(f->lock);
                     close(lock_fd);
                     finished++;
                     continue;
@@ -895,6 +948,7 @@ int main(int argc, char **argv)
             if (f != NULL) { /* the result, then the checkpoint goes */
                 write_atomically(f->row, r->row);
                 unlink(f->ckpt);
+                unlink(f->part); /* left by a kill between the last checkpoint and its removal */
                 unlink(f->lock); /* a process waiting on it finds the row once it has it */
                 close(lock_fd);  /* releases the lock */
             }
@@ -939,9 +993,9 @@ int main(int argc, char **argv)
     printf("best mean validation error %.2f%% at beta=%g | runs %s | summary %s | %.0f seconds\n",
            best_err, o.betas[best], o.csv, o.summary, now() - t_start);
     if (busy > 0)
-        printf("beta_sweep: %zu runs left out (trained by another process); the tables hold "
-               "the %zu finished ones: the same command again, once they finish, holds all\n",
-               busy, finished);
+        fprintf(stderr, "beta_sweep: %zu runs left out (trained by another process); the "
+                        "tables hold the %zu finished ones: the same command again, once they "
+                        "finish, holds all\n", busy, finished);
     mkdir_for(o.error_plot);
     mkdir_for(o.plane_plot);
     plot(&o, h_y, vib_dataset_size(test));
