@@ -562,7 +562,6 @@ static int read_part(const run_files *f, uint64_t epoch, uint64_t step, size_t b
     return 1;
 }
 
-
 /* Train one model at `beta` from `seed` and leave the evaluated (EMA) weights in it. The
  * last epoch's mean training cross-entropy (nats) and KL (bits) go to *ce and *kl_bits,
  * the training seconds (this run's and, resumed, the earlier ones') to *secs. With `f`
@@ -811,6 +810,25 @@ static void summarize(const options *o, const result *res, size_t *best_b, doubl
     close_table(f, o->summary);
 }
 
+/* The finished runs' table, the summary over seeds, the best beta's line, the figures. */
+static void report(const options *o, const result *res, size_t runs, double h_y,
+                   size_t n_test, double t_start)
+{
+    FILE *csv = open_table(o->csv, RUNS_HEADER);
+    for (size_t k = 0; k < runs; k++)
+        if (res[k].have && fputs(res[k].row, csv) < 0)
+            fail_file(o->csv, "cannot write");
+    close_table(csv, o->csv);
+    size_t best = 0;
+    double best_err;
+    summarize(o, res, &best, &best_err);
+    printf("best mean validation error %.2f%% at beta=%g | runs %s | summary %s | %.0f seconds\n",
+           best_err, o->betas[best], o->csv, o->summary, now() - t_start);
+    mkdir_for(o->error_plot);
+    mkdir_for(o->plane_plot);
+    plot(o, h_y, n_test);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -971,34 +989,17 @@ int main(int argc, char **argv)
             }
         }
 
-    if (finished == 0) { /* every run is another process's: nothing to tabulate */
+    if (finished == 0) /* every run is another process's: nothing to tabulate */
         fprintf(stderr, "beta_sweep: all %zu runs are trained by other processes sharing %s: "
                         "no tables or plots (the same command again, once they finish, "
                         "writes them)\n", busy, o.state);
-        free(res);
-        vib_dataset_free(train_set);
-        vib_dataset_free(val);
-        vib_dataset_free(test);
-        return EXIT_INCOMPLETE;
-    }
-    FILE *csv = open_table(o.csv, RUNS_HEADER);
-    for (size_t k = 0; k < runs; k++)
-        if (res[k].have && fputs(res[k].row, csv) < 0)
-            fail_file(o.csv, "cannot write");
-    close_table(csv, o.csv);
-    size_t best = 0;
-    double best_err;
-    summarize(&o, res, &best, &best_err);
-    free(res);
-    printf("best mean validation error %.2f%% at beta=%g | runs %s | summary %s | %.0f seconds\n",
-           best_err, o.betas[best], o.csv, o.summary, now() - t_start);
-    if (busy > 0)
+    else
+        report(&o, res, runs, h_y, vib_dataset_size(test), t_start);
+    if (busy > 0 && finished > 0)
         fprintf(stderr, "beta_sweep: %zu runs left out (trained by another process); the "
                         "tables hold the %zu finished ones: the same command again, once they "
                         "finish, holds all\n", busy, finished);
-    mkdir_for(o.error_plot);
-    mkdir_for(o.plane_plot);
-    plot(&o, h_y, vib_dataset_size(test));
+    free(res);
     vib_dataset_free(train_set);
     vib_dataset_free(val);
     vib_dataset_free(test);
