@@ -697,11 +697,28 @@ typedef struct {
     "beta,log10_beta,val_error_pct,test_error_pct,izx_bits,izy_bits,val_ce_nats,"             \
     "train_ce_nats,train_kl_bits,epochs,seconds,seed\n"
 
+/* The fields of a result row; 1 if all 12 are there. */
+static int parse_row(const char *line, result *r)
+{
+    double lb;
+    unsigned long long s;
+    if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%zu,%lf,%llu", &r->beta, &lb,
+               &r->val_err, &r->test_err, &r->izx, &r->izy, &r->val_ce, &r->train_ce,
+               &r->train_kl, &r->epochs, &r->secs, &s) != 12)
+        return 0;
+    r->seed = (uint64_t)s;
+    return 1;
+}
+
+/* r's row, and r's fields set to what the row says: a run trained here then counts in the
+ * summary exactly as it will when a later call reads its .row, so a gathered summary does
+ * not depend on which process trained which run. */
 static void format_row(result *r)
 {
     snprintf(r->row, sizeof r->row, "%g,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu,%.1f,%llu\n",
              r->beta, log10(r->beta), r->val_err, r->test_err, r->izx, r->izy, r->val_ce,
              r->train_ce, r->train_kl, r->epochs, r->secs, (unsigned long long)r->seed);
+    parse_row(r->row, r);
 }
 
 /* A finished run's .row file, checked to be that run's (its beta, seed and epochs). */
@@ -711,17 +728,12 @@ static int read_row(const char *path, double beta, uint64_t seed, size_t epochs,
     if (f == NULL)
         return 0;
     char line[512];
-    double lb;
-    unsigned long long s;
-    const int ok = fgets(line, sizeof line, f) != NULL &&
-                   sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%zu,%lf,%llu", &r->beta,
-                          &lb, &r->val_err, &r->test_err, &r->izx, &r->izy, &r->val_ce,
-                          &r->train_ce, &r->train_kl, &r->epochs, &r->secs, &s) == 12;
+    const int ok = fgets(line, sizeof line, f) != NULL && parse_row(line, r);
     fclose(f);
     errno = 0;
-    if (!ok || s != seed || r->epochs != epochs || fabs(r->beta - beta) > 1e-5 * beta)
+    if (!ok || r->seed != seed || r->epochs != epochs || fabs(r->beta - beta) > 1e-5 * beta)
         fail_file(path, "not this run's result (remove it to train the run again)");
-    r->seed = seed, r->have = 1;
+    r->have = 1;
     snprintf(r->row, sizeof r->row, "%s", line);
     return 1;
 }
