@@ -3,7 +3,8 @@
 #   make                 build lib/libvib.so.X.Y.Z (+ symlinks), lib/libvib.a and the examples
 #   make run             install missing packages, fetch MNIST, build, train (results/)
 #   make robustness      attacks, out-of-distribution detection and calibration of
-#                        deterministic and VIB classifiers (results/robustness/, an hour)
+#                        deterministic and VIB classifiers (results/robustness/, about
+#                        20 minutes on two cores)
 #   make check           unit tests, the ABI check, the Python ctypes test, the
 #                        documentation's C examples, the Python package's tests, then
 #                        the unit tests again under ASan + UBSan
@@ -353,14 +354,14 @@ run:
 
 # The problem set's question 3 (c) and (d): validation error and the information plane
 # against beta (beta_sweep, about ten minutes on two cores), then the K = 2 latent spaces
-# of three digits at beta 1e-6, 1e-3 and 1 (latent2d, a few minutes); CSVs and PNGs
+# of three digits at beta 1e-6, 1e-3 and 1 (latent2d, under a minute); CSVs and PNGs
 # under results/.
 experiments:
 	$(MAKE) all data
 	./examples/beta_sweep
 	./examples/latent2d
 
-# What the bottleneck buys (examples/robustness, about an hour on two cores): a
+# What the bottleneck buys (examples/robustness, about 20 minutes on two cores): a
 # deterministic and three VIB classifiers under FGSM, PGD and a targeted L2 attack,
 # MNIST told from Fashion-MNIST, and calibration; CSVs and PNGs in results/robustness/.
 # The models are kept there and reloaded (--reuse) by the next run.
